@@ -1,0 +1,89 @@
+// The framework's ops: what models compose. Each op checks its inputs (a wrong shape, dtype or
+// device is an ft::Error naming the op and the shapes), runs the device's kernel from
+// kernels/, and records its backward on the autograd tape (framework/autograd.h).
+//
+//   ft::Generator gen(42);
+//   ft::Tensor w = ft::randn({4, 3}, gen).set_requires_grad(true);
+//   ft::Tensor x = ft::randn({8, 3}, gen);
+//   ft::Tensor loss = ft::mean(ft::gelu(ft::matmul(x, w, false, true)));
+//   loss.backward();  // w.grad() now holds d(loss)/dw
+//
+// Floating ops compute in the inputs' dtype (f32 or f64 on the CPU); token ids and targets are
+// i32. One file per op in framework/ops/; its kernels live in kernels/<op>/.
+#pragma once
+
+#include <vector>
+
+#include "framework/random.h"
+#include "framework/tensor.h"
+
+namespace ft {
+
+// ---- elementwise (framework/ops/elementwise.cpp) -----------------------------------------
+// Binary ops broadcast as NumPy does: shapes align at the right, a size-1 dimension stretches.
+Tensor add(const Tensor& a, const Tensor& b);
+Tensor sub(const Tensor& a, const Tensor& b);
+Tensor mul(const Tensor& a, const Tensor& b);
+Tensor scale(const Tensor& x, double factor);
+// GELU, tanh form as in GPT-2: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
+Tensor gelu(const Tensor& x);
+// dst += src in place, same shape and dtype, outside autograd (gradient accumulation).
+void add_(const Tensor& dst, const Tensor& src);
+// Sums `x` over the dimensions in which `shape` was broadcast to x's shape (the backward of
+// broadcasting); outside autograd.
+Tensor sum_to_shape(const Tensor& x, const Shape& shape);
+
+// ---- reductions (framework/ops/reduce.cpp) -----------------------------------------------
+Tensor sum(const Tensor& x);   // all elements, shape []
+Tensor mean(const Tensor& x);  // all elements, shape []
+
+// ---- matrix products (framework/ops/matmul.cpp) ------------------------------------------
+// a: [..., M, K] (or [..., K, M] with transpose_a), b: [..., K, N] (or [..., N, K] with
+// transpose_b). Batch dimensions must be equal, or b is 2-D and shared by every batch.
+Tensor matmul(const Tensor& a, const Tensor& b, bool transpose_a = false, bool transpose_b = false);
+// x: [..., in], weight: [out, in] (PyTorch's layout), bias: [out] or undefined.
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias);
+
+// ---- normalisation and softmax -------------------------------------------------------------
+// Over the last dimension; weight and bias: [C]. (framework/ops/layer_norm.cpp)
+Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps = 1e-5);
+// Over the last dimension. (framework/ops/softmax.cpp)
+Tensor softmax(const Tensor& x);
+
+// ---- embedding and dropout -----------------------------------------------------------------
+// ids: i32 of any shape, values in [0, V); weight: [V, C]; result: ids.shape + [C].
+Tensor embedding(const Tensor& ids, const Tensor& weight);
+// Zeroes each element with probability p and scales the rest by 1/(1-p); draws from `gen`.
+// The mask is recomputed from the generator's counters in the backward, never stored.
+Tensor dropout(const Tensor& x, double p, Generator& gen);
+
+// ---- shape (framework/ops/shape.cpp): views where the layout allows, copies otherwise -------
+Tensor reshape(const Tensor& x, Shape shape);  // one size may be -1
+Tensor transpose(const Tensor& x, int64_t dim0, int64_t dim1);
+Tensor slice(const Tensor& x, int64_t dim, int64_t start, int64_t end);
+Tensor concat(const std::vector<Tensor>& xs, int64_t dim);
+Tensor contiguous(const Tensor& x);
+
+// ---- attention (framework/ops/attention.cpp): the plain "math" form ------------------------
+struct AttentionOptions {
+  bool causal = true;
+  // Optional i32 [B, T]: query i sees key j only when both have the same id >= 0 (packed rows
+  // hold several documents; padding has id -1 and sees nothing, its output is zero).
+  Tensor segment_ids;
+  double scale = 0.0;  // 0 means 1/sqrt(head_dim)
+};
+// q, k, v: [B, H, T, D]; result [B, H, T, D] = softmax(q k^T * scale + mask) v.
+Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionOptions& options = {});
+
+// ---- rotary position embedding (framework/ops/rotary.cpp) ----------------------------------
+// x: [B, H, T, D] with D even. Rotates the pairs (x[i], x[i + D/2]) by the angle
+// position * base^(-2i/D). positions: i32 [B, T], or undefined for 0..T-1 in every row
+// (packed rows restart their positions at each document).
+Tensor rotary_embedding(const Tensor& x, const Tensor& positions, double base = 10000.0);
+
+// ---- loss (framework/ops/cross_entropy.cpp) -----------------------------------------------
+// logits: [N, V]; targets: i32 [N] in [0, V) or ignore_index. The mean over the targets that
+// are not ignored of -log softmax(logits)[target]; zero when all are ignored.
+Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int ignore_index = -100);
+
+}  // namespace ft

@@ -1,0 +1,22 @@
+// Matrix product on the CPU, the reference for cuBLAS(Lt) on the GPU. Row-major:
+//   C[i, j] (+)= sum_k op(A)[i, k] * op(B)[k, j]
+// where op(A)[i, k] is A[i * lda + k], or A[k * lda + i] when A is transposed; likewise B.
+// Rows of C are shared among OpenMP threads; the inner loop runs over contiguous memory
+// (i-k-j order when B is not transposed, a dot product over k when it is).
+#pragma once
+
+#include <cstdint>
+
+namespace ft::kernels {
+
+struct GemmShape {
+  int64_t m, n, k;
+  bool transpose_a, transpose_b;
+  int64_t lda, ldb, ldc;
+};
+
+// C = op(A) op(B), overwriting C (accumulate = false) or adding to it.
+template <class T>
+void gemm_cpu(const GemmShape& s, const T* a, const T* b, T* c, bool accumulate);
+
+}  // namespace ft::kernels

@@ -1,0 +1,10 @@
+// The subcommands, one file each. Each adds itself to the app with a callback that runs it.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace ft::tools {
+
+void add_info_command(CLI::App& app);
+
+}  // namespace ft::tools
