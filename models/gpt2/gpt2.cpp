@@ -1,0 +1,94 @@
+#include "models/gpt2/gpt2.h"
+
+#include <cmath>
+
+namespace ft::models {
+
+Gpt2Config gpt2_config(const std::string& name) {
+  if (name == "gpt2-124m") return {50257, 1024, 12, 12, 768};
+  if (name == "gpt2-350m") return {50257, 1024, 24, 16, 1024};
+  if (name == "gpt2-774m") return {50257, 1024, 36, 20, 1280};
+  if (name == "gpt2-1558m") return {50257, 1024, 48, 25, 1600};
+  if (name == "tiny") return {50257, 256, 2, 4, 64};
+  throw Error(str("unknown GPT-2 size '", name, "' (expected gpt2-124m, gpt2-350m, gpt2-774m, gpt2-1558m or tiny)"));
+}
+
+Gpt2::Gpt2(const Gpt2Config& config, Generator& init, DType dtype, Device device) : config_(config) {
+  FT_CHECK(config.n_layer > 0 && config.n_head > 0 && config.n_embd > 0 && config.vocab_size > 0 &&
+               config.block_size > 0,
+           "gpt2: every size must be positive");
+  FT_CHECK(config.n_embd % config.n_head == 0, "gpt2: n_embd ", config.n_embd, " is not divisible by n_head ",
+           config.n_head);
+  const int64_t c = config.n_embd;
+  const double residual_std = 0.02 / std::sqrt(2.0 * config.n_layer);
+  auto param = [&](const std::string& name, Shape shape, double std, bool decay) {
+    Tensor t = std == 0 ? Tensor::zeros(shape, dtype, device) : Tensor::empty(shape, dtype, device);
+    if (std > 0) normal_(t, init, 0.0, std);
+    t.set_requires_grad(true).set_name(name);
+    parameters_.push_back({name, t, decay});
+    return t;
+  };
+  auto ones = [&](const std::string& name, int64_t n) {
+    Tensor t = Tensor::full({n}, 1.0, dtype, device);
+    t.set_requires_grad(true).set_name(name);
+    parameters_.push_back({name, t, false});
+    return t;
+  };
+  wte_ = param("wte.weight", {config.vocab_size, c}, 0.02, false);
+  wpe_ = param("wpe.weight", {config.block_size, c}, 0.02, false);
+  for (int64_t l = 0; l < config.n_layer; ++l) {
+    const std::string p = "h." + std::to_string(l) + ".";
+    Block b;
+    b.ln_1_weight = ones(p + "ln_1.weight", c);
+    b.ln_1_bias = param(p + "ln_1.bias", {c}, 0, false);
+    b.c_attn_weight = param(p + "attn.c_attn.weight", {3 * c, c}, 0.02, true);
+    b.c_attn_bias = param(p + "attn.c_attn.bias", {3 * c}, 0, false);
+    b.attn_proj_weight = param(p + "attn.c_proj.weight", {c, c}, residual_std, true);
+    b.attn_proj_bias = param(p + "attn.c_proj.bias", {c}, 0, false);
+    b.ln_2_weight = ones(p + "ln_2.weight", c);
+    b.ln_2_bias = param(p + "ln_2.bias", {c}, 0, false);
+    b.c_fc_weight = param(p + "mlp.c_fc.weight", {4 * c, c}, 0.02, true);
+    b.c_fc_bias = param(p + "mlp.c_fc.bias", {4 * c}, 0, false);
+    b.mlp_proj_weight = param(p + "mlp.c_proj.weight", {c, 4 * c}, residual_std, true);
+    b.mlp_proj_bias = param(p + "mlp.c_proj.bias", {c}, 0, false);
+    blocks_.push_back(b);
+  }
+  ln_f_weight_ = ones("ln_f.weight", c);
+  ln_f_bias_ = param("ln_f.bias", {c}, 0, false);
+}
+
+int64_t Gpt2::parameter_count() const {
+  int64_t n = 0;
+  for (const NamedParameter& p : parameters_) n += p.tensor.numel();
+  return n;
+}
+
+// x: [B, T, C] -> x + proj(attention(split_heads(c_attn(ln_1(x))))).
+Tensor Gpt2::attention_block(const Block& b, const Tensor& x) const {
+  const int64_t batch = x.size(0), t = x.size(1), c = config_.n_embd, h = config_.n_head;
+  Tensor qkv = linear(layer_norm(x, b.ln_1_weight, b.ln_1_bias), b.c_attn_weight, b.c_attn_bias);
+  auto heads = [&](int64_t part) {  // [B, T, C] slice -> [B, H, T, D]
+    return transpose(reshape(slice(qkv, 2, part * c, (part + 1) * c), {batch, t, h, c / h}), 1, 2);
+  };
+  Tensor y = attention(heads(0), heads(1), heads(2), AttentionOptions{});
+  y = reshape(transpose(y, 1, 2), {batch, t, c});
+  return add(x, linear(y, b.attn_proj_weight, b.attn_proj_bias));
+}
+
+// x -> x + proj(gelu(fc(ln_2(x)))).
+Tensor Gpt2::mlp_block(const Block& b, const Tensor& x) const {
+  Tensor hidden = gelu(linear(layer_norm(x, b.ln_2_weight, b.ln_2_bias), b.c_fc_weight, b.c_fc_bias));
+  return add(x, linear(hidden, b.mlp_proj_weight, b.mlp_proj_bias));
+}
+
+Tensor Gpt2::forward(const Tensor& ids) const {
+  FT_CHECK(ids.defined() && ids.dim() == 2, "gpt2: ids must be [batch, time], got ",
+           ids.defined() ? shape_str(ids.shape()) : "undefined");
+  const int64_t t = ids.size(1);
+  FT_CHECK(t <= config_.block_size, "gpt2: sequence length ", t, " exceeds block_size ", config_.block_size);
+  Tensor x = add(embedding(ids, wte_), slice(wpe_, 0, 0, t));
+  for (const Block& b : blocks_) x = mlp_block(b, attention_block(b, x));
+  return linear(layer_norm(x, ln_f_weight_, ln_f_bias_), wte_, Tensor());
+}
+
+}  // namespace ft::models

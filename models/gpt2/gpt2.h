@@ -1,0 +1,62 @@
+// GPT-2 (Radford et al. 2019): token and learned position embeddings, n pre-LayerNorm blocks
+// of causal self-attention and a GELU MLP, a final LayerNorm, and an output projection tied
+// to the token embedding. Built only from framework ops, so it runs wherever they run.
+//
+// Parameters carry Hugging Face's names without the "transformer." prefix ("h.0.attn.c_attn
+// .weight"), but linear weights are stored [out, in] as framework/ops.h's linear() takes them
+// (Hugging Face's Conv1D stores [in, out]; conversion transposes).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "framework/ops.h"
+
+namespace ft::models {
+
+struct Gpt2Config {
+  int64_t vocab_size = 50257;
+  int64_t block_size = 1024;  // the longest sequence (learned positions)
+  int64_t n_layer = 12;
+  int64_t n_head = 12;
+  int64_t n_embd = 768;
+};
+
+// Named sizes: "gpt2-124m", "gpt2-350m", "gpt2-774m", "gpt2-1558m", and "tiny" (a small model
+// for tests and CPU runs). Throws ft::Error naming the choices for an unknown name.
+Gpt2Config gpt2_config(const std::string& name);
+
+struct NamedParameter {
+  std::string name;
+  Tensor tensor;
+  bool weight_decay;  // GPT-2 practice: matrices decay; biases, norms and embeddings do not
+};
+
+class Gpt2 {
+ public:
+  // Initialises as GPT-2 does: normal(0, 0.02) weights, zero biases, unit LayerNorm gains, and
+  // the projections into the residual stream scaled by 1/sqrt(2 n_layer).
+  Gpt2(const Gpt2Config& config, Generator& init, DType dtype = DType::f32, Device device = Device::cpu());
+
+  // ids: i32 [B, T] with T <= block_size; returns logits [B, T, vocab_size].
+  Tensor forward(const Tensor& ids) const;
+
+  const Gpt2Config& config() const { return config_; }
+  const std::vector<NamedParameter>& parameters() const { return parameters_; }
+  int64_t parameter_count() const;
+
+ private:
+  struct Block {
+    Tensor ln_1_weight, ln_1_bias, c_attn_weight, c_attn_bias, attn_proj_weight, attn_proj_bias;
+    Tensor ln_2_weight, ln_2_bias, c_fc_weight, c_fc_bias, mlp_proj_weight, mlp_proj_bias;
+  };
+  Tensor attention_block(const Block& b, const Tensor& x) const;
+  Tensor mlp_block(const Block& b, const Tensor& x) const;
+
+  Gpt2Config config_;
+  Tensor wte_, wpe_, ln_f_weight_, ln_f_bias_;
+  std::vector<Block> blocks_;
+  std::vector<NamedParameter> parameters_;
+};
+
+}  // namespace ft::models
