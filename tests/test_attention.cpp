@@ -79,6 +79,10 @@ TEST_CASE("attention matches a plain-loop reference under every mask") {
     CHECK(relative_error(attention(x.q, x.k, x.v, scaled).to_double_vector(),
                          reference_attention(x.q, x.k, x.v, causal, segments, 0.3)) < 1e-13);
   }
+  // Large enough for the kernel to split heads among threads.
+  const Qkv big = random_qkv({2, 4, 40, 16}, 40);
+  CHECK(relative_error(attention(big.q, big.k, big.v).to_double_vector(),
+                       reference_attention(big.q, big.k, big.v, true, {}, 0.25)) < 1e-13);
 }
 
 TEST_CASE("causal attention differs from bidirectional, and its first query sees only the first key") {

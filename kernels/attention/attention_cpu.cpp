@@ -28,18 +28,18 @@ bool key_visible(const AttentionMask& mask, const int32_t* segments, int64_t que
 template <class T>
 void attention_forward_cpu(const AttentionShape& s, const AttentionMask& mask, T scale, const T* q, const T* k,
                            const T* v, T* probs, T* out) {
-  const int64_t t = s.seq_len, d = s.head_dim, heads = s.batch * s.heads;
-  // One head per iteration; the products and softmax inside run serially under it.
-#pragma omp parallel for schedule(static) if (heads * t * t * d > 65536)
-  for (int64_t bh = 0; bh < heads; ++bh) {
+  const int64_t t = s.seq_len, d = s.head_dim, batch_heads = s.batch * s.heads;
+  // One head per iteration; the products and softmax inside stay serial (nested regions).
+#pragma omp parallel for schedule(static) if (batch_heads * t * t * d > 65536)
+  for (int64_t bh = 0; bh < batch_heads; ++bh) {
     const int64_t qkv = bh * t * d;
     const int32_t* segments = mask.segment_ids ? mask.segment_ids + (bh / s.heads) * t : nullptr;
     T* p = probs + bh * t * t;
-    product(p, q + qkv, false, k + qkv, true, t, t, d);  // S = Q K^T
+    product(p, q + qkv, false, k + qkv, true, t, t, d);     // S = Q K^T (scaled and masked below)
     for (int64_t i = 0; i < t; ++i)
       for (int64_t j = 0; j < t; ++j)
         p[i * t + j] = key_visible(mask, segments, i, j) ? p[i * t + j] * scale : -std::numeric_limits<T>::infinity();
-    softmax_forward_cpu(p, p, t, t);                      // P = softmax(S)
+    softmax_forward_cpu(p, p, t, t);                        // P = softmax(S)
     product(out + qkv, p, false, v + qkv, false, t, d, t);  // O = P V
   }
 }
@@ -47,10 +47,10 @@ void attention_forward_cpu(const AttentionShape& s, const AttentionMask& mask, T
 template <class T>
 void attention_backward_cpu(const AttentionShape& s, T scale, const T* q, const T* k, const T* v, const T* probs,
                             const T* d_out, T* dq, T* dk, T* dv) {
-  const int64_t t = s.seq_len, d = s.head_dim, heads = s.batch * s.heads;
-  std::vector<T> d_scores(heads * t * t);  // allocated here: nothing may throw inside the loop
-#pragma omp parallel for schedule(static) if (heads * t * t * d > 65536)
-  for (int64_t bh = 0; bh < heads; ++bh) {
+  const int64_t t = s.seq_len, d = s.head_dim, batch_heads = s.batch * s.heads;
+  std::vector<T> d_scores(batch_heads * t * t);  // allocated here: nothing may throw inside the loop
+#pragma omp parallel for schedule(static) if (batch_heads * t * t * d > 65536)
+  for (int64_t bh = 0; bh < batch_heads; ++bh) {
     const int64_t qkv = bh * t * d;
     const T* p = probs + bh * t * t;
     T* ds = d_scores.data() + bh * t * t;
