@@ -109,8 +109,9 @@ TEST_CASE("cross_entropy stays finite with huge logits") {
 
 TEST_CASE("cross_entropy rejects bad targets and inputs, naming the op and the shapes") {
   Tensor logits = random_f64({4, 7}, 6);
-  CHECK_THROWS_WITH(cross_entropy(logits, Tensor::from_ints({0, 1, 7, 2}, {4})),
-                    doctest::Contains("cross_entropy: target 7 at position 2 is out of range [0, 7) for logits [4, 7]"));
+  CHECK_THROWS_WITH(
+      cross_entropy(logits, Tensor::from_ints({0, 1, 7, 2}, {4})),
+      doctest::Contains("cross_entropy: target 7 at position 2 is out of range [0, 7) for logits [4, 7]"));
   CHECK_THROWS_WITH(cross_entropy(logits, Tensor::from_ints({0, -1, 3, 2}, {4})),
                     doctest::Contains("cross_entropy: target -1 at position 1 is out of range [0, 7)"));
   CHECK_THROWS_WITH(cross_entropy(logits, Tensor::from_ints({0, 1, 2}, {3})),

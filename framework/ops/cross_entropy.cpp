@@ -19,11 +19,23 @@ int64_t count_targets(const Tensor& targets, const Shape& logits_shape, int igno
   int64_t count = 0;
   for (int64_t n = 0; n < targets.numel(); ++n) {
     if (p[n] == ignore_index) continue;
-    FT_CHECK(p[n] >= 0 && p[n] < vocab, "cross_entropy: target ", p[n], " at position ", n,
-              " is out of range [0, ", vocab, ") for logits ", shape_str(logits_shape), " (ignore_index ", ignore_index, ")");
+    FT_CHECK(p[n] >= 0 && p[n] < vocab, "cross_entropy: target ", p[n], " at position ", n, " is out of range [0, ",
+             vocab, ") for logits ", shape_str(logits_shape), " (ignore_index ", ignore_index, ")");
     ++count;
   }
   return count;
+}
+
+// dlogits = scale * (softmax - onehot) on rows with a target, 0 on ignored rows.
+Tensor cross_entropy_backward(const Tensor& logits, const Tensor& targets, const Tensor& lse, int ignore_index,
+                              double scale) {
+  Tensor dlogits = Tensor::empty(logits.shape(), logits.dtype(), logits.device());
+  dispatch_float("cross_entropy backward", logits.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    kernels::cross_entropy_backward_cpu<T>(dlogits.data<T>(), logits.data<T>(), lse.data<T>(), targets.data<int32_t>(),
+                                           logits.size(0), logits.size(1), ignore_index, static_cast<T>(scale));
+  });
+  return dlogits;
 }
 
 }  // namespace
@@ -46,22 +58,15 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int ignore_ind
   Tensor loss = Tensor::empty({}, logits.dtype(), logits.device());
   dispatch_float("cross_entropy", logits.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    double total = kernels::cross_entropy_forward_cpu<T>(lse.data<T>(), lc.data<T>(), tc.data<int32_t>(), rows,
-                                                         vocab, ignore_index);
+    double total = kernels::cross_entropy_forward_cpu<T>(lse.data<T>(), lc.data<T>(), tc.data<int32_t>(), rows, vocab,
+                                                         ignore_index);
     *loss.data<T>() = static_cast<T>(count > 0 ? total / static_cast<double>(count) : 0.0);
   });
 
   return record(loss, "cross_entropy", {logits, targets},
                 [lc, tc, lse, count, ignore_index](const Tensor& g, const GradNeeds&) {
                   const double scale = count > 0 ? g.item() / static_cast<double>(count) : 0.0;
-                  Tensor dlogits = Tensor::empty(lc.shape(), lc.dtype(), lc.device());
-                  dispatch_float("cross_entropy backward", lc.dtype(), [&](auto tag) {
-                    using T = decltype(tag);
-                    kernels::cross_entropy_backward_cpu<T>(dlogits.data<T>(), lc.data<T>(), lse.data<T>(),
-                                                           tc.data<int32_t>(), lc.size(0), lc.size(1),
-                                                           ignore_index, static_cast<T>(scale));
-                  });
-                  return std::vector<Tensor>{dlogits, Tensor()};
+                  return std::vector<Tensor>{cross_entropy_backward(lc, tc, lse, ignore_index, scale), Tensor()};
                 });
 }
 

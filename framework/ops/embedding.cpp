@@ -15,8 +15,8 @@ void check_ids_in_range(const Tensor& ids, const Tensor& weight) {
   const int64_t vocab = weight.size(0);
   const int32_t* p = ids.data<int32_t>();
   for (int64_t i = 0; i < ids.numel(); ++i)
-    FT_CHECK(p[i] >= 0 && p[i] < vocab, "embedding: token id ", p[i], " at position ", i,
-             " is out of range [0, ", vocab, ") for weight ", shape_str(weight.shape()));
+    FT_CHECK(p[i] >= 0 && p[i] < vocab, "embedding: token id ", p[i], " at position ", i, " is out of range [0, ",
+             vocab, ") for weight ", shape_str(weight.shape()));
 }
 
 }  // namespace

@@ -36,7 +36,8 @@ AdamW::AdamW(std::vector<ParamGroup> groups, AdamWOptions options) : options_(op
     for (size_t pi = 0; pi < group.params.size(); ++pi) {
       const Tensor& p = group.params[pi];
       FT_CHECK(p.defined(), "adamw: ", param_label(gi, pi, p), " is undefined");
-      FT_CHECK(p.is_leaf(), "adamw: ", param_label(gi, pi, p), " is not a leaf (an op computed it); pass the parameter itself");
+      FT_CHECK(p.is_leaf(), "adamw: ", param_label(gi, pi, p),
+               " is not a leaf (an op computed it); pass the parameter itself");
       FT_CHECK(seen.insert(p.impl()).second, "adamw: ", param_label(gi, pi, p), " is listed twice");
       if (!p.requires_grad()) continue;  // frozen: no state, never updated
       FT_CHECK(p.dtype() == DType::f32 || p.dtype() == DType::f64, "adamw: ", param_label(gi, pi, p),
@@ -44,8 +45,8 @@ AdamW::AdamW(std::vector<ParamGroup> groups, AdamWOptions options) : options_(op
       FT_CHECK(p.is_contiguous(), "adamw: ", param_label(gi, pi, p), " is not contiguous");
       params_.push_back(p);
       weight_decays_.push_back(group.weight_decay);
-      states_.push_back({Tensor::zeros(p.shape(), p.dtype(), p.device()),
-                         Tensor::zeros(p.shape(), p.dtype(), p.device()), 0});
+      states_.push_back(
+          {Tensor::zeros(p.shape(), p.dtype(), p.device()), Tensor::zeros(p.shape(), p.dtype(), p.device()), 0});
     }
   }
 }
@@ -67,8 +68,7 @@ void AdamW::step() {
     const Tensor g = p.grad().contiguous();
     AdamWState& s = states_[i];
     ++s.step;
-    const kernels::AdamWHyper hyper{options_.lr, options_.beta1, options_.beta2, options_.eps, weight_decays_[i],
-                                    s.step};
+    kernels::AdamWHyper hyper{options_.lr, options_.beta1, options_.beta2, options_.eps, weight_decays_[i], s.step};
     dispatch_float("adamw", p.dtype(), [&](auto tag) {
       using T = decltype(tag);
       kernels::adamw_step_cpu<T>(p.data<T>(), g.data<T>(), s.exp_avg.data<T>(), s.exp_avg_sq.data<T>(), p.numel(),

@@ -53,10 +53,9 @@ void cross_entropy_backward_cpu(T* dlogits, const T* logits, const T* lse, const
   }
 }
 
-#define FT_INSTANTIATE(T)                                                                                       \
-  template double cross_entropy_forward_cpu<T>(T*, const T*, const int32_t*, int64_t, int64_t, int32_t);       \
-  template void cross_entropy_backward_cpu<T>(T*, const T*, const T*, const int32_t*, int64_t, int64_t, int32_t, \
-                                              T);
+#define FT_INSTANTIATE(T)                                                                                \
+  template double cross_entropy_forward_cpu<T>(T*, const T*, const int32_t*, int64_t, int64_t, int32_t); \
+  template void cross_entropy_backward_cpu<T>(T*, const T*, const T*, const int32_t*, int64_t, int64_t, int32_t, T);
 FT_INSTANTIATE(float)
 FT_INSTANTIATE(double)
 #undef FT_INSTANTIATE

@@ -34,8 +34,8 @@ void embedding_backward_cpu(T* dweight, const int32_t* ids, const T* dout, int64
   }
 }
 
-#define FT_INSTANTIATE(T)                                                                            \
-  template void embedding_forward_cpu<T>(T*, const int32_t*, const T*, int64_t, int64_t);           \
+#define FT_INSTANTIATE(T)                                                                 \
+  template void embedding_forward_cpu<T>(T*, const int32_t*, const T*, int64_t, int64_t); \
   template void embedding_backward_cpu<T>(T*, const int32_t*, const T*, int64_t, int64_t, int64_t);
 FT_INSTANTIATE(float)
 FT_INSTANTIATE(double)
