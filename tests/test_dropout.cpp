@@ -1,0 +1,114 @@
+// dropout: the mask is a function of the generator's state (same seed, restored state ->
+// same mask), its statistics, the gradient (mask times scale), and input errors.
+#include <doctest/doctest.h>
+
+#include <cmath>
+
+#include "framework/ops.h"
+#include "kernels/random/philox.h"
+#include "tests/support/gradcheck.h"
+
+using namespace ft;
+using ft::testing::random_f64;
+
+namespace {
+
+// The mask scaled by 1/(1-p), from the documented rule: element i is kept iff
+// philox_uniform(seed, first + i) > p.
+std::vector<double> scaled_mask(const GeneratorState& state, int64_t n, double p) {
+  std::vector<double> mask(n);
+  for (int64_t i = 0; i < n; ++i)
+    mask[i] = kernels::philox_uniform(state.seed, state.offset + i) > static_cast<float>(p) ? 1.0 / (1.0 - p) : 0.0;
+  return mask;
+}
+
+// An op for gradcheck and the fp32 comparison: every call draws the same mask.
+testing::OpFn dropout_fn(Generator& gen, double p) {
+  const GeneratorState start = gen.state();
+  return [&gen, p, start](const std::vector<Tensor>& in) {
+    gen.set_state(start);
+    return dropout(in[0], p, gen);
+  };
+}
+
+}  // namespace
+
+TEST_CASE("dropout forward keeps elements by the generator's Philox counters") {
+  Generator gen(11);
+  gen.take(5);  // a non-zero starting counter
+  const GeneratorState before = gen.state();
+  Tensor x = random_f64({3, 7}, 1);
+  Tensor y = dropout(x, 0.4, gen);
+  CHECK(gen.state().offset == before.offset + 21);
+  std::vector<double> mask = scaled_mask(before, 21, 0.4), xs = x.to_double_vector(), expected;
+  for (size_t i = 0; i < mask.size(); ++i) expected.push_back(xs[i] * mask[i]);
+  CHECK(testing::relative_error(y.to_double_vector(), expected) < 1e-15);
+  Generator again(11);
+  again.take(5);
+  CHECK(testing::fp32_vs_fp64_error(dropout_fn(again, 0.4), {x}) < 1e-5);
+}
+
+TEST_CASE("dropout masks repeat for the same seed and a restored state, and differ otherwise") {
+  Tensor x = Tensor::full({1000}, 1.0);
+  Generator a(3), b(3);
+  Tensor ya = dropout(x, 0.5, a);
+  CHECK(dropout(x, 0.5, b).to_double_vector() == ya.to_double_vector());
+  const GeneratorState saved = a.state();
+  Tensor next = dropout(x, 0.5, a);
+  CHECK(next.to_double_vector() != ya.to_double_vector());  // the generator moved on
+  Generator c(99);
+  c.set_state(saved);
+  CHECK(dropout(x, 0.5, c).to_double_vector() == next.to_double_vector());
+}
+
+TEST_CASE("dropout keeps a fraction 1-p and preserves the mean in expectation") {
+  // 200000 elements: above the kernel's threshold, so the parallel path runs too.
+  const int64_t n = 200000;
+  const double p = 0.3;
+  Generator gen(5);
+  std::vector<double> y = dropout(Tensor::full({n}, 1.0), p, gen).to_double_vector();
+  double kept = 0, mean = 0;
+  for (double v : y) {
+    kept += v != 0;
+    mean += v / n;
+  }
+  // Within 5 standard errors: the kept count is binomial, each output has variance p/(1-p).
+  CHECK(std::abs(kept / n - (1 - p)) < 5 * std::sqrt(p * (1 - p) / n));
+  CHECK(std::abs(mean - 1.0) < 5 * std::sqrt(p / (1 - p) / n));
+}
+
+TEST_CASE("dropout gradient is the mask times 1/(1-p)") {
+  Generator gen(8);
+  const GeneratorState before = gen.state();
+  Tensor x = random_f64({4, 5}, 2).set_requires_grad(true);
+  Tensor w = random_f64({4, 5}, 3);
+  sum(mul(dropout(x, 0.25, gen), w)).backward();
+  std::vector<double> mask = scaled_mask(before, 20, 0.25), ws = w.to_double_vector(), expected;
+  for (size_t i = 0; i < mask.size(); ++i) expected.push_back(ws[i] * mask[i]);
+  CHECK(testing::relative_error(x.grad().to_double_vector(), expected) < 1e-15);
+
+  Generator fixed(9);
+  CHECK(testing::gradcheck(dropout_fn(fixed, 0.25), {random_f64({4, 5}, 4)}) < 1e-6);
+}
+
+TEST_CASE("dropout with p = 0 returns its input and draws nothing") {
+  Generator gen(1);
+  Tensor x = random_f64({6}, 5);
+  Tensor y = dropout(x, 0.0, gen);
+  CHECK(y.impl() == x.impl());
+  CHECK(gen.state().offset == 0);
+}
+
+TEST_CASE("dropout rejects bad p and inputs, naming the op and the shape") {
+  Generator gen(1);
+  Tensor x = random_f64({2, 3}, 6);
+  CHECK_THROWS_WITH(dropout(x, 1.0, gen), doctest::Contains("dropout: p = 1 is outside [0, 1) (x [2, 3])"));
+  CHECK_THROWS_WITH(dropout(x, -0.1, gen), doctest::Contains("dropout: p = -0.1 is outside [0, 1)"));
+  CHECK_THROWS_WITH(dropout(x, std::nan(""), gen), doctest::Contains("is outside [0, 1)"));
+  CHECK_THROWS_WITH(dropout(Tensor::zeros({2}, DType::i32), 0.5, gen),
+                    doctest::Contains("dropout: x is i32[2] on cpu, expected a floating dtype"));
+  float blob[2] = {1, 2};
+  CHECK_THROWS_WITH(dropout(Tensor::from_blob(blob, {2}, DType::f32, Device::cuda(0)), 0.5, gen),
+                    doctest::Contains("dropout: f32[2] on cuda:0 is on a GPU"));
+  CHECK(gen.state().offset == 0);  // failed calls draw nothing
+}
