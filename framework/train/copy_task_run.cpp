@@ -14,13 +14,13 @@ CopyTaskResult train_copy_task(const CopyTaskOptions& o) {
   FT_CHECK(o.steps > 0 && o.batch > 0, "copy task: steps and batch must be positive");
   Generator init(o.seed), data(o.seed + 1);
   models::Gpt2 model({o.vocab, o.seq_len, o.n_layer, o.n_head, o.n_embd}, init);
-  std::vector<optim::ParamGroup> groups(2);
+  // GPT-2 practice: matrices decay, biases, norms and embeddings do not.
+  std::vector<ParamGroup> groups(2);
   groups[0].weight_decay = o.weight_decay;
-  groups[1].weight_decay = 0.0;
   for (const models::NamedParameter& p : model.parameters()) groups[p.weight_decay ? 0 : 1].params.push_back(p.tensor);
-  optim::AdamWOptions adam;
+  AdamWOptions adam;
   adam.lr = o.lr;
-  optim::AdamW optimizer(groups, adam);
+  AdamW optimizer(groups, adam);
 
   std::ofstream metrics;
   if (!o.metrics_path.empty()) {
