@@ -42,9 +42,9 @@ class CachingAllocator : public Allocator {
   explicit CachingAllocator(int device) : device_(device) {}
 
   void* allocate(size_t bytes) override {
-    const size_t size = rounded_block_size(bytes);
+    size_t size = rounded_block_size(bytes);
     std::lock_guard<std::mutex> lock(mutex_);
-    void* block = take_cached(size);
+    void* block = take_cached(size);  // may be larger than asked: then size grows to it
     if (!block) block = allocate_from_driver(size, bytes);
     live_.emplace(block, size);
     stats_.allocated_bytes += size;
@@ -83,10 +83,12 @@ class CachingAllocator : public Allocator {
   }
 
  private:
-  // Best fit: the smallest cached block of at least `size` bytes, if it is at most twice that.
-  void* take_cached(size_t size) {
+  // Best fit: the smallest cached block of at least `size` bytes, if it is at most twice that;
+  // `size` becomes the block's own size.
+  void* take_cached(size_t& size) {
     auto it = cached_.lower_bound(size);
     if (it == cached_.end() || it->first > 2 * size) return nullptr;
+    size = it->first;
     void* block = it->second;
     cached_.erase(it);
     return block;

@@ -190,6 +190,7 @@ TEST_CASE("a failing CUDA or cuBLAS call names the error, the call and the file"
 
   const float one = 1;
   float* none = nullptr;
+  MESSAGE("cuBLAS prints \"On entry to SGEMM parameter number 3 had an illegal value\" next: that is expected");
   CHECK_THROWS_WITH(FT_CUBLAS_CHECK(cublasSgemm(cuda::context(0).cublas, CUBLAS_OP_N, CUBLAS_OP_N, -1, 1, 1, &one,
                                                 none, 1, none, 1, &one, none, 1)),
                     doctest::Contains("cuBLAS error CUBLAS_STATUS_INVALID_VALUE"));
@@ -343,7 +344,7 @@ TEST_CASE("bytes round-trip host -> device -> device -> host for every dtype") {
   std::mt19937_64 rng(1);
   const int64_t n = 1000003;  // odd, and more than one grid's worth for the poison fill
   for (DType dtype : kCopyDTypes) {
-    CAPTURE(dtype_name(dtype));
+    INFO("dtype ", dtype_name(dtype));
     const size_t bytes = dtype_bytes(dtype, n);
     const Bytes data = random_bytes(bytes, rng);
     Tensor on_gpu = device_buffer(bytes), on_gpu_copy = device_buffer(bytes);
@@ -363,22 +364,60 @@ TEST_CASE("bytes round-trip host -> device -> device -> host for every dtype") {
   }
 }
 
-TEST_CASE("bytes copy between two GPUs") {
+// Counts the elements of a tensor (on any device) that differ from `expected`.
+int64_t count_not_equal(const Tensor& t, double expected) {
+  int64_t wrong = 0;
+  for (double v : t.to_double_vector()) wrong += v != expected;
+  return wrong;
+}
+
+TEST_CASE("with two GPUs, copies between them keep both streams' order, and work runs on the tensor's GPU") {
   if (cuda::device_count() < 2) {
-    MESSAGE("only one GPU: the copy between GPUs is not tested");
+    MESSAGE("only one GPU: copies between GPUs are not tested");
     return;
   }
+  const Device first = Device::cuda(0), second = Device::cuda(1);
+  cuda::set_device(0);
   std::mt19937_64 rng(2);
   const Bytes data = random_bytes(3 << 20, rng);
-  Tensor on_first = device_buffer(data.size(), Device::cuda(0));
-  Tensor on_second = device_buffer(data.size(), Device::cuda(1));
+  Tensor on_first = device_buffer(data.size(), first);
+  Tensor on_second = device_buffer(data.size(), second);
   poison(on_second, 0xFF);
   upload(on_first, data);
-  cuda::copy_bytes(on_second.raw_data(), Device::cuda(1), on_first.raw_data(), Device::cuda(0), data.size());
+  cuda::copy_bytes(on_second.raw_data(), second, on_first.raw_data(), first, data.size());
   Bytes back = download(on_second);
   CHECK_MESSAGE(compare_bytes(data, back).empty(), compare_bytes(data, back));
-  Tensor t = random_tensor({33, 17}, DType::f32, 3);
-  CHECK(host_bytes(t.to(Device::cuda(0)).to(Device::cuda(1))) == host_bytes(t));
+
+  // Work queued on both GPUs before a copy between them: fills of the source on cuda:0, and of
+  // the destination on cuda:1. A copy that did not wait for either, or a conversion on cuda:1
+  // that did not wait for the copy, leaves wrong values.
+  const int64_t n = int64_t{16} << 20;
+  Tensor source = Tensor::empty({n}, DType::f32, first), destination = Tensor::empty({n}, DType::f32, second);
+  for (int i = 0; i < 20; ++i) {
+    source.fill_(i);
+    destination.fill_(-1.0);
+  }
+  source.fill_(1.5);
+  destination.copy_(source);
+  Tensor halves = destination.to(DType::f16);
+  CHECK(halves.device() == second);
+  CHECK(count_not_equal(halves, 1.5) == 0);
+  for (int i = 0; i < 20; ++i) halves.fill_(i);
+  halves.fill_(-2.5);
+  source.copy_(halves);  // converted on cuda:1, then copied to cuda:0
+  CHECK(count_not_equal(source, -2.5) == 0);
+
+  // Views and conversions of a tensor on cuda:1, with cuda:0 current throughout.
+  Tensor t = random_tensor({33, 17, 5}, DType::f32, 3);
+  Tensor t1 = t.to(first).to(second);
+  CHECK(t1.device() == second);
+  CHECK(host_bytes(t1) == host_bytes(t));
+  CHECK(host_bytes(transpose(t1, 0, 2).contiguous()) == host_bytes(transpose(t, 0, 2).contiguous()));
+  CHECK(host_bytes(t1.to(DType::bf16)) == host_bytes(t.to(DType::bf16)));
+  int current = -1;
+  FT_CUDA_CHECK(cudaGetDevice(&current));
+  CHECK(current == 0);
+  CHECK(cuda::caching_allocator(1).stats().allocated_bytes > 0);
 }
 
 // ---- conversion --------------------------------------------------------------------------------
@@ -475,8 +514,7 @@ TEST_CASE("convert on the GPU equals convert_cpu bit for bit, for every dtype pa
   int64_t elements = 0;
   for (DType src : kValueDTypes) {
     for (DType dst : kValueDTypes) {
-      CAPTURE(dtype_name(src));
-      CAPTURE(dtype_name(dst));
+      INFO(dtype_name(src), " -> ", dtype_name(dst));
       const Bytes input = conversion_inputs(src, dst, rng);
       const int64_t n = static_cast<int64_t>(input.size()) / (dtype_bits(src) / 8);
       REQUIRE(n > 100);
@@ -515,7 +553,7 @@ TEST_CASE("convert of a large array covers every element") {
 
 TEST_CASE("gathering strided views on the GPU equals the CPU gather") {
   for (DType dtype : {DType::f32, DType::f64, DType::f16, DType::u8}) {
-    CAPTURE(dtype_name(dtype));
+    INFO("dtype ", dtype_name(dtype));
     Tensor cpu4 = random_tensor({3, 4, 5, 6}, dtype, 6);
     Tensor gpu4 = cpu4.to(kGpu);
     Tensor cpu3 = reshape(cpu4, {12, 5, 6}), gpu3 = reshape(gpu4, {12, 5, 6});
@@ -531,7 +569,7 @@ TEST_CASE("gathering strided views on the GPU equals the CPU gather") {
          [](const Tensor&, const Tensor& t3) { return t3.as_strided({4, 5, 6}, {0, 6, 1}, 30); }},
     };
     for (const auto& [name, view] : views) {
-      CAPTURE(name);
+      INFO("view: ", name);
       Tensor on_cpu = view(cpu4, cpu3), on_gpu = view(gpu4, gpu3);
       REQUIRE(!on_gpu.is_contiguous());
       Tensor gathered = on_gpu.contiguous();
@@ -578,8 +616,7 @@ TEST_CASE("fill writes every element with the value rounded as fill_cpu rounds i
   for (const auto& [dtype, values] : cases) {
     Tensor t = Tensor::empty({n}, dtype, kGpu);
     for (double value : values) {
-      CAPTURE(dtype_name(dtype));
-      CAPTURE(value);
+      INFO(dtype_name(dtype), " filled with ", value);
       poison(t, 0xFF);
       cuda::fill(t.raw_data(), dtype, n, value, 0);
       Bytes expected(t.nbytes());
@@ -592,7 +629,12 @@ TEST_CASE("fill writes every element with the value rounded as fill_cpu rounds i
 // ---- the Tensor API ----------------------------------------------------------------------------
 
 TEST_CASE("Tensor moves between devices and dtypes through to, clone, contiguous and copy_") {
-  Tensor x = random_tensor({5, 7, 3}, DType::f32, 9);
+  // Values in (0, 250): every dtype holds them (a C cast of a negative float to u8 is undefined).
+  std::mt19937_64 rng(9);
+  std::uniform_real_distribution<double> positive(0.25, 250);
+  std::vector<double> values(5 * 7 * 3);
+  for (double& v : values) v = positive(rng);
+  Tensor x = Tensor::from_vector(values, {5, 7, 3}, DType::f32);
   Tensor g = x.to(kGpu);
   CHECK(g.device() == kGpu);
   CHECK(g.shape() == x.shape());
@@ -613,7 +655,7 @@ TEST_CASE("Tensor moves between devices and dtypes through to, clone, contiguous
   CHECK(gt.to_double_vector() == transpose(x, 0, 2).to_double_vector());
 
   for (DType dtype : kValueDTypes) {
-    CAPTURE(dtype_name(dtype));
+    INFO("dtype ", dtype_name(dtype));
     Tensor converted = g.to(dtype);
     CHECK(converted.device() == kGpu);
     CHECK(converted.dtype() == dtype);
@@ -626,7 +668,7 @@ TEST_CASE("Tensor moves between devices and dtypes through to, clone, contiguous
   Tensor into_gpu = Tensor::full({7, 5, 1}, NAN, DType::f64, kGpu);
   into_gpu.copy_(strided_cpu);
   CHECK(host_bytes(into_gpu) == host_bytes(strided_cpu.to(DType::f64)));
-  Tensor into_cpu = Tensor::full({7, 3, 5}, NAN, DType::bf16);
+  Tensor into_cpu = Tensor::full({7, 5, 3}, NAN, DType::bf16);
   into_cpu.copy_(transpose(g, 0, 1));
   CHECK(host_bytes(into_cpu) == host_bytes(transpose(x, 0, 1).to(DType::bf16)));
 
