@@ -20,9 +20,9 @@
 namespace ft::cuda {
 namespace {
 
-constexpr size_t kSmallGranularity = 512;             // cudaMalloc aligns to 256 anyway
-constexpr size_t kLargeThreshold = size_t{1} << 20;   // 1 MiB
-constexpr size_t kLargeGranularity = size_t{2} << 20; // 2 MiB, the driver's page size for large blocks
+constexpr size_t kSmallGranularity = 512;              // cudaMalloc aligns to 256 anyway
+constexpr size_t kLargeThreshold = size_t{1} << 20;    // 1 MiB
+constexpr size_t kLargeGranularity = size_t{2} << 20;  // 2 MiB, the driver's page size for large blocks
 
 std::string format_bytes(size_t bytes) {
   const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};

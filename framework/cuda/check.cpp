@@ -16,8 +16,8 @@ const char* repo_relative_path(const char* file) {
 
 void throw_cuda_error(cudaError_t error, const char* expression, const char* file, int line) {
   cudaGetLastError();  // clears a non-sticky error so that it is reported once, here
-  throw Error(str("CUDA error ", cudaGetErrorName(error), " (", cudaGetErrorString(error), ") in ", expression,
-                  " at ", repo_relative_path(file), ":", line));
+  throw Error(str("CUDA error ", cudaGetErrorName(error), " (", cudaGetErrorString(error), ") in ", expression, " at ",
+                  repo_relative_path(file), ":", line));
 }
 
 void throw_cublas_error(cublasStatus_t status, const char* expression, const char* file, int line) {

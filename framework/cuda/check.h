@@ -19,25 +19,24 @@ const char* repo_relative_path(const char* file);
 
 }  // namespace ft::cuda
 
-#define FT_CUDA_CHECK(expr)                                                            \
-  do {                                                                                 \
-    const cudaError_t ft_cuda_error_ = (expr);                                         \
-    if (ft_cuda_error_ != cudaSuccess)                                                 \
-      ::ft::cuda::throw_cuda_error(ft_cuda_error_, #expr, __FILE__, __LINE__);         \
+#define FT_CUDA_CHECK(expr)                                                                                     \
+  do {                                                                                                          \
+    const cudaError_t ft_cuda_error_ = (expr);                                                                  \
+    if (ft_cuda_error_ != cudaSuccess) ::ft::cuda::throw_cuda_error(ft_cuda_error_, #expr, __FILE__, __LINE__); \
   } while (0)
 
-#define FT_CUBLAS_CHECK(expr)                                                          \
-  do {                                                                                 \
-    const cublasStatus_t ft_cublas_status_ = (expr);                                   \
-    if (ft_cublas_status_ != CUBLAS_STATUS_SUCCESS)                                    \
-      ::ft::cuda::throw_cublas_error(ft_cublas_status_, #expr, __FILE__, __LINE__);    \
+#define FT_CUBLAS_CHECK(expr)                                                       \
+  do {                                                                              \
+    const cublasStatus_t ft_cublas_status_ = (expr);                                \
+    if (ft_cublas_status_ != CUBLAS_STATUS_SUCCESS)                                 \
+      ::ft::cuda::throw_cublas_error(ft_cublas_status_, #expr, __FILE__, __LINE__); \
   } while (0)
 
 // After a kernel launch: reports a bad launch configuration (or an earlier asynchronous error)
 // at the launch site. Errors inside the kernel surface later, at the next synchronisation.
-#define FT_CUDA_CHECK_LAUNCH()                                                         \
-  do {                                                                                 \
-    const cudaError_t ft_cuda_error_ = cudaGetLastError();                             \
-    if (ft_cuda_error_ != cudaSuccess)                                                 \
+#define FT_CUDA_CHECK_LAUNCH()                                                           \
+  do {                                                                                   \
+    const cudaError_t ft_cuda_error_ = cudaGetLastError();                               \
+    if (ft_cuda_error_ != cudaSuccess)                                                   \
       ::ft::cuda::throw_cuda_error(ft_cuda_error_, "kernel launch", __FILE__, __LINE__); \
   } while (0)

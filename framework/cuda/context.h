@@ -28,9 +28,9 @@ const cudaDeviceProp& device_properties(int device);
 struct Context {
   int device = 0;
   cudaDeviceProp properties{};
-  cudaStream_t stream = nullptr;       // non-blocking: it never waits for the legacy default stream
-  cublasHandle_t cublas = nullptr;     // bound to `stream`, using `workspace`
-  cublasLtHandle_t cublaslt = nullptr; // cuBLASLt takes the stream per call: pass `stream`
+  cudaStream_t stream = nullptr;        // non-blocking: it never waits for the legacy default stream
+  cublasHandle_t cublas = nullptr;      // bound to `stream`, using `workspace`
+  cublasLtHandle_t cublaslt = nullptr;  // cuBLASLt takes the stream per call: pass `stream`
   // Scratch for cuBLAS and cuBLASLt. Both run on `stream`, so they can share it.
   void* workspace = nullptr;
   size_t workspace_bytes = 0;

@@ -69,20 +69,18 @@ __device__ double load(__nv_bfloat16 v) { return widen(bfloat16_to_float(v)); }
 __device__ double load(int32_t v) { return v; }
 __device__ double load(uint8_t v) { return v; }
 
-template <class T>
-__device__ T store_as(double v);
-template <> __device__ float store_as<float>(double v) { return narrow(v); }
-template <> __device__ double store_as<double>(double v) { return v; }
-template <> __device__ __half store_as<__half>(double v) { return float_to_half(narrow(v)); }
-template <> __device__ __nv_bfloat16 store_as<__nv_bfloat16>(double v) { return float_to_bfloat16(narrow(v)); }
-template <> __device__ int32_t store_as<int32_t>(double v) { return static_cast<int32_t>(v); }
-template <> __device__ uint8_t store_as<uint8_t>(double v) { return static_cast<uint8_t>(v); }
+__device__ void store(float& out, double v) { out = narrow(v); }
+__device__ void store(double& out, double v) { out = v; }
+__device__ void store(__half& out, double v) { out = float_to_half(narrow(v)); }
+__device__ void store(__nv_bfloat16& out, double v) { out = float_to_bfloat16(narrow(v)); }
+__device__ void store(int32_t& out, double v) { out = static_cast<int32_t>(v); }
+__device__ void store(uint8_t& out, double v) { out = static_cast<uint8_t>(v); }
 
 // ---- kernels -----------------------------------------------------------------------------------
 
 template <class Src, class Dst>
 __global__ void convert_kernel(Dst* dst, const Src* src, int64_t n) {
-  for (int64_t i = first_index(); i < n; i += index_stride()) dst[i] = store_as<Dst>(load(src[i]));
+  for (int64_t i = first_index(); i < n; i += index_stride()) store(dst[i], load(src[i]));
 }
 
 template <class Element>
@@ -108,13 +106,20 @@ __global__ void fill_kernel(Element* dst, Element value, int64_t n) {
 template <class F>
 void with_element_type(DType type, F&& f) {
   switch (type) {
-    case DType::f32: return f(float{});
-    case DType::f64: return f(double{});
-    case DType::f16: return f(__half{});
-    case DType::bf16: return f(__nv_bfloat16{});
-    case DType::i32: return f(int32_t{});
-    case DType::u8: return f(uint8_t{});
-    case DType::nf4: break;
+    case DType::f32:
+      return f(float{});
+    case DType::f64:
+      return f(double{});
+    case DType::f16:
+      return f(__half{});
+    case DType::bf16:
+      return f(__nv_bfloat16{});
+    case DType::i32:
+      return f(int32_t{});
+    case DType::u8:
+      return f(uint8_t{});
+    case DType::nf4:
+      break;
   }
   throw Error("convert: nf4 is a packed type and converts only through (de)quantisation");
 }
@@ -123,10 +128,14 @@ void with_element_type(DType type, F&& f) {
 template <class F>
 void with_bits_type(int bytes, F&& f) {
   switch (bytes) {
-    case 1: return f(uint8_t{});
-    case 2: return f(uint16_t{});
-    case 4: return f(uint32_t{});
-    case 8: return f(uint64_t{});
+    case 1:
+      return f(uint8_t{});
+    case 2:
+      return f(uint16_t{});
+    case 4:
+      return f(uint32_t{});
+    case 8:
+      return f(uint64_t{});
   }
   throw Error(str("copy kernels: elements of ", bytes, " bytes are not supported (expected 1, 2, 4 or 8)"));
 }
@@ -139,7 +148,7 @@ void gather_strided_cuda(void* dst, const void* src, int elem_bytes, const Strid
   with_bits_type(elem_bytes, [&](auto tag) {
     using Element = decltype(tag);
     gather_strided_kernel<<<blocks_for(n), kThreads, 0, stream>>>(static_cast<Element*>(dst),
-                                                                   static_cast<const Element*>(src), layout, n);
+                                                                  static_cast<const Element*>(src), layout, n);
   });
   FT_CUDA_CHECK_LAUNCH();
 }

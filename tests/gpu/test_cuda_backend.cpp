@@ -136,9 +136,8 @@ TEST_CASE("the context of a device is created once, even when threads race for i
 
   const cuda::Context& ctx = cuda::context(0);
   const cudaDeviceProp& p = ctx.properties;
-  MESSAGE("cuda:0 is ", p.name, ", compute capability ", p.major, ".", p.minor, ", ",
-          p.totalGlobalMem / (1 << 20), " MiB, ", p.multiProcessorCount, " SMs; ", cuda::device_count(),
-          " device(s) present");
+  MESSAGE("cuda:0 is ", p.name, ", compute capability ", p.major, ".", p.minor, ", ", p.totalGlobalMem / (1 << 20),
+          " MiB, ", p.multiProcessorCount, " SMs; ", cuda::device_count(), " device(s) present");
   CHECK(ctx.device == 0);
   CHECK(ctx.stream != nullptr);
   CHECK(ctx.cublas != nullptr);
@@ -191,8 +190,8 @@ TEST_CASE("a failing CUDA or cuBLAS call names the error, the call and the file"
   const float one = 1;
   float* none = nullptr;
   MESSAGE("cuBLAS prints \"On entry to SGEMM parameter number 3 had an illegal value\" next: that is expected");
-  CHECK_THROWS_WITH(FT_CUBLAS_CHECK(cublasSgemm(cuda::context(0).cublas, CUBLAS_OP_N, CUBLAS_OP_N, -1, 1, 1, &one,
-                                                none, 1, none, 1, &one, none, 1)),
+  CHECK_THROWS_WITH(FT_CUBLAS_CHECK(cublasSgemm(cuda::context(0).cublas, CUBLAS_OP_N, CUBLAS_OP_N, -1, 1, 1, &one, none,
+                                                1, none, 1, &one, none, 1)),
                     doctest::Contains("cuBLAS error CUBLAS_STATUS_INVALID_VALUE"));
   CHECK_THROWS_WITH(cuda::gather_strided(nullptr, nullptr, 4, Shape(9, 1), Shape(9, 1), 0),
                     doctest::Contains("at most 8"));
@@ -438,33 +437,32 @@ double quiet_nan(uint64_t sign_and_payload) {
   return v;
 }
 
-// Values where rounding is decided, as doubles; each is commented with what it tests.
+// Values where rounding is decided, as doubles, grouped by what they test.
 std::vector<double> conversion_specials() {
   const double inf = std::numeric_limits<double>::infinity();
-  return {
-      0.0, -0.0, 1.0, -1.0, 0.5, -0.5, 1.5, 2.5, -2.5, 0.99999994, 254.5, 255.0, 255.75, 256.0, 1e5, -7e5,
-      inf, -inf,
-      // Quiet NaNs with signs and payloads (the payload's top bits survive narrowing).
-      quiet_nan(0), quiet_nan(1ull << 63), quiet_nan(0x12345ull << 29), quiet_nan((1ull << 63) | 0x3ffull << 40),
-      quiet_nan(1),
-      // f32: largest, smallest normal, subnormals, a tie between subnormals, a tie with zero.
-      3.4028234663852886e38, -3.4028234663852886e38, 3.5e38, std::ldexp(1.0, -126), std::ldexp(1.0, -127),
-      std::ldexp(1.0, -149), std::ldexp(3.0, -150), std::ldexp(1.0, -150), std::ldexp(1.0, -151),
-      // f64 extremes and subnormals (zero or inf in every narrower type).
-      std::numeric_limits<double>::max(), std::numeric_limits<double>::denorm_min(), 1e-310,
-      // f16: largest finite, just below and at the overflow threshold, subnormals and their ties.
-      65504.0, 65519.99, 65520.0, -65520.0, std::ldexp(1.0, -14), std::ldexp(1.0, -14) - std::ldexp(1.0, -24),
-      std::ldexp(1.0, -24), std::ldexp(1.0, -25), std::ldexp(3.0, -25), std::ldexp(5.0, -26), 6e-8,
-      // Halfway cases: ties go to the even neighbour.
-      1 + std::ldexp(1.0, -11), 1 + std::ldexp(3.0, -11), -(1 + std::ldexp(1.0, -11)),  // f16
-      1 + std::ldexp(1.0, -8), 1 + std::ldexp(3.0, -8), 3 + std::ldexp(1.0, -7),          // bf16
-      1 + std::ldexp(1.0, -24), 1 + std::ldexp(3.0, -24),                                 // f32
-      // f64 -> f16 rounds twice on the CPU (to f32, then to f16): this one rounds to f32's 1 + 2^-11,
-      // a tie in f16 that goes down to 1; rounded once it would go up.
-      1 + std::ldexp(1.0, -11) + std::ldexp(1.0, -40),
-      // Integers that are ties or overflow in the float types.
-      2049.0, 2051.0, 257.0, 259.0, 16777217.0, 16777219.0, 65535.0, 2147483647.0, -2147483648.0, 123456789.0,
-      2147483647.99, -2147483648.99};
+  return {0.0, -0.0, 1.0, -1.0, 0.5, -0.5, 1.5, 2.5, -2.5, 0.99999994, 254.5, 255.0, 255.75, 256.0, 1e5, -7e5, inf,
+          -inf,
+          // Quiet NaNs with signs and payloads (the payload's top bits survive narrowing).
+          quiet_nan(0), quiet_nan(1ull << 63), quiet_nan(0x12345ull << 29), quiet_nan((1ull << 63) | 0x3ffull << 40),
+          quiet_nan(1),
+          // f32: largest, smallest normal, subnormals, a tie between subnormals, a tie with zero.
+          3.4028234663852886e38, -3.4028234663852886e38, 3.5e38, std::ldexp(1.0, -126), std::ldexp(1.0, -127),
+          std::ldexp(1.0, -149), std::ldexp(3.0, -150), std::ldexp(1.0, -150), std::ldexp(1.0, -151),
+          // f64 extremes and subnormals (zero or inf in every narrower type).
+          std::numeric_limits<double>::max(), std::numeric_limits<double>::denorm_min(), 1e-310,
+          // f16: largest finite, just below and at the overflow threshold, subnormals and their ties.
+          65504.0, 65519.99, 65520.0, -65520.0, std::ldexp(1.0, -14), std::ldexp(1.0, -14) - std::ldexp(1.0, -24),
+          std::ldexp(1.0, -24), std::ldexp(1.0, -25), std::ldexp(3.0, -25), std::ldexp(5.0, -26), 6e-8,
+          // Halfway cases: ties go to the even neighbour.
+          1 + std::ldexp(1.0, -11), 1 + std::ldexp(3.0, -11), -(1 + std::ldexp(1.0, -11)),  // f16
+          1 + std::ldexp(1.0, -8), 1 + std::ldexp(3.0, -8), 3 + std::ldexp(1.0, -7),        // bf16
+          1 + std::ldexp(1.0, -24), 1 + std::ldexp(3.0, -24),                               // f32
+          // f64 -> f16 rounds twice on the CPU (to f32, then to f16): this one rounds to f32's 1 + 2^-11,
+          // a tie in f16 that goes down to 1; rounded once it would go up.
+          1 + std::ldexp(1.0, -11) + std::ldexp(1.0, -40),
+          // Integers that are ties or overflow in the float types.
+          2049.0, 2051.0, 257.0, 259.0, 16777217.0, 16777219.0, 65535.0, 2147483647.0, -2147483648.0, 123456789.0,
+          2147483647.99, -2147483648.99};
 }
 
 // Source values for a conversion from `src` to `dst`, as `src` bytes: the specials and random
@@ -478,8 +476,8 @@ Bytes conversion_inputs(DType src, DType dst, std::mt19937_64& rng) {
   for (int i = 0; i < 2000; ++i) {
     const double sign = rng() % 2 ? 1 : -1;
     candidates.push_back(sign * std::ldexp(1 + unit(rng), exponent(rng)));  // all magnitudes, 52 random bits
-    candidates.push_back(sign * unit(rng) * 70000);                           // around f16's range
-    candidates.push_back(unit(rng) * 301 - 1);                                // around u8's range
+    candidates.push_back(sign * unit(rng) * 70000);                         // around f16's range
+    candidates.push_back(unit(rng) * 301 - 1);                              // around u8's range
     candidates.push_back(static_cast<double>(any_int(rng)));
   }
   std::vector<double> kept;
@@ -500,8 +498,8 @@ Bytes conversion_inputs(DType src, DType dst, std::mt19937_64& rng) {
     if (src == DType::f32) nans = {0x7fc00001, 0xffc12345, 0x7fffffff};
     if (src == DType::f16) nans = {0x7e01, 0xfe3f, 0x7fff};
     if (src == DType::bf16) nans = {0x7fc1, 0xffff, 0x7fd5};
-    for (uint64_t bits : nans) out.insert(out.end(), reinterpret_cast<uint8_t*>(&bits),
-                                          reinterpret_cast<uint8_t*>(&bits) + width);
+    for (uint64_t bits : nans)
+      out.insert(out.end(), reinterpret_cast<uint8_t*>(&bits), reinterpret_cast<uint8_t*>(&bits) + width);
   }
   return out;
 }
@@ -566,7 +564,9 @@ TEST_CASE("gathering strided views on the GPU equals the CPU gather") {
         {"3-D slice(0, 3, 9) then transpose(1, 2)",
          [](const Tensor&, const Tensor& t3) { return transpose(slice(t3, 0, 3, 9), 1, 2); }},
         {"3-D broadcast (stride 0) at an offset",
-         [](const Tensor&, const Tensor& t3) { return t3.as_strided({4, 5, 6}, {0, 6, 1}, 30); }},
+         [](const Tensor&, const Tensor& t3) {
+           return t3.as_strided({4, 5, 6}, {0, 6, 1}, 30);
+         }},
     };
     for (const auto& [name, view] : views) {
       INFO("view: ", name);
@@ -701,8 +701,8 @@ struct GemmProblem {
 
   double relative_error_to_cpu() const {
     Tensor expected = Tensor::empty({m, n}, DType::f32);
-    kernels::gemm_cpu<float>({m, n, k, false, false, k, n, n}, a.data<float>(), b.data<float>(),
-                             expected.data<float>(), false);
+    kernels::gemm_cpu<float>({m, n, k, false, false, k, n, n}, a.data<float>(), b.data<float>(), expected.data<float>(),
+                             false);
     return testing::relative_error(c_gpu, expected);
   }
 };
