@@ -22,7 +22,7 @@ for suite in "$build"/tests/gpu_test_*; do
   start=$(date +%s.%N)
   "$suite" >"$logs/$name.log" 2>&1
   rc=$?
-  seconds=$(echo "$(date +%s.%N) - $start" | bc)
+  seconds=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { print e - s }')
   summary=$(grep -E "^\[doctest\] (test cases|assertions)" "$logs/$name.log" | sed 's/\[doctest\] //' | tr -s ' ' | paste -sd ';')
   case $rc in
     0) status=PASS ;;
