@@ -10,6 +10,7 @@ packages=(
   libhdf5-dev          # checkpoints and tokenised datasets
   doctest-dev          # unit tests
   libcli11-dev         # the command line
+  libpcre2-dev         # the tokenizers' Unicode-aware pre-tokenisation
 )
 
 missing=()

@@ -12,6 +12,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", FLASHTRAIN_VERSION);
   ft::tools::add_info_command(app);
   ft::tools::add_train_command(app);
+  ft::tools::add_tokenize_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
