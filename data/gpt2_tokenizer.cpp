@@ -175,6 +175,15 @@ WordCache& word_cache(uint64_t owner) {
   return cache;
 }
 
+uint64_t pair_key(int32_t left, int32_t right) {
+  return (static_cast<uint64_t>(left) << 32) | static_cast<uint32_t>(right);
+}
+
+int32_t id_in(const std::unordered_map<std::string_view, int32_t>& index, std::string_view token) {
+  const auto it = index.find(token);
+  return it == index.end() ? -1 : it->second;
+}
+
 uint64_t next_cache_owner() {
   static std::atomic<uint64_t> counter{0};
   return ++counter;
@@ -206,78 +215,81 @@ Gpt2Tokenizer::Gpt2Tokenizer(const std::string& directory)
   const std::string encoder_text = read_file(encoder_path, "GPT-2's token-to-id JSON object");
   const std::string merges_text = read_file(merges_path, "GPT-2's BPE merge rules");
 
-  // Tokens: ids 0..n-1, each spelled in the byte alphabet.
-  std::array<int, 0x144> unicode_to_byte;
-  unicode_to_byte.fill(-1);
+  const std::vector<std::pair<std::string, int64_t>> tokens = TokenIdsJsonParser(encoder_text, encoder_path).parse();
+  const TokenIndex index = read_tokens(tokens, encoder_path);
+  read_merges(merges_text, merges_path, index);
+  identity_ = str("gpt2-bpe tokens=", tokens.size(), " merges=", merges_.size(), " fnv1a64=", std::hex,
+                  fnv1a_64(merges_text, fnv1a_64(encoder_text)));
+}
+
+// Tokens: ids 0..n-1, each spelled in the byte alphabet; the 256 one-byte tokens and the end of
+// text must be there.
+Gpt2Tokenizer::TokenIndex Gpt2Tokenizer::read_tokens(const std::vector<std::pair<std::string, int64_t>>& tokens,
+                                                     const std::string& path) {
   const std::array<char32_t, 256> byte_unicode = byte_to_unicode();
+  std::array<int, 0x144> unicode_to_byte;  // the alphabet ends at U+0143
+  unicode_to_byte.fill(-1);
   for (int b = 0; b < 256; ++b) unicode_to_byte[byte_unicode[b]] = b;
 
-  std::vector<std::pair<std::string, int64_t>> entries = TokenIdsJsonParser(encoder_text, encoder_path).parse();
-  FT_CHECK(!entries.empty(), encoder_path, ": expected at least the 256 byte tokens, got an empty object");
-  const int64_t count = static_cast<int64_t>(entries.size());
+  FT_CHECK(!tokens.empty(), path, ": expected at least the 256 byte tokens, got an empty object");
+  const int64_t count = static_cast<int64_t>(tokens.size());
   token_bytes_.assign(count, std::string());
   std::vector<bool> seen(count, false);
-  std::unordered_map<std::string_view, int32_t> id_of;  // token string (byte alphabet) -> id
-  id_of.reserve(count);
-  for (const auto& [token, id] : entries) {
-    FT_CHECK(id < count && !seen[id], encoder_path, ": token ids must be 0 to ", count - 1, " each once; '", token,
-             "' has id ", id);
+  TokenIndex index;
+  index.reserve(count);
+  for (const auto& [token, id] : tokens) {
+    FT_CHECK(id < count && !seen[id], path, ": token ids must be 0 to ", count - 1, " each once; '", token, "' has id ",
+             id);
     seen[id] = true;
-    FT_CHECK(utf8::find_invalid(token) < 0, encoder_path, ": token ", id, " is not valid UTF-8");
+    FT_CHECK(utf8::find_invalid(token) < 0, path, ": token ", id, " is not valid UTF-8");
     for (size_t pos = 0; pos < token.size();) {
       const char32_t cp = utf8::next(token, pos);
       const int byte = cp < unicode_to_byte.size() ? unicode_to_byte[cp] : -1;
-      FT_CHECK(byte >= 0, encoder_path, ": token ", id, " ('", token, "') has U+", std::hex, static_cast<uint32_t>(cp),
+      FT_CHECK(byte >= 0, path, ": token ", id, " ('", token, "') has U+", std::hex, static_cast<uint32_t>(cp),
                std::dec, ", which is outside GPT-2's byte alphabet");
       token_bytes_[id] += static_cast<char>(byte);
     }
-    id_of.emplace(token, static_cast<int32_t>(id));
+    index.emplace(token, static_cast<int32_t>(id));
   }
-  const auto id_of_token = [&](std::string_view token) {
-    const auto it = id_of.find(token);
-    return it == id_of.end() ? -1 : it->second;
-  };
   for (int b = 0; b < 256; ++b) {
     std::string token;
     utf8::append(token, byte_unicode[b]);
-    byte_token_[b] = id_of_token(token);
-    FT_CHECK(byte_token_[b] >= 0, encoder_path, ": expected a token for byte ", b, " ('", token, "')");
+    byte_token_[b] = id_in(index, token);
+    FT_CHECK(byte_token_[b] >= 0, path, ": expected a token for byte ", b, " ('", token, "')");
   }
-  const int32_t end_of_text = id_of_token(kEndOfTextText);
-  FT_CHECK(end_of_text >= 0, encoder_path, ": expected the special token ", kEndOfTextText);
+  const int32_t end_of_text = id_in(index, kEndOfTextText);
+  FT_CHECK(end_of_text >= 0, path, ": expected the special token ", kEndOfTextText);
   specials_.push_back({kEndOfTextText, end_of_text});
+  return index;
+}
 
-  // Merge rules: "left right" per line, in priority order, after a "#version" line.
-  std::string_view rest = merges_text;
-  for (int64_t line_number = 1; !rest.empty(); ++line_number) {
-    const size_t end = std::min(rest.find('\n'), rest.size());
-    std::string_view line = rest.substr(0, end);
-    rest.remove_prefix(std::min(end + 1, rest.size()));
+// Merge rules: "left right" per line, in priority order, after a "#version" line.
+void Gpt2Tokenizer::read_merges(std::string_view text, const std::string& path, const TokenIndex& index) {
+  for (int64_t line_number = 1; !text.empty(); ++line_number) {
+    const size_t end = std::min(text.find('\n'), text.size());
+    std::string_view line = text.substr(0, end);
+    text.remove_prefix(std::min(end + 1, text.size()));
     if (line_number == 1 && line.substr(0, 8) == "#version") continue;
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
     const size_t space = line.find(' ');
     FT_CHECK(space != std::string_view::npos && space > 0 && space + 1 < line.size() &&
                  line.find(' ', space + 1) == std::string_view::npos,
-             merges_path, " line ", line_number, ": expected two tokens separated by one space, got '", line, "'");
+             path, " line ", line_number, ": expected two tokens separated by one space, got '", line, "'");
     const std::string_view left = line.substr(0, space), right = line.substr(space + 1);
-    const int32_t left_id = id_of_token(left), right_id = id_of_token(right);
-    const int32_t merged_id = id_of_token(std::string(left) + std::string(right));
-    FT_CHECK(left_id >= 0 && right_id >= 0 && merged_id >= 0, merges_path, " line ", line_number, ": '", line,
-             "' names a token that ", encoder_path, " does not have");
-    const uint64_t key = (static_cast<uint64_t>(left_id) << 32) | static_cast<uint32_t>(right_id);
-    merges_.emplace(key,
-                    Merge{static_cast<int32_t>(merges_.size()), merged_id});  // a repeated rule keeps its first rank
+    const int32_t left_id = id_in(index, left), right_id = id_in(index, right);
+    const int32_t merged_id = id_in(index, std::string(left) + std::string(right));
+    FT_CHECK(left_id >= 0 && right_id >= 0 && merged_id >= 0, path, " line ", line_number, ": '", line,
+             "' names a token not in the vocabulary");
+    // A repeated rule keeps its first rank.
+    merges_.emplace(pair_key(left_id, right_id), Merge{static_cast<int32_t>(merges_.size()), merged_id});
   }
-  FT_CHECK(!merges_.empty(), merges_path, ": expected BPE merge rules, found none");
-
-  identity_ = str("gpt2-bpe tokens=", count, " merges=", merges_.size(), " fnv1a64=", std::hex,
-                  fnv1a_64(merges_text, fnv1a_64(encoder_text)));
+  FT_CHECK(!merges_.empty(), path, ": expected BPE merge rules, found none");
 }
 
 // ---- encoding -----------------------------------------------------------------------------------
 
 const Gpt2Tokenizer::Merge* Gpt2Tokenizer::find_merge(int32_t left, int32_t right) const {
-  const auto it = merges_.find((static_cast<uint64_t>(left) << 32) | static_cast<uint32_t>(right));
+  const auto it = merges_.find(pair_key(left, right));
   return it == merges_.end() ? nullptr : &it->second;
 }
 

@@ -40,6 +40,9 @@ class Gpt2Tokenizer : public Tokenizer {
     int32_t rank;    // line of the rule in vocab.bpe: lower merges first
     int32_t merged;  // id of the token the two become
   };
+  using TokenIndex = std::unordered_map<std::string_view, int32_t>;  // token (byte alphabet) -> id
+  TokenIndex read_tokens(const std::vector<std::pair<std::string, int64_t>>& tokens, const std::string& path);
+  void read_merges(std::string_view text, const std::string& path, const TokenIndex& index);
   // Byte-pair merges of one word's bytes, without the cache.
   void merge_word(std::string_view word, std::vector<int32_t>& ids) const;
   const Merge* find_merge(int32_t left, int32_t right) const;
@@ -47,7 +50,7 @@ class Gpt2Tokenizer : public Tokenizer {
   UnicodeRegex pretokenizer_;
   std::vector<std::string> token_bytes_;        // id -> raw bytes
   std::array<int32_t, 256> byte_token_{};       // byte -> id of its one-byte token
-  std::unordered_map<uint64_t, Merge> merges_;  // (left id << 32 | right id) -> merge
+  std::unordered_map<uint64_t, Merge> merges_;  // pair_key(left id, right id) -> merge
   std::vector<SpecialToken> specials_;
   std::string identity_;
   uint64_t cache_owner_;  // tells this tokenizer's entries in the per-thread word caches apart

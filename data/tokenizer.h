@@ -56,8 +56,8 @@ TokenizerKind parse_tokenizer_kind(std::string_view name);
 // Loads the vocabulary files of `kind` from `directory` (see Gpt2Tokenizer, WordPieceTokenizer).
 std::unique_ptr<Tokenizer> load_tokenizer(TokenizerKind kind, const std::string& directory);
 
-// Encoding speed over `text` cut into lines (one document each), after one warm-up pass that
-// fills the word caches, as on a real corpus where the cache is warm after the first megabytes.
+// Encoding speed over `text` cut into lines (one document each), on one thread and on all: the
+// fastest of several passes after a warm-up one, as on a long corpus where the word caches are warm.
 struct TokenizerThroughput {
   int64_t bytes = 0, tokens = 0, documents = 0;
   int threads = 0;                    // used by the all-threads measurement

@@ -151,25 +151,65 @@ class Gpt2Reference:
         return ordinary, special
 
 
+def load_bert_vocab(path):
+    with open(path, encoding="utf-8") as f:
+        return {token.rstrip("\n"): i for i, token in enumerate(f)}
+
+
 class BertReference:
+    """transformers' BertTokenizer on vocab.txt, cross-checked against the `tokenizers` library's
+    BertWordPieceTokenizer (the same pipeline in Rust; transformers 5 wraps it)."""
+
     def __init__(self, data):
-        from transformers import BertTokenizer
         import transformers
-        self.tokenizer = BertTokenizer(vocab_file=os.path.join(data, "bert-base-uncased", "vocab.txt"))
+        from transformers import BertTokenizer
+        path = os.path.join(data, "bert-base-uncased", "vocab.txt")
+        self.vocab = load_bert_vocab(path)
+        # The constructor changed across versions: keep the first one that really read the vocabulary.
+        attempts = [lambda: BertTokenizer.from_pretrained(os.path.dirname(path)),
+                    lambda: BertTokenizer(vocab=self.vocab), lambda: BertTokenizer(vocab_file=path)]
+        self.tokenizer = None
+        for attempt in attempts:
+            try:
+                tokenizer = attempt()
+            except Exception as e:  # noqa: BLE001 - an older or newer signature
+                print(f"parity: BertTokenizer: {type(e).__name__}: {e}", file=sys.stderr)
+                continue
+            if tokenizer.convert_tokens_to_ids(["hello"]) == [self.vocab["hello"]] and len(tokenizer) == len(self.vocab):
+                self.tokenizer = tokenizer
+                break
+        if self.tokenizer is None:
+            raise SystemExit("parity: no BertTokenizer constructor read vocab.txt")
         print(f"parity: transformers {transformers.__version__}, {type(self.tokenizer).__name__}", file=sys.stderr)
+        try:
+            from tokenizers import BertWordPieceTokenizer
+            self.rust = BertWordPieceTokenizer(path, lowercase=True)._tokenizer
+        except ImportError:
+            self.rust = None
 
     def encode(self, text):
+        """(ordinary, special) ids, without [CLS] and [SEP] around them."""
         special = self.tokenizer.encode(text, add_special_tokens=False)
         backend = getattr(self.tokenizer, "_tokenizer", None)  # the Rust tokenizer of a "fast" one
         if backend is not None:
-            backend.encode_special_tokens = True
-            ordinary = backend.encode(text, add_special_tokens=False).ids
-            backend.encode_special_tokens = False
+            ordinary = self.encode_ordinary_rust(backend, text)
         else:  # the Python implementation: basic tokenizer without never_split, then WordPiece
             pieces = [p for word in self.tokenizer.basic_tokenizer.tokenize(text, never_split=())
                       for p in self.tokenizer.wordpiece_tokenizer.tokenize(word)]
             ordinary = self.tokenizer.convert_tokens_to_ids(pieces)
+        if self.rust is not None:
+            rust = (self.encode_ordinary_rust(self.rust, text), self.rust.encode(text, add_special_tokens=False).ids)
+            if rust != (list(ordinary), list(special)):
+                print(f"parity: BertTokenizer and BertWordPieceTokenizer disagree on {text!r}", file=sys.stderr)
         return list(ordinary), list(special)
+
+    @staticmethod
+    def encode_ordinary_rust(tokenizer, text):
+        tokenizer.encode_special_tokens = True  # special tokens' spellings are text
+        try:
+            return list(tokenizer.encode(text, add_special_tokens=False).ids)
+        finally:
+            tokenizer.encode_special_tokens = False
 
 
 def write_expected(args):
