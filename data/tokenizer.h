@@ -2,7 +2,7 @@
 // out, and back. encode() validates UTF-8 and, when asked, cuts out the special tokens spelled in
 // the text before the tokenizer proper sees the pieces between them; by default a special
 // token's spelling is ordinary text, as in OpenAI's GPT-2 encoder, so untrusted text cannot
-// inject an end-of-text. Encoding keeps per-thread caches, so one Tokenizer serves many threads.
+// inject an end-of-text. Encoding is const and thread-safe: one Tokenizer serves many threads.
 #pragma once
 
 #include <cstdint>

@@ -2,10 +2,15 @@
 // Hugging Face's BertTokenizer: drop control characters, split on whitespace, isolate punctuation
 // and CJK ideographs, strip accents and lower-case, then cut each word greedily into the longest
 // vocabulary pieces, "##" marking pieces that continue a word; a word with no such cut, or longer
-// than 100 characters, is [UNK]. Character classes come from PCRE2's Unicode tables; the accent
-// and case folding from a table generated from Python's unicodedata (tools/gen_wordpiece_fold_table.py,
-// which says what it leaves out). The non-obvious part: control characters and nonspacing marks
+// than 100 characters, is [UNK]. The non-obvious part: control characters and nonspacing marks
 // vanish without splitting a word ("ab\u0301c" is one word, "abc").
+//
+// Coverage: character classes (control, punctuation, marks, whitespace) come from PCRE2's Unicode
+// tables; accent stripping and lower-casing from data/wordpiece_fold_table.inc, generated from
+// Python's unicodedata (tools/gen_wordpiece_fold_table.py), which covers every character of
+// Unicode 14 (Latin, Greek, Cyrillic, ... and Hangul by formula) except the CJK compatibility
+// ideographs, kept as they are where Hugging Face maps them to the unified ones. Like Hugging
+// Face's Rust tokenizer (transformers 5), a final capital sigma lower-cases to σ, not ς.
 #pragma once
 
 #include <unordered_map>
