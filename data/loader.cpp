@@ -91,9 +91,9 @@ Loader::Loader(const TokenCorpus& corpus, const LoaderOptions& options) : corpus
       tokens += extended_length(d);
     }
     if (options_.mode == PackingMode::packed) rows = ceil_div(tokens, T);
-    FT_CHECK(rows >= step_rows(), "loader (", mode, "): the corpus's ", tokens,
-             " tokens (end-of-text ids included) fill ", options_.mode == PackingMode::packed ? "at least " : "", rows,
-             " rows of ", T, " for certain, fewer than the ", step);
+    const bool packed = options_.mode == PackingMode::packed;
+    FT_CHECK(rows >= step_rows(), "loader (", mode, "): the corpus's ", tokens, " tokens (end-of-text ids included) ",
+             packed ? "are sure to fill only " : "fill ", rows, " rows of ", T, ", fewer than the ", step);
   }
   state_.fingerprint = fingerprint();
   plan_ = plan_epoch(0);

@@ -112,7 +112,7 @@ class Loader {
   const LoaderOptions& options() const { return options_; }
 
  private:
-  // A run of a document followed by its end-of-text id: tokens [begin, begin + length).
+  // Tokens [begin, begin + length) of a document followed by its end-of-text id.
   struct Piece {
     int64_t document;
     int64_t begin;

@@ -417,8 +417,11 @@ TEST_CASE("invalid options and corpora are refused with the expected value named
   const TokenCorpus tiny = synthetic_corpus(3);
   CHECK_THROWS_WITH(Loader(tiny, options_for(PackingMode::concat, kEot, 5)),
                     doctest::Contains("makes 4 windows of 17 tokens, fewer than the 5 rows of one step"));
-  CHECK_THROWS_WITH(Loader(tiny, options_for(PackingMode::packed, kEot, 6)),
-                    doctest::Contains("fill at least 5 rows of 16 for certain, fewer than the 6 rows"));
-  CHECK_THROWS_WITH(Loader(tiny, options_for(PackingMode::padded, kEot, 7)),
-                    doctest::Contains("fill 6 rows of 16 for certain, fewer than the 7 rows"));
+  CHECK_THROWS_WITH(
+      Loader(tiny, options_for(PackingMode::packed, kEot, 6)),
+      doctest::Contains(
+          "68 tokens (end-of-text ids included) are sure to fill only 5 rows of 16, fewer than the 6 rows"));
+  CHECK_THROWS_WITH(
+      Loader(tiny, options_for(PackingMode::padded, kEot, 7)),
+      doctest::Contains("fill 6 rows of 16, fewer than the 7 rows of one step (batch_size 7 x world_size 1)"));
 }
