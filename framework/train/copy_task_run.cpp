@@ -17,7 +17,7 @@ CopyTaskResult train_copy_task(const CopyTaskOptions& o) {
   // GPT-2 practice: matrices decay, biases, norms and embeddings do not.
   std::vector<ParamGroup> groups(2);
   groups[0].weight_decay = o.weight_decay;
-  for (const models::NamedParameter& p : model.parameters()) groups[p.weight_decay ? 0 : 1].params.push_back(p.tensor);
+  for (const NamedParameter& p : model.parameters()) groups[p.weight_decay ? 0 : 1].params.push_back(p.tensor);
   AdamWOptions adam;
   adam.lr = o.lr;
   AdamW optimizer(groups, adam);

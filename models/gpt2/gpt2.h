@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "framework/ops.h"
+#include "framework/parameter.h"
 
 namespace ft::models {
 
@@ -25,12 +26,6 @@ struct Gpt2Config {
 // Named sizes: "gpt2-124m", "gpt2-350m", "gpt2-774m", "gpt2-1558m", and "tiny" (a small model
 // for tests and CPU runs). Throws ft::Error naming the choices for an unknown name.
 Gpt2Config gpt2_config(const std::string& name);
-
-struct NamedParameter {
-  std::string name;
-  Tensor tensor;
-  bool weight_decay;  // GPT-2 practice: matrices decay; biases, norms and embeddings do not
-};
 
 class Gpt2 {
  public:
