@@ -19,6 +19,9 @@ Gpt2::Gpt2(const Gpt2Config& config, Generator& init, DType dtype, Device device
            "gpt2: every size must be positive");
   FT_CHECK(config.n_embd % config.n_head == 0, "gpt2: n_embd ", config.n_embd, " is not divisible by n_head ",
            config.n_head);
+  FT_CHECK(config.dropout >= 0 && config.dropout < 1, "gpt2: dropout must be in [0, 1), got ", config.dropout);
+  FT_CHECK(!config.rotary || (config.n_embd / config.n_head) % 2 == 0, "gpt2: rotary positions need an even head "
+           "dimension, got ", config.n_embd / config.n_head);
   const int64_t c = config.n_embd;
   const double residual_std = 0.02 / std::sqrt(2.0 * config.n_layer);
   auto param = [&](const std::string& name, Shape shape, double std, bool decay) {
@@ -35,7 +38,7 @@ Gpt2::Gpt2(const Gpt2Config& config, Generator& init, DType dtype, Device device
     return t;
   };
   wte_ = param("wte.weight", {config.vocab_size, c}, 0.02, false);
-  wpe_ = param("wpe.weight", {config.block_size, c}, 0.02, false);
+  if (!config.rotary) wpe_ = param("wpe.weight", {config.block_size, c}, 0.02, false);
   for (int64_t l = 0; l < config.n_layer; ++l) {
     const std::string p = "h." + std::to_string(l) + ".";
     Block b;
@@ -63,31 +66,46 @@ int64_t Gpt2::parameter_count() const {
   return n;
 }
 
+Tensor Gpt2::maybe_dropout(const Tensor& x, Generator* dropout_gen) const {
+  return dropout_gen && config_.dropout > 0 ? dropout(x, config_.dropout, *dropout_gen) : x;
+}
+
 // x: [B, T, C] -> x + proj(attention(split_heads(c_attn(ln_1(x))))).
-Tensor Gpt2::attention_block(const Block& b, const Tensor& x) const {
-  const int64_t batch = x.size(0), t = x.size(1), c = config_.n_embd, h = config_.n_head;
+Tensor Gpt2::attention_block(const Block& b, const Tensor& x, const Gpt2Batch& batch, Generator* dropout_gen) const {
+  const int64_t n = x.size(0), t = x.size(1), c = config_.n_embd, h = config_.n_head;
   Tensor qkv = linear(layer_norm(x, b.ln_1_weight, b.ln_1_bias), b.c_attn_weight, b.c_attn_bias);
   auto heads = [&](int64_t part) {  // [B, T, C] slice -> [B, H, T, D]
-    return transpose(reshape(slice(qkv, 2, part * c, (part + 1) * c), {batch, t, h, c / h}), 1, 2);
+    return transpose(reshape(slice(qkv, 2, part * c, (part + 1) * c), {n, t, h, c / h}), 1, 2);
   };
-  Tensor y = attention(heads(0), heads(1), heads(2), AttentionOptions{});
-  y = reshape(transpose(y, 1, 2), {batch, t, c});
-  return add(x, linear(y, b.attn_proj_weight, b.attn_proj_bias));
+  Tensor q = heads(0), k = heads(1);
+  if (config_.rotary) {
+    q = rotary_embedding(q, batch.positions, config_.rope_base);
+    k = rotary_embedding(k, batch.positions, config_.rope_base);
+  }
+  AttentionOptions options;
+  options.segment_ids = batch.segment_ids;
+  Tensor y = attention(q, k, heads(2), options);
+  y = reshape(transpose(y, 1, 2), {n, t, c});
+  return add(x, maybe_dropout(linear(y, b.attn_proj_weight, b.attn_proj_bias), dropout_gen));
 }
 
 // x -> x + proj(gelu(fc(ln_2(x)))).
-Tensor Gpt2::mlp_block(const Block& b, const Tensor& x) const {
+Tensor Gpt2::mlp_block(const Block& b, const Tensor& x, Generator* dropout_gen) const {
   Tensor hidden = gelu(linear(layer_norm(x, b.ln_2_weight, b.ln_2_bias), b.c_fc_weight, b.c_fc_bias));
-  return add(x, linear(hidden, b.mlp_proj_weight, b.mlp_proj_bias));
+  return add(x, maybe_dropout(linear(hidden, b.mlp_proj_weight, b.mlp_proj_bias), dropout_gen));
 }
 
-Tensor Gpt2::forward(const Tensor& ids) const {
+Tensor Gpt2::forward(const Gpt2Batch& batch, Generator* dropout_gen) const {
+  const Tensor& ids = batch.ids;
   FT_CHECK(ids.defined() && ids.dim() == 2, "gpt2: ids must be [batch, time], got ",
            ids.defined() ? shape_str(ids.shape()) : "undefined");
   const int64_t t = ids.size(1);
   FT_CHECK(t <= config_.block_size, "gpt2: sequence length ", t, " exceeds block_size ", config_.block_size);
-  Tensor x = add(embedding(ids, wte_), slice(wpe_, 0, 0, t));
-  for (const Block& b : blocks_) x = mlp_block(b, attention_block(b, x));
+  Tensor x = embedding(ids, wte_);
+  if (!config_.rotary)
+    x = add(x, batch.positions.defined() ? embedding(batch.positions, wpe_) : slice(wpe_, 0, 0, t));
+  x = maybe_dropout(x, dropout_gen);
+  for (const Block& b : blocks_) x = mlp_block(b, attention_block(b, x, batch, dropout_gen), dropout_gen);
   return linear(layer_norm(x, ln_f_weight_, ln_f_bias_), wte_, Tensor());
 }
 

@@ -21,6 +21,16 @@ struct Gpt2Config {
   int64_t n_layer = 12;
   int64_t n_head = 12;
   int64_t n_embd = 768;
+  bool rotary = false;       // rotary positions on q and k instead of learned position embeddings
+  double rope_base = 10000.0;
+  double dropout = 0.0;      // on the embeddings and on each block's two residual branches
+};
+
+// What a forward pass reads besides the token ids.
+struct Gpt2Batch {
+  Tensor ids;          // i32 [B, T]
+  Tensor positions;    // i32 [B, T], or undefined for 0..T-1 (packed rows restart per document)
+  Tensor segment_ids;  // i32 [B, T], or undefined: attention stays inside a segment; -1 is padding
 };
 
 // Named sizes: "gpt2-124m", "gpt2-350m", "gpt2-774m", "gpt2-1558m", and "tiny" (a small model
@@ -33,8 +43,10 @@ class Gpt2 {
   // the projections into the residual stream scaled by 1/sqrt(2 n_layer).
   Gpt2(const Gpt2Config& config, Generator& init, DType dtype = DType::f32, Device device = Device::cpu());
 
-  // ids: i32 [B, T] with T <= block_size; returns logits [B, T, vocab_size].
-  Tensor forward(const Tensor& ids) const;
+  // Returns logits [B, T, vocab_size]; T <= block_size. Dropout is applied only when a
+  // generator is given (training); evaluation passes none.
+  Tensor forward(const Gpt2Batch& batch, Generator* dropout_gen = nullptr) const;
+  Tensor forward(const Tensor& ids) const { return forward(Gpt2Batch{ids, Tensor(), Tensor()}); }
 
   const Gpt2Config& config() const { return config_; }
   const std::vector<NamedParameter>& parameters() const { return parameters_; }
@@ -45,8 +57,9 @@ class Gpt2 {
     Tensor ln_1_weight, ln_1_bias, c_attn_weight, c_attn_bias, attn_proj_weight, attn_proj_bias;
     Tensor ln_2_weight, ln_2_bias, c_fc_weight, c_fc_bias, mlp_proj_weight, mlp_proj_bias;
   };
-  Tensor attention_block(const Block& b, const Tensor& x) const;
-  Tensor mlp_block(const Block& b, const Tensor& x) const;
+  Tensor attention_block(const Block& b, const Tensor& x, const Gpt2Batch& batch, Generator* dropout_gen) const;
+  Tensor mlp_block(const Block& b, const Tensor& x, Generator* dropout_gen) const;
+  Tensor maybe_dropout(const Tensor& x, Generator* dropout_gen) const;
 
   Gpt2Config config_;
   Tensor wte_, wpe_, ln_f_weight_, ln_f_bias_;
