@@ -29,8 +29,13 @@ std::string format_count(double value) {
   return buf;
 }
 
-ProgressLine::ProgressLine(int64_t total_steps, int64_t every)
-    : total_(total_steps), every_(every < 1 ? 1 : every), terminal_(isatty(STDERR_FILENO)), start_(Clock::now()) {}
+ProgressLine::ProgressLine(int64_t total_steps, int64_t every, int64_t first_step)
+    : total_(total_steps),
+      every_(every < 1 ? 1 : every),
+      first_(first_step),
+      terminal_(isatty(STDERR_FILENO)),
+      start_(Clock::now()),
+      last_step_(first_step) {}
 
 double ProgressLine::tokens_per_second() const {
   double elapsed = std::chrono::duration<double>(Clock::now() - start_).count();
@@ -42,7 +47,8 @@ void ProgressLine::update(int64_t step, double loss, int64_t tokens) {
   last_step_ = step;
   if (!terminal_ && step % every_ != 0 && step != total_) return;
   double elapsed = std::chrono::duration<double>(Clock::now() - start_).count();
-  double eta = step > 0 ? elapsed / step * (total_ - step) : NAN;
+  const int64_t done = step - first_;
+  double eta = done > 0 ? elapsed / done * (total_ - step) : NAN;
   std::fprintf(stderr, "%sstep %lld/%lld | loss %.4f | %s tok/s | ETA %s%s", terminal_ ? "\r" : "",
                static_cast<long long>(step), static_cast<long long>(total_), loss,
                format_count(tokens_per_second()).c_str(), format_duration(eta).c_str(), terminal_ ? "   " : "\n");
@@ -50,7 +56,12 @@ void ProgressLine::update(int64_t step, double loss, int64_t tokens) {
 }
 
 void ProgressLine::finish() {
-  if (terminal_ && last_step_ > 0) std::fprintf(stderr, "\n");
+  if (terminal_ && last_step_ > first_) std::fprintf(stderr, "\n");
+}
+
+void ProgressLine::note(const std::string& line) {
+  std::fprintf(stderr, "%s%s\n", terminal_ ? "\r" : "", line.c_str());
+  std::fflush(stderr);
 }
 
 }  // namespace ft::train

@@ -11,15 +11,18 @@ namespace ft::train {
 
 class ProgressLine {
  public:
-  ProgressLine(int64_t total_steps, int64_t every = 10);
+  // Steps first_step+1 .. total_steps are to run (first_step > 0 after a resume).
+  ProgressLine(int64_t total_steps, int64_t every = 10, int64_t first_step = 0);
   // Reports a finished step; tokens is how many tokens that step consumed.
   void update(int64_t step, double loss, int64_t tokens);
   void finish();
+  // Prints a line of its own (a validation result) without garbling the progress line.
+  void note(const std::string& line);
   double tokens_per_second() const;
 
  private:
   using Clock = std::chrono::steady_clock;
-  int64_t total_, every_;
+  int64_t total_, every_, first_;
   bool terminal_;
   Clock::time_point start_;
   int64_t tokens_ = 0;
