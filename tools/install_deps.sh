@@ -11,6 +11,9 @@ packages=(
   doctest-dev          # unit tests
   libcli11-dev         # the command line
   libpcre2-dev         # the tokenizers' Unicode-aware pre-tokenisation
+  nlohmann-json3-dev   # encoder.json, JSONL corpora, safetensors headers
+  libssl-dev           # SHA-256 of data sources
+  libopenblas-openmp-dev  # the CPU backend's matrix products
 )
 
 missing=()
