@@ -306,7 +306,8 @@ bool matches_choice(const std::string& choice, const std::string& value) {
   if (choice.size() < 2 || choice.compare(choice.size() - 2, 2, ":N") != 0) return value == choice;
   const std::string prefix = choice.substr(0, choice.size() - 1);
   return value.size() > prefix.size() && value.compare(0, prefix.size(), prefix) == 0 &&
-         std::all_of(value.begin() + prefix.size(), value.end(), [](char c) { return std::isdigit(c); });
+         std::all_of(value.begin() + prefix.size(), value.end(),
+                     [](char c) { return std::isdigit(static_cast<unsigned char>(c)) != 0; });
 }
 
 template <class T>

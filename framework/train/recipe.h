@@ -109,7 +109,7 @@ struct RecipeKey {
   std::string help;                  // one line (Markdown)
 
   // What a value must look like, as error messages and the docs say it: "a number > 0",
-  // "an integer in [0, 1)", "one of cosine, linear, constant".
+  // "a number in [0, 1)", "an integer >= 1", "one of cosine, linear, constant".
   std::string expected() const;
 };
 
@@ -118,9 +118,11 @@ std::vector<RecipeKey> recipe_keys();
 // The keys as a Markdown table (the one in docs/recipes.md, which a test holds to this).
 std::string recipe_keys_markdown();
 
-// Reads and validates a recipe file, then applies overrides "key.path=value" in order. Every
-// error is an ft::Error naming the file, the line and the key, with the expected form, e.g.
+// Reads and validates a recipe file, applies overrides "key.path=value" in order (the value read
+// as a YAML scalar, by the same rules), then checks the keys against each other. Every error is
+// an ft::Error naming the file, the line (or the override) and the key, with the expected form:
 //   recipes/x.yaml:12: optim.lr: expected a number > 0, got 'fast'
+//   --set optim.lr=fast: optim.lr: expected a number > 0, got 'fast'
 Recipe load_recipe(const std::string& path, const std::vector<std::string>& overrides = {});
 // The same from YAML text (`origin` names it in messages).
 Recipe parse_recipe(const std::string& yaml, const std::string& origin, const std::vector<std::string>& overrides = {});
