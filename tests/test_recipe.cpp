@@ -29,16 +29,8 @@ std::string error_of(const std::string& yaml, const std::vector<std::string>& ov
   return "(no error)";
 }
 
-// The checkout's root: the nearest folder at or above the working directory that holds
-// recipes/ and docs/ (ctest runs in build-cpu/tests, a developer often in the root).
-fs::path repository_root() {
-  for (fs::path dir = fs::current_path(); !dir.empty(); dir = dir.parent_path()) {
-    if (fs::is_directory(dir / "recipes") && fs::is_directory(dir / "docs")) return dir;
-    if (dir == dir.parent_path()) break;
-  }
-  FAIL("no folder holding recipes/ and docs/ at or above ", fs::current_path());
-  return {};
-}
+// The checkout's root, where recipes/ and docs/ are (tests/CMakeLists.txt defines it).
+fs::path repository_root() { return FLASHTRAIN_SOURCE_DIR; }
 
 std::string read_file(const fs::path& path) {
   std::ifstream in(path);

@@ -27,7 +27,7 @@ inline std::string data_dir() {
 }
 
 inline std::string tests_data_path(const std::string& name) {
-  return (std::filesystem::path(__FILE__).parent_path().parent_path() / "data" / name).string();
+  return (std::filesystem::path(FLASHTRAIN_SOURCE_DIR) / "tests" / "data" / name).string();
 }
 
 inline std::string read_text(const std::string& path) {
