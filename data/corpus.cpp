@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "data/tokenizer.h"
+#include "data/utf8.h"
 #include "framework/error.h"
 #include "framework/io/sha256.h"
 
@@ -90,7 +91,17 @@ const char* format_description(CorpusFormat format) {
   return "";
 }
 
+// Invalid UTF-8 is caught here, where the file and line can be named, not later by the tokenizer.
+void check_utf8(std::string_view text, const std::string& path) {
+  const int64_t bad = utf8::find_invalid(text);
+  if (bad < 0) return;
+  const int64_t line = 1 + std::count(text.begin(), text.begin() + bad, '\n');
+  throw Error(str(path, ":", line, ": invalid UTF-8 at byte offset ", bad, " of the file (byte 0x", std::hex,
+                  static_cast<int>(static_cast<unsigned char>(text[bad])), std::dec, "); expected UTF-8 text"));
+}
+
 std::vector<std::string> documents_of(const std::string& text, const CorpusOptions& options, const std::string& path) {
+  check_utf8(text, path);
   std::vector<std::string> documents;
   switch (options.format) {
     case CorpusFormat::wikitext:
