@@ -156,14 +156,16 @@ std::vector<std::string> split_text_documents(std::string_view text) {
   size_t document_begin = std::string_view::npos, document_end = 0;
   for_each_line(text, [&](std::string_view line, size_t begin, size_t next) {
     if (is_blank(line)) {
-      if (document_begin != std::string_view::npos) documents.emplace_back(text.substr(document_begin, document_end - document_begin));
+      if (document_begin != std::string_view::npos)
+        documents.emplace_back(text.substr(document_begin, document_end - document_begin));
       document_begin = std::string_view::npos;
       return;
     }
     if (document_begin == std::string_view::npos) document_begin = begin;
     document_end = next;
   });
-  if (document_begin != std::string_view::npos) documents.emplace_back(text.substr(document_begin, document_end - document_begin));
+  if (document_begin != std::string_view::npos)
+    documents.emplace_back(text.substr(document_begin, document_end - document_begin));
   return documents;
 }
 

@@ -86,8 +86,8 @@ std::string resolve_data_path(const std::string& path, const DataDirSetting& set
   if (fs::exists(full, error)) return full.string();
   const fs::path folder = nearest_existing_folder(full);
   throw Error(str(what, " '", path, "' not found in the data directory ", dir, " (from ",
-                  setting.dir.empty() ? str("$", kEnvVar) : setting.origin, "); ", folder.string(), " contains: ",
-                  listing(folder)));
+                  setting.dir.empty() ? str("$", kEnvVar) : setting.origin, "); ", folder.string(),
+                  " contains: ", listing(folder)));
 }
 
 std::string default_vocab_folder(TokenizerKind kind) {

@@ -12,7 +12,7 @@
 namespace ft::data {
 
 struct DataDirSetting {
-  std::string dir;                        // empty: $FLASHTRAIN_DATA
+  std::string dir;                             // empty: $FLASHTRAIN_DATA
   std::string origin = "recipe key data.dir";  // where `dir` came from, for messages
 };
 

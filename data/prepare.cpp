@@ -88,17 +88,17 @@ TokenCorpus read_split(const io::Hdf5File& file, const std::string& split, int64
 // After the checksum has passed, so these catch a writer's mistakes rather than disk damage.
 void check_split(const TokenCorpus& corpus, const std::string& path, const std::string& split, int64_t vocab_size) {
   const std::vector<int64_t>& offsets = corpus.doc_offsets;
-  FT_CHECK(!offsets.empty() && offsets.front() == 0 &&
-               offsets.back() == static_cast<int64_t>(corpus.tokens.size()) &&
+  FT_CHECK(!offsets.empty() && offsets.front() == 0 && offsets.back() == static_cast<int64_t>(corpus.tokens.size()) &&
                std::is_sorted(offsets.begin(), offsets.end()),
            path, ": ", split, "/doc_offsets must rise from 0 to the token count ", corpus.tokens.size());
-  const auto bad = std::find_if(corpus.tokens.begin(), corpus.tokens.end(),
-                                [&](int32_t id) { return id < 0 || id >= vocab_size; });
+  const auto bad =
+      std::find_if(corpus.tokens.begin(), corpus.tokens.end(), [&](int32_t id) { return id < 0 || id >= vocab_size; });
   FT_CHECK(bad == corpus.tokens.end(), path, ": ", split, " token ", bad - corpus.tokens.begin(), " is id ", *bad,
            ", outside the vocabulary [0, ", vocab_size, ")");
 }
 
 // Writes through `<path>.tmp-<pid>` renamed over `path`, so a reader never sees half a file.
+// framework/io/atomic_file.h (which also fsyncs) replaces this once it is on main.
 void write_atomically(const std::string& path, const std::function<void(const std::string&)>& write) {
   const std::string temp = str(path, ".tmp-", ::getpid());
   try {
@@ -188,7 +188,8 @@ PrepareSummary prepare_dataset(const PrepareOptions& options, const Tokenizer& t
   return summary;
 }
 
-DatasetCheck check_dataset(const std::string& path, const CorpusOptions& source, const std::string& tokenizer_identity) {
+DatasetCheck check_dataset(const std::string& path, const CorpusOptions& source,
+                           const std::string& tokenizer_identity) {
   if (!fs::exists(path)) return {false, path + ": no such file"};
   DatasetInfo info;
   try {

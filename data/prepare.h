@@ -71,6 +71,7 @@ Dataset load_dataset(const std::string& path);
 // Whether a cached dataset can stand for `source` tokenised by `tokenizer_identity`: it loads
 // and verifies, and it was made from the same source bytes, format, text field and validation
 // fraction by the same tokenizer. `reason` says why not (for a "remaking the cache: ..." note).
+// A damaged cache does not match; a missing source is an ft::Error (nothing could be remade).
 struct DatasetCheck {
   bool matches = false;
   std::string reason;

@@ -26,9 +26,7 @@ namespace {
 
 std::string shared(const std::string& name) { return testing::data_dir() + "/" + name; }
 
-std::string joined(const Docs& documents) {
-  return std::accumulate(documents.begin(), documents.end(), std::string());
-}
+std::string joined(const Docs& documents) { return std::accumulate(documents.begin(), documents.end(), std::string()); }
 
 // Sets or clears an environment variable for one scope.
 class EnvOverride {
@@ -81,9 +79,9 @@ TEST_CASE("wikitext: articles start at ' = Title = ', not at section headings") 
 }
 
 TEST_CASE("wikitext: the shared files' articles, raw and tokens") {
-  for (const char* name : {"wikitext-2-raw/wiki.valid.raw", "wikitext-2-raw/wiki.test.raw",
-                           "wikitext-2-tokens/wiki.valid.tokens", "wikitext-2-tokens/wiki.test.tokens",
-                           "wikitext-2-tokens/wiki.train.tokens.shuffled"}) {
+  for (const char* name :
+       {"wikitext-2-raw/wiki.valid.raw", "wikitext-2-raw/wiki.test.raw", "wikitext-2-tokens/wiki.valid.tokens",
+        "wikitext-2-tokens/wiki.test.tokens", "wikitext-2-tokens/wiki.train.tokens.shuffled"}) {
     CAPTURE(name);
     const std::string text = testing::read_text(shared(name));
     const std::vector<size_t> headings = testing::article_heading_offsets(text);
@@ -144,19 +142,23 @@ TEST_CASE("text: documents are separated by blank lines") {
 }
 
 TEST_CASE("jsonl: the text field of each object; errors name the file, the line and the field") {
-  const std::string good = "{\"title\": \"A\", \"text\": \"first\\ndoc\"}\n\n{\"text\": \"  \"}\n{\"text\": \"second\"}\n";
+  const std::string good =
+      "{\"title\": \"A\", \"text\": \"first\\ndoc\"}\n\n{\"text\": \"  \"}\n{\"text\": \"second\"}\n";
   CHECK(read_jsonl_documents(good, "text", "x.jsonl") == Docs{"first\ndoc", "second"});
   CHECK(read_jsonl_documents("{\"body\": \"b\"}", "body", "x.jsonl") == Docs{"b"});
 
-  std::string message = error_message([] { read_jsonl_documents("{\"text\": \"a\"}\n{\"text\": \"b\",\n", "text", "w.jsonl"); });
+  std::string message =
+      error_message([] { read_jsonl_documents("{\"text\": \"a\"}\n{\"text\": \"b\",\n", "text", "w.jsonl"); });
   CHECK(message.find("w.jsonl:2: invalid JSON") != std::string::npos);
   message = error_message([] { read_jsonl_documents("{\"title\": \"t\", \"id\": 3}\n", "text", "w.jsonl"); });
   CHECK(message.find("w.jsonl:1: no field 'text'") != std::string::npos);
   CHECK(message.find("id, title") != std::string::npos);
-  CHECK(error_message([] { read_jsonl_documents("{\"text\": 5}", "text", "w.jsonl"); })
-            .find("w.jsonl:1: field 'text' is a number, expected a string") != std::string::npos);
-  CHECK(error_message([] { read_jsonl_documents("[\"text\"]", "text", "w.jsonl"); })
-            .find("w.jsonl:1: expected a JSON object") != std::string::npos);
+  CHECK(error_message([] {
+          read_jsonl_documents("{\"text\": 5}", "text", "w.jsonl");
+        }).find("w.jsonl:1: field 'text' is a number, expected a string") != std::string::npos);
+  CHECK(error_message([] {
+          read_jsonl_documents("[\"text\"]", "text", "w.jsonl");
+        }).find("w.jsonl:1: expected a JSON object") != std::string::npos);
 }
 
 TEST_CASE("files: a jsonl file through read_corpus, invalid UTF-8 and empty corpora") {
@@ -200,8 +202,9 @@ TEST_CASE("split: round(n * fraction) validation documents, spread evenly, deter
   CHECK(split_documents(documents, 0.0, "x").train.size() == 60);
   CHECK(error_message([&] { split_documents(documents, 1.0, "x"); }).find("val_fraction must be in [0, 1)") !=
         std::string::npos);
-  CHECK(error_message([] { split_documents({"only"}, 0.05, "one.txt"); })
-            .find("one.txt: 1 document(s) cannot be split") != std::string::npos);
+  CHECK(error_message([] {
+          split_documents({"only"}, 0.05, "one.txt");
+        }).find("one.txt: 1 document(s) cannot be split") != std::string::npos);
 }
 
 TEST_CASE("data dir: explicit setting, then $FLASHTRAIN_DATA, else an error that says how") {
@@ -211,8 +214,9 @@ TEST_CASE("data dir: explicit setting, then $FLASHTRAIN_DATA, else an error that
   {
     EnvOverride env("FLASHTRAIN_DATA", nullptr);
     const std::string message = error_message([] { resolve_data_dir({}); });
-    for (const char* part : {"set FLASHTRAIN_DATA", "data.dir", "Salesforce/wikitext", "wikitext-103-raw-v1",
-                             "openaipublic.blob.core.windows.net/gpt-2/encodings/main", "bert-base-uncased/vocab.txt"}) {
+    for (const char* part :
+         {"set FLASHTRAIN_DATA", "data.dir", "Salesforce/wikitext", "wikitext-103-raw-v1",
+          "openaipublic.blob.core.windows.net/gpt-2/encodings/main", "bert-base-uncased/vocab.txt"}) {
       CHECK_MESSAGE(message.find(part) != std::string::npos, part);
     }
     CHECK(resolve_data_dir({dir.path(), "--data-dir"}) == dir.path());
@@ -226,8 +230,9 @@ TEST_CASE("data dir: explicit setting, then $FLASHTRAIN_DATA, else an error that
     CHECK(resolve_data_dir({dir.path()}) == dir.path());  // the explicit setting wins
     CHECK(error_message([] { resolve_data_dir({"/nonexistent/other"}); }) ==
           "data directory /nonexistent/other (from recipe key data.dir) does not exist");
-    CHECK(error_message([&] { resolve_data_dir({dir.path() + "/corpus.txt", "--data-dir"}); })
-              .find("(from --data-dir) is not a directory") != std::string::npos);
+    CHECK(error_message([&] {
+            resolve_data_dir({dir.path() + "/corpus.txt", "--data-dir"});
+          }).find("(from --data-dir) is not a directory") != std::string::npos);
   }
   {
     EnvOverride env("FLASHTRAIN_DATA", dir.path().c_str());
@@ -239,11 +244,13 @@ TEST_CASE("data dir: explicit setting, then $FLASHTRAIN_DATA, else an error that
     message = error_message([] { resolve_data_path("gpt2-tokenizer/vocab.bpe", {}, "the vocabulary"); });
     CHECK(message.find("gpt2-tokenizer contains: nothing (it is empty)") != std::string::npos);
     // ./ and ../ paths are taken from the working directory, not the data directory.
-    CHECK(error_message([] { resolve_data_path("./corpus.txt", {}, "the source"); })
-              .find("./corpus.txt (the source) not found") != std::string::npos);
+    CHECK(error_message([] {
+            resolve_data_path("./corpus.txt", {}, "the source");
+          }).find("./corpus.txt (the source) not found") != std::string::npos);
   }
   CHECK(default_vocab_folder(TokenizerKind::gpt2) == "gpt2-tokenizer");
   CHECK(default_vocab_folder(TokenizerKind::bert) == "bert-base-uncased");
   CHECK(parse_corpus_format("jsonl") == CorpusFormat::jsonl);
-  CHECK(error_message([] { parse_corpus_format("csv"); }) == "unknown corpus format 'csv': expected wikitext, text or jsonl");
+  CHECK(error_message([] { parse_corpus_format("csv"); }) ==
+        "unknown corpus format 'csv': expected wikitext, text or jsonl");
 }

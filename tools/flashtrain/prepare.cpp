@@ -1,12 +1,13 @@
 // `flashtrain prepare`: tokenises a corpus once into an HDF5 dataset (data/prepare.h) for the
 // trainer, and prints what it holds and how fast it went. Paths that are not absolute and do not
 // start with ./ or ../ are found in the data directory (--data-dir, else $FLASHTRAIN_DATA).
+#include "data/prepare.h"
+
 #include <cstdio>
 #include <memory>
 #include <string>
 
 #include "data/data_dir.h"
-#include "data/prepare.h"
 #include "tools/flashtrain/commands.h"
 
 namespace ft::tools {
@@ -26,8 +27,8 @@ void print_split(const char* name, const data::SplitSummary& split) {
 void run_prepare(const PrepareArgs& args) {
   const data::DataDirSetting data_dir{args.data_dir, "--data-dir"};
   const data::TokenizerKind kind = data::parse_tokenizer_kind(args.tokenizer);
-  const std::string vocab = data::resolve_data_path(
-      args.vocab.empty() ? data::default_vocab_folder(kind) : args.vocab, data_dir, "the tokenizer vocabulary");
+  const std::string vocab = data::resolve_data_path(args.vocab.empty() ? data::default_vocab_folder(kind) : args.vocab,
+                                                    data_dir, "the tokenizer vocabulary");
   const std::unique_ptr<data::Tokenizer> tokenizer = data::load_tokenizer(kind, vocab);
 
   data::PrepareOptions options;
