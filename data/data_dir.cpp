@@ -17,11 +17,11 @@ constexpr const char* kEnvVar = "FLASHTRAIN_DATA";
 
 const char* const kCanonicalDownloads =
     "It should hold (canonical downloads):\n"
-    "  wikitext-2-raw/, wikitext-103-raw/   WikiText raw: Hugging Face dataset Salesforce/wikitext, configs\n"
-    "                                       wikitext-2-raw-v1 and wikitext-103-raw-v1 (wiki.{train,valid,test}.raw)\n"
+    "  wikitext-2-raw/, wikitext-103-raw/      WikiText raw (wiki.{train,valid,test}.raw): Hugging Face dataset\n"
+    "                                          Salesforce/wikitext, configs wikitext-2-raw-v1, wikitext-103-raw-v1\n"
     "  gpt2-tokenizer/encoder.json, vocab.bpe  https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/\n"
-    "                                       (or vocab.json and merges.txt of the Hugging Face gpt2 repo, renamed)\n"
-    "  bert-base-uncased/vocab.txt          the Hugging Face bert-base-uncased repo";
+    "                                          (or the Hugging Face gpt2 repo's vocab.json, merges.txt, renamed)\n"
+    "  bert-base-uncased/vocab.txt             the Hugging Face bert-base-uncased repo";
 
 bool relative_to_data_dir(const std::string& path) {
   return !fs::path(path).is_absolute() && path.rfind("./", 0) != 0 && path.rfind("../", 0) != 0 && path != "." &&
