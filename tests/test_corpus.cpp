@@ -7,7 +7,6 @@
 
 #include <cstdlib>
 #include <filesystem>
-#include <numeric>
 
 #include "data/corpus.h"
 #include "data/data_dir.h"
@@ -26,7 +25,11 @@ namespace {
 
 std::string shared(const std::string& name) { return testing::data_dir() + "/" + name; }
 
-std::string joined(const Docs& documents) { return std::accumulate(documents.begin(), documents.end(), std::string()); }
+std::string joined(const Docs& documents) {
+  std::string text;
+  for (const std::string& document : documents) text += document;
+  return text;
+}
 
 // Sets or clears an environment variable for one scope.
 class EnvOverride {
