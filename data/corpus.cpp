@@ -6,6 +6,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "data/data_dir.h"
 #include "data/tokenizer.h"
 #include "data/utf8.h"
 #include "framework/error.h"
@@ -48,20 +49,17 @@ void add_unless_blank(std::vector<std::string>& documents, std::string_view text
 
 // The one file in `dir` whose name starts with `prefix` ("wiki.train.").
 std::string wikitext_split_file(const std::string& dir, const std::string& prefix) {
-  std::vector<std::string> found, names;
+  std::vector<std::string> found;
   for (const fs::directory_entry& entry : fs::directory_iterator(dir)) {
     const std::string name = entry.path().filename().string();
-    names.push_back(name);
-    if (starts_with(name, prefix) && entry.is_regular_file()) found.push_back(entry.path().string());
+    if (starts_with(name, prefix) && entry.is_regular_file()) found.push_back(name);
   }
   std::sort(found.begin(), found.end());
-  std::sort(names.begin(), names.end());
-  std::string listed;
-  for (const std::string& name : names) listed += (listed.empty() ? "" : ", ") + name;
   FT_CHECK(!found.empty(), dir, ": no ", prefix, "* file (a WikiText directory holds wiki.train.* and wiki.valid.*",
-           " files, raw or tokens); it contains: ", listed.empty() ? "nothing" : listed);
-  FT_CHECK(found.size() == 1, dir, ": several ", prefix, "* files (", listed, "); keep one per split");
-  return found[0];
+           " files, raw or tokens); it contains: ", folder_listing(dir));
+  FT_CHECK(found.size() == 1, dir, ": several ", prefix, "* files (", found[0], ", ", found[1],
+           (found.size() > 2 ? ", ..." : ""), "); keep one per split");
+  return (fs::path(dir) / found[0]).string();
 }
 
 // The files read_corpus reads: a WikiText directory's train and validation files, or the one file.

@@ -28,23 +28,6 @@ bool relative_to_data_dir(const std::string& path) {
          path != "..";
 }
 
-// "a, b/, c" for the entries of `dir` (folders end in /), sorted, at most 40 named.
-std::string listing(const fs::path& dir) {
-  std::vector<std::string> names;
-  std::error_code error;
-  for (const fs::directory_entry& entry : fs::directory_iterator(dir, error)) {
-    names.push_back(entry.path().filename().string() + (entry.is_directory(error) ? "/" : ""));
-  }
-  if (error) return "(cannot be listed: " + error.message() + ")";
-  if (names.empty()) return "nothing (it is empty)";
-  std::sort(names.begin(), names.end());
-  constexpr size_t kMaxNamed = 40;
-  std::string text;
-  for (size_t i = 0; i < std::min(names.size(), kMaxNamed); ++i) text += (i ? ", " : "") + names[i];
-  if (names.size() > kMaxNamed) text += str(" and ", names.size() - kMaxNamed, " more");
-  return text;
-}
-
 // The deepest folder on the way to `path` that exists, or empty if none does.
 fs::path nearest_existing_folder(const fs::path& path) {
   std::error_code error;
@@ -78,8 +61,9 @@ std::string resolve_data_path(const std::string& path, const DataDirSetting& set
   if (!relative_to_data_dir(path)) {
     if (fs::exists(path, error)) return path;
     const fs::path folder = nearest_existing_folder(fs::absolute(path, error));
-    throw Error(str(path, " (", what, ") not found",
-                    folder.empty() ? std::string() : str("; ", folder.string(), " contains: ", listing(folder))));
+    throw Error(str(
+        path, " (", what, ") not found",
+        folder.empty() ? std::string() : str("; ", folder.string(), " contains: ", folder_listing(folder.string()))));
   }
   const std::string dir = resolve_data_dir(setting);
   const fs::path full = fs::path(dir) / path;
@@ -87,7 +71,23 @@ std::string resolve_data_path(const std::string& path, const DataDirSetting& set
   const fs::path folder = nearest_existing_folder(full);
   throw Error(str(what, " '", path, "' not found in the data directory ", dir, " (from ",
                   setting.dir.empty() ? str("$", kEnvVar) : setting.origin, "); ", folder.string(),
-                  " contains: ", listing(folder)));
+                  " contains: ", folder_listing(folder.string())));
+}
+
+std::string folder_listing(const std::string& folder) {
+  std::vector<std::string> names;
+  std::error_code error;
+  for (const fs::directory_entry& entry : fs::directory_iterator(folder, error)) {
+    names.push_back(entry.path().filename().string() + (entry.is_directory(error) ? "/" : ""));
+  }
+  if (error) return "(cannot be listed: " + error.message() + ")";
+  if (names.empty()) return "nothing (it is empty)";
+  std::sort(names.begin(), names.end());
+  constexpr size_t kMaxNamed = 40;
+  std::string text;
+  for (size_t i = 0; i < std::min(names.size(), kMaxNamed); ++i) text += (i ? ", " : "") + names[i];
+  if (names.size() > kMaxNamed) text += str(" and ", names.size() - kMaxNamed, " more");
+  return text;
 }
 
 std::string default_vocab_folder(TokenizerKind kind) {

@@ -25,6 +25,9 @@ std::string resolve_data_dir(const DataDirSetting& setting);
 // that does not exist is an ft::Error that lists what its nearest existing folder contains.
 std::string resolve_data_path(const std::string& path, const DataDirSetting& setting, const std::string& what);
 
+// "a, b/, c": the sorted entries of a folder (folders end in /), at most 40 named, for messages.
+std::string folder_listing(const std::string& folder);
+
 // The vocabulary's folder in the data directory's canonical layout: gpt2-tokenizer (encoder.json,
 // vocab.bpe) or bert-base-uncased (vocab.txt).
 std::string default_vocab_folder(TokenizerKind kind);

@@ -131,7 +131,7 @@ TEST_CASE("wikitext: directory errors list what is there") {
   dir.write("wiki.train.raw", " = B = \n");
   dir.write("wiki.train.tokens", " = B = \n");
   message = error_message([&] { read_corpus(options); });
-  CHECK(message.find("several wiki.train.* files") != std::string::npos);
+  CHECK(message.find("several wiki.train.* files (wiki.train.raw, wiki.train.tokens)") != std::string::npos);
   options.format = CorpusFormat::jsonl;
   CHECK(error_message([&] { read_corpus(options); }).find("only a wikitext source may be") != std::string::npos);
   options.source = dir.path() + "/missing.txt";
