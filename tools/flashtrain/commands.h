@@ -8,5 +8,6 @@ namespace ft::tools {
 void add_info_command(CLI::App& app);
 void add_train_command(CLI::App& app);
 void add_tokenize_command(CLI::App& app);
+void add_prepare_command(CLI::App& app);
 
 }  // namespace ft::tools

@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
   ft::tools::add_info_command(app);
   ft::tools::add_train_command(app);
   ft::tools::add_tokenize_command(app);
+  ft::tools::add_prepare_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
