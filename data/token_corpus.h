@@ -1,5 +1,5 @@
 // A tokenised corpus in memory: every document's token ids back to back, and where each
-// document starts. This is what `flashtrain prepare` writes to HDF5 (data/dataset_file.h) and
+// document starts. This is what `flashtrain prepare` writes to HDF5 (data/prepare.h) and
 // what the loader (data/loader.h) cuts into batches.
 #pragma once
 

@@ -162,7 +162,8 @@ const std::vector<KeySpec>& schema() {
       KEY(attention, choice({"math", "flash", "cudnn"}), "the attention kernel"),
       KEY(seed, integer(0), "seeds initialisation, data order and dropout"),
       KEY(deterministic, of_type(KeyType::boolean), "the same numbers on every run with the same seed"),
-      KEY(resume, choice({"auto", "never"}), "auto: continue from the newest valid checkpoint; never: start afresh"),
+      KEY(resume, choice({"never", "auto"}),
+          "never: start afresh (an error if checkpoints exist); auto: continue from the newest valid one (--resume)"),
 
       KEY(model.arch, choice({"gpt2"}), "the architecture (distilbert later)"),
       KEY(model.size, choice({"tiny", "gpt2-124m", "gpt2-350m", "gpt2-774m", "gpt2-1558m"}),

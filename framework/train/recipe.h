@@ -80,7 +80,7 @@ struct Recipe {
   std::string attention = "math";  // math | flash | cudnn
   uint64_t seed = 1;
   bool deterministic = true;
-  std::string resume = "auto";  // auto (newest valid checkpoint) | never
+  std::string resume = "never";  // never (start afresh; refuse to overwrite checkpoints) | auto (newest valid one)
   ModelRecipe model;
   DataRecipe data;
   OptimRecipe optim;

@@ -1,0 +1,63 @@
+#include "framework/train/run_setup.h"
+
+#include <algorithm>
+#include <cstdio>
+
+#include "framework/error.h"
+
+namespace ft::train {
+namespace {
+
+// The id of the first of `names` that the tokenizer has as a special token.
+int32_t special_id(const data::Tokenizer& tokenizer, std::initializer_list<const char*> names) {
+  for (const char* name : names)
+    for (const data::SpecialToken& t : tokenizer.special_tokens())
+      if (t.text == name) return t.id;
+  throw Error(str("the tokenizer ", tokenizer.identity(), " has none of the special tokens ", *names.begin()));
+}
+
+}  // namespace
+
+Device resolve_device(const Recipe& r) {
+  FT_CHECK(r.precision == "fp32", r.source_path, ": precision: ", r.precision,
+           " needs the CUDA kernels, which are not built yet (use precision: fp32)");
+  FT_CHECK(r.attention == "math", r.source_path, ": attention: ", r.attention,
+           " needs the CUDA kernels, which are not built yet (use attention: math)");
+  if (r.device == "cpu") return Device::cpu();
+  if (r.device == "auto") {
+    if (cuda_available())
+      std::printf("note: a CUDA device is present, but the ops have no CUDA kernels yet: training on the cpu\n");
+    return Device::cpu();
+  }
+  throw Error(str(r.source_path, ": device: ", r.device,
+                  " requested, but the ops have no CUDA kernels yet (use device: cpu or auto)"));
+}
+
+models::Gpt2Config model_config(const Recipe& r, int64_t vocab_size) {
+  models::Gpt2Config c = models::gpt2_config(r.model.size);
+  c.vocab_size = vocab_size;
+  if (r.model.n_layer > 0) c.n_layer = r.model.n_layer;
+  if (r.model.n_head > 0) c.n_head = r.model.n_head;
+  if (r.model.n_embd > 0) c.n_embd = r.model.n_embd;
+  if (r.model.block_size > 0) c.block_size = r.model.block_size;
+  c.block_size = std::max(c.block_size, r.data.seq_len);
+  c.rotary = r.model.positions == "rotary";
+  c.dropout = r.model.dropout;
+  return c;
+}
+
+data::DataDirSetting data_dir_setting(const Recipe& r) { return {r.data.dir, str(r.source_path, ": data.dir")}; }
+
+std::unique_ptr<data::Tokenizer> recipe_tokenizer(const Recipe& r) {
+  const data::TokenizerKind kind = data::parse_tokenizer_kind(r.data.tokenizer);
+  const std::string folder = r.data.vocab.empty() ? data::default_vocab_folder(kind) : r.data.vocab;
+  return data::load_tokenizer(
+      kind, data::resolve_data_path(folder, data_dir_setting(r), "the tokenizer vocabulary (data.vocab)"));
+}
+
+int32_t end_of_text_id(const data::Tokenizer& tokenizer) { return special_id(tokenizer, {"<|endoftext|>", "[SEP]"}); }
+
+// GPT-2 pads with <|endoftext|> (padding targets are ignored anyway); BERT with [PAD].
+int32_t padding_id(const data::Tokenizer& tokenizer) { return special_id(tokenizer, {"[PAD]", "<|endoftext|>"}); }
+
+}  // namespace ft::train

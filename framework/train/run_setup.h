@@ -1,0 +1,33 @@
+// What a recipe fixes before any data is read, shared by the trainer and by the tools that load
+// a finished run (flashtrain generate): the device, the model's shape and the tokenizer.
+#pragma once
+
+#include <memory>
+
+#include "data/data_dir.h"
+#include "data/tokenizer.h"
+#include "framework/device.h"
+#include "framework/train/recipe.h"
+#include "models/gpt2/gpt2.h"
+
+namespace ft::train {
+
+// The device to train on. Until the CUDA kernels land every op runs on the CPU: "auto" says so
+// when a GPU is present; "cuda", precision other than fp32 and attention other than math are
+// errors naming the recipe key.
+Device resolve_device(const Recipe& r);
+
+// model.size with the recipe's overrides; block_size is at least data.seq_len.
+models::Gpt2Config model_config(const Recipe& r, int64_t vocab_size);
+
+// data.dir (or $FLASHTRAIN_DATA), named after the recipe file in messages.
+data::DataDirSetting data_dir_setting(const Recipe& r);
+
+// data.tokenizer with its vocabulary (data.vocab, or the canonical folder in the data directory).
+std::unique_ptr<data::Tokenizer> recipe_tokenizer(const Recipe& r);
+
+// The id that ends every document (GPT-2's <|endoftext|>, BERT's [SEP]) and the padding id.
+int32_t end_of_text_id(const data::Tokenizer& tokenizer);
+int32_t padding_id(const data::Tokenizer& tokenizer);
+
+}  // namespace ft::train

@@ -1,0 +1,179 @@
+// `flashtrain train` as a user runs it: a run killed with SIGKILL and resumed repeats the
+// losses and final weights of an uninterrupted run bit for bit; a damaged newest checkpoint is
+// skipped with a warning; a fresh run refuses to overwrite an earlier run's checkpoints; and
+// each class of recipe mistake ends with exit code 1 and a message naming the file, the line
+// and the key.
+#include <doctest/doctest.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "framework/error.h"
+#include "framework/io/hdf5_file.h"
+#include "tests/support/temp_dir.h"
+
+extern char** environ;
+
+using namespace ft;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct ToolResult {
+  int exit_code = -1;
+  std::string output;  // stdout and stderr
+};
+
+// Runs flashtrain with `arguments` (shell words) and waits for it.
+ToolResult run_tool(const std::string& arguments) {
+  const std::string command = std::string(FLASHTRAIN_BINARY) + " " + arguments + " 2>&1";
+  FILE* pipe = popen(command.c_str(), "r");
+  REQUIRE(pipe != nullptr);
+  ToolResult r;
+  char buffer[4096];
+  for (size_t n; (n = fread(buffer, 1, sizeof buffer, pipe)) > 0;) r.output.append(buffer, n);
+  const int status = pclose(pipe);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+// The first ~40 KB of WikiText-2's validation text: a corpus small enough to prepare in a moment.
+std::string small_corpus(const testing::TempDir& dir) {
+  const char* data = std::getenv("FLASHTRAIN_DATA");
+  REQUIRE_MESSAGE(data != nullptr, "FLASHTRAIN_DATA must name the data directory");
+  std::ifstream in(fs::path(data) / "wikitext-2-raw" / "wiki.valid.raw", std::ios::binary);
+  std::string text(40000, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  text.resize(text.rfind("\n\n") + 1);
+  const std::string path = dir.path() + "/corpus.txt";
+  std::ofstream(path, std::ios::binary) << text;
+  return path;
+}
+
+// A one-block GPT-2 for 60 steps of 2 x 16 tokens, with checkpoints every 30 steps.
+std::string write_recipe(const testing::TempDir& dir) {
+  const std::string path = dir.path() + "/resume.yaml";
+  std::ofstream(path) << "name: resume\n"
+                      << "device: cpu\n"
+                      << "seed: 7\n"
+                      << "model: {n_layer: 1, n_head: 2, n_embd: 32, block_size: 16, dropout: 0.1}\n"
+                      << "data: {source: " << small_corpus(dir) << ", format: text, val_fraction: 0.1, seq_len: 16}\n"
+                      << "optim: {batch_size: 2, steps: 60, warmup_steps: 5, lr: 3.0e-3}\n"
+                      << "checkpoint: {every: 30, keep: 3}\n"
+                      << "logging: {every: 1, val_every: 20, val_batches: 2, sample_every: 0}\n";
+  return path;
+}
+
+// The "loss" of every line of a metrics file, as written (the shortest round-trip text).
+std::vector<std::string> losses(const std::string& metrics_path) {
+  std::vector<std::string> out;
+  std::ifstream in(metrics_path);
+  for (std::string line; std::getline(in, line);) {
+    const size_t at = line.find("\"loss\": ");
+    REQUIRE(at != std::string::npos);
+    out.push_back(line.substr(at + 8, line.find(',', at) - at - 8));
+  }
+  return out;
+}
+
+// Starts flashtrain in the background, its output into `log`.
+pid_t spawn_tool(const std::vector<std::string>& arguments, const std::string& log) {
+  std::vector<std::string> words = {FLASHTRAIN_BINARY};
+  words.insert(words.end(), arguments.begin(), arguments.end());
+  std::vector<char*> argv;
+  for (std::string& w : words) argv.push_back(w.data());
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_adddup2(&actions, 1, 2);
+  pid_t pid = -1;
+  const int status = posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  REQUIRE(status == 0);
+  return pid;
+}
+
+// Every parameter of a checkpoint, by dataset name, as raw float32 values.
+std::map<std::string, std::vector<float>> checkpoint_parameters(const std::string& path) {
+  io::Hdf5File f = io::Hdf5File::open(path);
+  std::map<std::string, std::vector<float>> out;
+  for (const std::string& name : f.children("params")) out[name] = f.read<float>("params/" + name);
+  REQUIRE(!out.empty());
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("train: a run killed after step 30 and resumed repeats the uninterrupted run bit for bit") {
+  testing::TempDir dir;
+  const std::string recipe = write_recipe(dir);
+  const std::string straight = dir.path() + "/straight", killed = dir.path() + "/killed";
+
+  const ToolResult full = run_tool(recipe + " --set run_dir=" + straight);
+  REQUIRE_MESSAGE(full.exit_code == 0, full.output);
+  const std::vector<std::string> expected = losses(straight + "/metrics.jsonl");
+  REQUIRE(expected.size() == 60);
+
+  // The second run is killed (SIGKILL, no chance to clean up) once its step-30 checkpoint exists.
+  const pid_t pid = spawn_tool({"train", recipe, "--set", "run_dir=" + killed}, dir.path() + "/killed.log");
+  const fs::path checkpoint_30 = fs::path(killed) / "checkpoints" / "step_000030.h5";
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(5);
+  while (!fs::exists(checkpoint_30) && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  kill(pid, SIGKILL);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  REQUIRE(fs::exists(checkpoint_30));
+  REQUIRE_MESSAGE(WIFSIGNALED(status), "the run ended before it could be killed");
+  CHECK_FALSE(fs::exists(fs::path(killed) / "checkpoints" / "step_000060.h5"));
+
+  // A damaged newer checkpoint (as a crash of another kind might leave) is skipped, not loaded.
+  std::ofstream(fs::path(killed) / "checkpoints" / "step_000045.h5") << "half a checkpoint";
+  const ToolResult resumed = run_tool("train " + recipe + " --set run_dir=" + killed + " --resume");
+  REQUIRE_MESSAGE(resumed.exit_code == 0, resumed.output);
+  CHECK(resumed.output.find("step_000045.h5") != std::string::npos);
+  CHECK(resumed.output.find("resumed from") != std::string::npos);
+  CHECK(resumed.output.find("(step 30)") != std::string::npos);
+
+  CHECK(losses(killed + "/metrics.jsonl") == expected);
+  CHECK(checkpoint_parameters(killed + "/checkpoints/step_000060.h5") ==
+        checkpoint_parameters(straight + "/checkpoints/step_000060.h5"));
+
+  // Without --resume, the finished run's checkpoints are not overwritten.
+  const ToolResult again = run_tool("train " + recipe + " --set run_dir=" + straight);
+  CHECK(again.exit_code == 1);
+  CHECK(again.output.find("holds checkpoints of an earlier run") != std::string::npos);
+}
+
+TEST_CASE("train: recipe mistakes end with exit code 1 and a message naming file, line and key") {
+  testing::TempDir dir;
+  struct Mistake {
+    std::string yaml, expected;
+  };
+  const std::vector<Mistake> mistakes = {
+      {"name: x\noptim:\n  lrate: 0.1\n", "bad.yaml:3: optim.lrate: unknown key"},
+      {"name: x\noptim:\n  lr: fast\n", "bad.yaml:3: optim.lr: expected a number > 0, got 'fast'"},
+      {"name: x\noptim:\n  batch_size: 0\n", "bad.yaml:3: optim.batch_size: expected"},
+      {"name: x\ndata:\n  source: ./no-such-corpus.txt\n  format: text\n", "no-such-corpus.txt"},
+      {"name: x\ndata:\n  dir: /no/such/data/dir\n", "/no/such/data/dir"},
+  };
+  for (const Mistake& m : mistakes) {
+    dir.write("bad.yaml", m.yaml);
+    const ToolResult r = run_tool("train " + dir.path() + "/bad.yaml --set run_dir=" + dir.path() + "/run");
+    INFO(m.yaml, "\n", r.output);
+    CHECK(r.exit_code == 1);
+    CHECK(r.output.find(m.expected) != std::string::npos);
+    CHECK(r.output.find("flashtrain: error: ") != std::string::npos);
+  }
+  const ToolResult missing = run_tool("train " + dir.path() + "/absent.yaml");
+  CHECK(missing.exit_code != 0);
+  CHECK(missing.output.find("absent.yaml") != std::string::npos);
+}
