@@ -51,13 +51,13 @@ SafetensorsEntry parse_entry(const json& value, const std::string& path, const s
   const std::string at = tensor_at(path, name);
   FT_CHECK(value.is_object(), at, "expected an object with dtype, shape and data_offsets, got ", value.type_name());
   SafetensorsEntry e;
-  const json& dtype = value.contains("dtype") ? value["dtype"] : json();
+  const json dtype = value.value("dtype", json());  // null when absent
   FT_CHECK(dtype.is_string(), at, "dtype must be a string such as \"F32\"");
   e.dtype = dtype.get<std::string>();
   const StoredType* type = find_stored_type(e.dtype);
   FT_CHECK(type, at, "unknown dtype '", e.dtype, "'");
 
-  const json& shape = value.contains("shape") ? value["shape"] : json();
+  const json shape = value.value("shape", json());
   FT_CHECK(shape.is_array(), at, "shape must be an array of sizes");
   uint64_t bytes = type->bytes;
   for (const json& size : shape) {
@@ -67,7 +67,7 @@ SafetensorsEntry parse_entry(const json& value, const std::string& path, const s
     bytes = saturating_mul(bytes, size.get<uint64_t>());
   }
 
-  const json& offsets = value.contains("data_offsets") ? value["data_offsets"] : json();
+  const json offsets = value.value("data_offsets", json());
   FT_CHECK(
       offsets.is_array() && offsets.size() == 2 && offsets[0].is_number_unsigned() && offsets[1].is_number_unsigned(),
       at, "data_offsets must be two non-negative integers [begin, end]");

@@ -80,7 +80,7 @@ std::vector<std::string> weight_file_names(const std::string& dir) {
   FT_CHECK(std::filesystem::exists(index_path), dir, ": no model.safetensors or model.safetensors.index.json ",
            "(flashtrain reads safetensors weights only; transformers' save_pretrained writes them)");
   const json index = read_json_file(index_path, "a safetensors shard index");
-  const json weight_map = index.is_object() ? field(index, "weight_map", json()) : json();
+  const json weight_map = index.is_object() ? index.value("weight_map", json()) : json();
   FT_CHECK(weight_map.is_object(), index_path, ": expected an object with a \"weight_map\" object");
   std::set<std::string> shards;
   for (const auto& [name, file] : weight_map.items()) {
