@@ -9,5 +9,6 @@ void add_info_command(CLI::App& app);
 void add_train_command(CLI::App& app);
 void add_tokenize_command(CLI::App& app);
 void add_prepare_command(CLI::App& app);
+void add_convert_command(CLI::App& app);
 
 }  // namespace ft::tools
