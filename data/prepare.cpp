@@ -10,6 +10,7 @@
 #include <iomanip>
 
 #include "framework/error.h"
+#include "framework/io/atomic_file.h"
 #include "framework/io/hdf5_file.h"
 #include "framework/io/sha256.h"
 
@@ -97,25 +98,12 @@ void check_split(const TokenCorpus& corpus, const std::string& path, const std::
            ", outside the vocabulary [0, ", vocab_size, ")");
 }
 
-// Writes through `<path>.tmp-<pid>` renamed over `path`, so a reader never sees half a file.
-// framework/io/atomic_file.h (which also fsyncs) replaces this once it is on main.
-void write_atomically(const std::string& path, const std::function<void(const std::string&)>& write) {
-  const std::string temp = str(path, ".tmp-", ::getpid());
-  try {
-    write(temp);
-    FT_CHECK(std::rename(temp.c_str(), path.c_str()) == 0, path, ": cannot rename ", temp, " over it");
-  } catch (...) {
-    std::remove(temp.c_str());
-    throw;
-  }
-}
-
 }  // namespace
 
 void write_dataset(const std::string& path, const Dataset& dataset) {
   const DatasetInfo& info = dataset.info;
   const std::string checksum = content_sha256(dataset);
-  write_atomically(path, [&](const std::string& temp) {
+  io::write_file_atomically(path, [&](const std::string& temp) {
     io::Hdf5File file = io::Hdf5File::create(temp);
     file.set_attribute("/", "format_version", info.format_version);
     file.set_attribute("/", "tokenizer", info.tokenizer);
