@@ -6,7 +6,6 @@
 #pragma once
 
 #include <doctest/doctest.h>
-#include <unistd.h>
 
 #include <cstdint>
 #include <cstdlib>
@@ -17,6 +16,7 @@
 #include <vector>
 
 #include "data/utf8.h"
+#include "tests/support/temp_dir.h"
 
 namespace ft::testing {
 
@@ -93,24 +93,5 @@ inline std::vector<ExpectedIds> read_expected(const std::string& name, size_t ca
                   " cases: regenerate it with tools/tokenizer_parity.py");
   return expected;
 }
-
-// A fresh directory under the system's temporary directory, removed with the object.
-class TempDir {
- public:
-  TempDir() {
-    static int counter = 0;
-    path_ = std::filesystem::temp_directory_path() /
-            ("flashtrain_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    std::filesystem::create_directories(path_);
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  std::string path() const { return path_.string(); }
-  void write(const std::string& name, const std::string& contents) const {
-    std::ofstream(path_ / name, std::ios::binary) << contents;
-  }
-
- private:
-  std::filesystem::path path_;
-};
 
 }  // namespace ft::testing
