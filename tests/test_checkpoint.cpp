@@ -492,3 +492,20 @@ TEST_CASE("checkpoint: files that are not checkpoints or come from a newer forma
   dir.write("text.h5", "name: not hdf5\n");
   CHECK(contains(error_from([&] { verify_checkpoint(dir.path() + "/text.h5"); }), "not an HDF5 file"));
 }
+
+TEST_CASE("checkpoint: names that cannot be dataset paths are refused before anything is written") {
+  testing::TempDir dir;
+  SmallRun run(3);
+  std::vector<NamedParameter> spaced = run.params, twice = run.params;
+  spaced[1].name = "norm bias";
+  twice[1].name = "w";
+  CHECK(contains(error_from([&] { save_checkpoint(dir.path(), 1, spaced, run.optimizer, {}, 1); }),
+                 "checkpoint: a parameter is named 'norm bias' (names must be non-empty, without spaces"));
+  CHECK(contains(error_from([&] { save_checkpoint(dir.path(), 1, twice, run.optimizer, {}, 1); }),
+                 "checkpoint: two parameters are named 'w'"));
+  CheckpointState state;
+  state.rng["a/b"] = {1, 2};
+  CHECK(contains(error_from([&] { save_checkpoint(dir.path(), 1, run.params, run.optimizer, state, 1); }),
+                 "generator name 'a/b'"));
+  CHECK(file_names(dir.path()).empty());
+}

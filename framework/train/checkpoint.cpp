@@ -308,11 +308,17 @@ struct Restore {
   Tensor contents;
 };
 
+// Names become dataset paths and manifest fields (separated by spaces).
+bool valid_name(const std::string& name) {
+  return !name.empty() && name.front() != '/' && name.find_first_of(" \t\n\r") == std::string::npos;
+}
+
 void check_names(const std::vector<NamedParameter>& list, const char* what) {
-  std::unordered_map<std::string, int> seen;
+  std::unordered_set<std::string> seen;
   for (const NamedParameter& p : list) {
-    FT_CHECK(!p.name.empty(), "checkpoint: a ", what, " has an empty name");
-    FT_CHECK(++seen[p.name] == 1, "checkpoint: two ", what, "s are named '", p.name, "'");
+    FT_CHECK(valid_name(p.name), "checkpoint: a ", what, " is named '", p.name,
+             "' (names must be non-empty, without spaces, and not start with '/')");
+    FT_CHECK(seen.insert(p.name).second, "checkpoint: two ", what, "s are named '", p.name, "'");
   }
 }
 
@@ -435,8 +441,8 @@ std::string save_checkpoint(const std::string& dir, int64_t step, const std::vec
   check_names(params, "parameter");
   check_names(masters, "master weight");
   for (const auto& rng : state.rng)
-    FT_CHECK(!rng.first.empty() && rng.first.find('/') == std::string::npos, "checkpoint: generator name '", rng.first,
-             "' must be non-empty and without '/'");
+    FT_CHECK(valid_name(rng.first) && rng.first.find('/') == std::string::npos, "checkpoint: generator name '",
+             rng.first, "' must be non-empty, without spaces and without '/'");
   const std::vector<std::string> names = optimizer_names(optimizer, params, masters);
 
   std::error_code ec;
