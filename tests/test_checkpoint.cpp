@@ -509,3 +509,17 @@ TEST_CASE("checkpoint: names that cannot be dataset paths are refused before any
                  "generator name 'a/b'"));
   CHECK(file_names(dir.path()).empty());
 }
+
+TEST_CASE("checkpoint: a save that fails half-way leaves the previous file and no temporary") {
+  testing::TempDir dir;
+  SmallRun run(3);
+  const std::string path = save_checkpoint(dir.path(), 5, run.params, run.optimizer, {}, 3);
+  const std::string before = read_file(path);
+  std::vector<NamedParameter> unsavable = run.params;
+  unsavable.push_back({"quantized", Tensor::empty({8}, DType::nf4), false});  // fails after the others are written
+  const std::string message = error_from([&] { save_checkpoint(dir.path(), 5, unsavable, run.optimizer, {}, 3); });
+  CAPTURE(message);
+  CHECK(contains(message, "checkpoint: 'params/quantized' is nf4, which checkpoints do not store"));
+  CHECK(file_names(dir.path()) == std::vector<std::string>{"step_000005.h5"});
+  CHECK(read_file(path) == before);
+}

@@ -377,7 +377,7 @@ void sync_path(const std::string& path) {
 // Writes through a temporary file beside `path`, syncs it and renames it over `path`, so a
 // reader sees the old file or the whole new one. (To be replaced by framework/io/atomic_file.h.)
 void write_file_atomically(const std::string& path, const std::function<void(const std::string&)>& write) {
-  const std::string temp = path + ".tmp" + std::to_string(::getpid());
+  const std::string temp = path + ".tmp";
   try {
     write(temp);
     sync_path(temp);
@@ -436,6 +436,7 @@ std::string checkpoint_path(const std::string& dir, int64_t step) {
 std::string save_checkpoint(const std::string& dir, int64_t step, const std::vector<NamedParameter>& params,
                             const AdamW& optimizer, const CheckpointState& state, int64_t keep,
                             const std::vector<NamedParameter>& masters) {
+  FT_CHECK(!dir.empty(), "checkpoint: the checkpoint directory is empty (use \".\" for the current one)");
   FT_CHECK(step >= 0, "checkpoint: step ", step, " is negative");
   FT_CHECK(keep >= 1, "checkpoint: keep = ", keep, " must be at least 1 (the checkpoint being written)");
   check_names(params, "parameter");
