@@ -10,7 +10,6 @@
 #include "framework/train/checkpoint.h"
 
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -25,7 +24,9 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "framework/io/atomic_file.h"
 #include "framework/io/hdf5_file.h"
+#include "framework/io/sha256.h"
 
 namespace ft::train {
 namespace {
@@ -69,18 +70,8 @@ constexpr const char* counter_type(uint64_t) { return "u64"; }
 constexpr const char* counter_type(double) { return "f64"; }
 
 std::string sha256_hex(const void* data, size_t bytes) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int length = 0;
-  static const unsigned char nothing = 0;
-  FT_CHECK(EVP_Digest(bytes ? data : &nothing, bytes, digest, &length, EVP_sha256(), nullptr) == 1,
-           "checkpoint: OpenSSL's SHA-256 failed");
-  static const char* hex = "0123456789abcdef";
-  std::string out;
-  for (unsigned int i = 0; i < length; ++i) out += {hex[digest[i] >> 4], hex[digest[i] & 15]};
-  return out;
+  return io::sha256_hex(std::string_view(static_cast<const char*>(data), bytes));
 }
-
-std::string sha256_hex(const std::string& text) { return sha256_hex(text.data(), text.size()); }
 
 // "[768,2304]", "[]" for a scalar: one whitespace-free manifest field.
 std::string shape_field(const Shape& shape) {
@@ -159,7 +150,7 @@ class CheckpointWriter {
     file_.set_attribute("/", "format_version", kCheckpointFormatVersion);
     file_.set_attribute("/", "step", step);
     file_.set_attribute("/", "flashtrain_version", FLASHTRAIN_VERSION);
-    file_.set_attribute("/", "manifest_sha256", sha256_hex(manifest));
+    file_.set_attribute("/", "manifest_sha256", io::sha256_hex(manifest));
     file_.flush();
   }
 
@@ -263,7 +254,7 @@ class CheckpointReader {
     std::string manifest(static_cast<size_t>(shape[0]), '\0');
     file_.read_into<uint8_t>(kManifest, reinterpret_cast<uint8_t*>(manifest.data()), manifest.size());
     const std::string expected = file_.string_attribute("/", "manifest_sha256");
-    const std::string sum = sha256_hex(manifest);
+    const std::string sum = io::sha256_hex(manifest);
     FT_CHECK(sum == expected, path(), ": the manifest is corrupt: its SHA-256 is ", sum,
              " but the file's manifest_sha256 attribute records ", expected);
     return manifest;
@@ -366,32 +357,6 @@ std::vector<std::string> optimizer_names(const AdamW& optimizer, const std::vect
 
 // ---- files --------------------------------------------------------------------------------------
 
-void sync_path(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY);
-  FT_CHECK(fd >= 0, path, ": cannot open to sync: ", std::strerror(errno));
-  const int rc = ::fsync(fd);
-  ::close(fd);
-  FT_CHECK(rc == 0, path, ": fsync failed: ", std::strerror(errno));
-}
-
-// Writes through a temporary file beside `path`, syncs it and renames it over `path`, so a
-// reader sees the old file or the whole new one. (To be replaced by framework/io/atomic_file.h.)
-void write_file_atomically(const std::string& path, const std::function<void(const std::string&)>& write) {
-  const std::string temp = path + ".tmp";
-  try {
-    write(temp);
-    sync_path(temp);
-  } catch (...) {
-    std::error_code ignored;
-    fs::remove(temp, ignored);
-    throw;
-  }
-  std::error_code ec;
-  fs::rename(temp, path, ec);
-  FT_CHECK(!ec, path, ": cannot rename the temporary checkpoint ", temp, " into place: ", ec.message());
-  sync_path(fs::path(path).parent_path().string());
-}
-
 // The checkpoints in `dir` by step, oldest first ("step_<digits>.h5"; temporaries do not match).
 std::vector<std::pair<int64_t, std::string>> list_checkpoints(const std::string& dir) {
   std::vector<std::pair<int64_t, std::string>> found;
@@ -450,7 +415,7 @@ std::string save_checkpoint(const std::string& dir, int64_t step, const std::vec
   fs::create_directories(dir, ec);
   FT_CHECK(!ec, dir, ": cannot create the checkpoint directory: ", ec.message());
   const std::string path = checkpoint_path(dir, step);
-  write_file_atomically(path, [&](const std::string& temp) {
+  io::write_file_atomically(path, [&](const std::string& temp) {
     CheckpointWriter w(temp);
     for (const NamedParameter& p : params) w.add_tensor("params/" + p.name, p.tensor);
     for (const NamedParameter& m : masters) w.add_tensor("masters/" + m.name, m.tensor);

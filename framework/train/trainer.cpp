@@ -106,15 +106,16 @@ int64_t restore(const Recipe& r, const std::string& checkpoint_dir, models::Gpt2
 TrainSummary run_training(const Recipe& r, const TrainHooks& hooks) {
   const Device device = resolve_device(r);
   const std::string run_dir = r.run_dir.empty() ? (fs::path("runs") / r.name).string() : r.run_dir;
-  const std::string checkpoint_dir = r.checkpoint.dir.empty() ? (fs::path(run_dir) / "checkpoints").string() : r.checkpoint.dir;
+  const std::string checkpoint_dir =
+      r.checkpoint.dir.empty() ? (fs::path(run_dir) / "checkpoints").string() : r.checkpoint.dir;
   fs::create_directories(run_dir);
   std::ofstream(fs::path(run_dir) / "recipe.yaml") << r.text;
 
   TrainingData data = load_training_data(r, run_dir);
   Generator init(r.seed), dropout_gen(r.seed + 1), sample_gen(r.seed + 2);
-  models::Gpt2 model = r.model.init_from.empty() ? models::Gpt2(model_config(r, data.tokenizer->vocab_size()), init,
-                                                                DType::f32, device)
-                                                 : models::import_hf_gpt2(r.model.init_from, DType::f32, device);
+  models::Gpt2 model = r.model.init_from.empty()
+                           ? models::Gpt2(model_config(r, data.tokenizer->vocab_size()), init, DType::f32, device)
+                           : models::import_hf_gpt2(r.model.init_from, DType::f32, device);
   AdamWOptions adam{r.optim.lr, r.optim.beta1, r.optim.beta2, r.optim.eps};
   AdamW optimizer(weight_decay_groups(model, r.optim.weight_decay), adam);
   data::Loader loader(data.train, loader_options(r, data, true));
@@ -129,7 +130,8 @@ TrainSummary run_training(const Recipe& r, const TrainHooks& hooks) {
               static_cast<long long>(r.optim.batch_size), static_cast<long long>(r.data.seq_len), run_dir.c_str());
 
   auto save = [&](int64_t step) {
-    CheckpointState state{{{"dropout", dropout_gen.state()}, {"sample", sample_gen.state()}}, loader.state(), {}, r.text};
+    CheckpointState state{
+        {{"dropout", dropout_gen.state()}, {"sample", sample_gen.state()}}, loader.state(), {}, r.text};
     save_checkpoint(checkpoint_dir, step, model.parameters(), optimizer, state, r.checkpoint.keep);
   };
   MetricsLog metrics((fs::path(run_dir) / "metrics.jsonl").string(), start);
@@ -148,7 +150,8 @@ TrainSummary run_training(const Recipe& r, const TrainHooks& hooks) {
       loss += l.item();
       tokens += b.real_tokens;
     }
-    FT_CHECK(std::isfinite(loss), "step ", step, ": the loss is ", loss, "; stopping (try a lower optim.lr or "
+    FT_CHECK(std::isfinite(loss), "step ", step, ": the loss is ", loss,
+             "; stopping (try a lower optim.lr or "
              "optim.grad_clip: 1.0)");
     if (hooks.reduce_gradients) hooks.reduce_gradients(params);
     const double norm = r.optim.grad_clip > 0 ? clip_grad_norm(params, r.optim.grad_clip) : global_grad_norm(params);
@@ -158,7 +161,10 @@ TrainSummary run_training(const Recipe& r, const TrainHooks& hooks) {
 
     const bool last = step == steps;
     std::vector<std::pair<std::string, double>> values = {
-        {"loss", loss}, {"lr", optimizer.lr()}, {"grad_norm", norm}, {"tokens", static_cast<double>(tokens)},
+        {"loss", loss},
+        {"lr", optimizer.lr()},
+        {"grad_norm", norm},
+        {"tokens", static_cast<double>(tokens)},
         {"tokens_per_s", progress.tokens_per_second()},
         {"peak_memory_bytes", static_cast<double>(allocator_for(device).stats().peak_allocated_bytes)}};
     const bool evaluate = (r.logging.val_every > 0 && step % r.logging.val_every == 0) || last;

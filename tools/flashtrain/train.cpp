@@ -30,8 +30,8 @@ void add_train_command(CLI::App& app) {
                                                       : train::load_recipe(args->recipe, overrides);
     const train::TrainSummary s = train::run_training(recipe);
     std::printf("done: steps %lld-%lld | last loss %.4f | validation loss %.4f | %.0f tokens/s | %s\n",
-                static_cast<long long>(s.first_step), static_cast<long long>(s.last_step), s.last_loss,
-                s.last_val_loss, s.tokens_per_second, s.run_dir.c_str());
+                static_cast<long long>(s.first_step), static_cast<long long>(s.last_step), s.last_loss, s.last_val_loss,
+                s.tokens_per_second, s.run_dir.c_str());
   });
 }
 
