@@ -1,6 +1,7 @@
 // `flashtrain train` as a user runs it: a run killed with SIGKILL and resumed repeats the
 // losses and final weights of an uninterrupted run bit for bit; a damaged newest checkpoint is
-// skipped with a warning; a fresh run refuses to overwrite an earlier run's checkpoints; and
+// skipped with a warning; the finished run samples text and exports to Hugging Face's format;
+// a fresh run refuses to overwrite an earlier run's checkpoints; and
 // each class of recipe mistake ends with exit code 1 and a message naming the file, the line
 // and the key.
 #include <doctest/doctest.h>
@@ -150,6 +151,17 @@ TEST_CASE("train: a run killed after step 30 and resumed repeats the uninterrupt
   CHECK(losses(killed + "/metrics.jsonl") == expected);
   CHECK(checkpoint_parameters(killed + "/checkpoints/step_000060.h5") ==
         checkpoint_parameters(straight + "/checkpoints/step_000060.h5"));
+
+  // The finished run samples the same text for the same seed, and exports as a Hugging Face folder.
+  const std::string generate = "generate " + straight + " --prompt 'The river' --tokens 8 --seed 3";
+  const ToolResult sample = run_tool(generate);
+  REQUIRE_MESSAGE(sample.exit_code == 0, sample.output);
+  CHECK(sample.output.find("--- sample 1\nThe river") != std::string::npos);
+  CHECK(run_tool(generate).output == sample.output);
+  const ToolResult exported = run_tool("convert export --checkpoint " + straight + " --out " + dir.path() + "/hf");
+  REQUIRE_MESSAGE(exported.exit_code == 0, exported.output);
+  CHECK(fs::exists(dir.path() + "/hf/model.safetensors"));
+  CHECK(run_tool("convert hf-check " + dir.path() + "/hf").exit_code == 0);
 
   // Without --resume, the finished run's checkpoints are not overwritten.
   const ToolResult again = run_tool("train " + recipe + " --set run_dir=" + straight);

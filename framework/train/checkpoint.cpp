@@ -502,6 +502,8 @@ void load_checkpoint_parameters(const std::string& path, const std::vector<Named
   apply(restores);
 }
 
+std::string load_checkpoint_recipe(const std::string& path) { return CheckpointReader(path).read_text("recipe"); }
+
 void verify_checkpoint(const std::string& path) {
   const CheckpointReader reader(path);
   std::vector<unsigned char> buffer;

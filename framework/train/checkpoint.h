@@ -59,6 +59,8 @@ int64_t load_checkpoint(const std::string& path, const std::vector<NamedParamete
 // Weights only (generation, conversion): every parameter by name, shape and dtype checked.
 void load_checkpoint_parameters(const std::string& path, const std::vector<NamedParameter>& params);
 
+// The effective recipe YAML the run saved (checksum checked): what rebuilds its model.
+std::string load_checkpoint_recipe(const std::string& path);
 // Reads the whole file and checks its format version, manifest and every dataset's checksum.
 // Throws ft::Error naming the file and what is wrong.
 void verify_checkpoint(const std::string& path);

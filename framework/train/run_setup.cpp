@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "framework/error.h"
+#include "models/gpt2/gpt2_hf.h"
 
 namespace ft::train {
 namespace {
@@ -33,7 +34,18 @@ Device resolve_device(const Recipe& r) {
                   " requested, but the ops have no CUDA kernels yet (use device: cpu or auto)"));
 }
 
+std::string pretrained_dir(const Recipe& r) {
+  return data::resolve_data_path(r.model.init_from, data_dir_setting(r), "the pretrained model (model.init_from)");
+}
+
 models::Gpt2Config model_config(const Recipe& r, int64_t vocab_size) {
+  if (!r.model.init_from.empty()) {
+    models::Gpt2Config c = models::read_hf_gpt2_config(pretrained_dir(r));
+    FT_CHECK(c.vocab_size == vocab_size, r.source_path, ": model.init_from: the model's vocabulary has ", c.vocab_size,
+             " tokens, the tokenizer's ", vocab_size);
+    c.dropout = r.model.dropout;
+    return c;
+  }
   models::Gpt2Config c = models::gpt2_config(r.model.size);
   c.vocab_size = vocab_size;
   if (r.model.n_layer > 0) c.n_layer = r.model.n_layer;

@@ -17,8 +17,12 @@ namespace ft::train {
 // errors naming the recipe key.
 Device resolve_device(const Recipe& r);
 
-// model.size with the recipe's overrides; block_size is at least data.seq_len.
+// model.size with the recipe's overrides; block_size is at least data.seq_len. With
+// model.init_from, the pretrained model's own config.json (its vocabulary must be the tokenizer's).
 models::Gpt2Config model_config(const Recipe& r, int64_t vocab_size);
+
+// model.init_from resolved: absolute, ./ or ../ paths as written, others in the data directory.
+std::string pretrained_dir(const Recipe& r);
 
 // data.dir (or $FLASHTRAIN_DATA), named after the recipe file in messages.
 data::DataDirSetting data_dir_setting(const Recipe& r);

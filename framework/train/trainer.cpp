@@ -16,6 +16,7 @@
 #include "framework/train/metrics.h"
 #include "framework/train/progress.h"
 #include "framework/train/run_setup.h"
+#include "framework/train/saved_model.h"
 #include "framework/train/training_data.h"
 #include "models/gpt2/generate.h"
 #include "models/gpt2/gpt2_hf.h"
@@ -74,14 +75,9 @@ int64_t total_steps(const Recipe& r, const data::Loader& loader) {
   return std::max<int64_t>(1, static_cast<int64_t>(std::ceil(r.optim.epochs * per_epoch)));
 }
 
-void print_sample(const models::Gpt2& model, const TrainingData& data, const LoggingRecipe& l, Generator& gen,
-                  int64_t step) {
-  std::vector<int32_t> prompt = data.tokenizer->encode(l.sample_prompt);
-  if (prompt.empty()) prompt.push_back(data.eot_id >= 0 ? data.eot_id : 0);
-  models::SamplingOptions o{l.sample_tokens, l.top_k, l.temperature, data.eot_id};
-  std::vector<int32_t> ids = models::generate(model, prompt, o, gen);
-  std::printf("\nsample at step %lld: %s%s\n", static_cast<long long>(step), l.sample_prompt.c_str(),
-              data.tokenizer->decode(ids).c_str());
+std::string sample(const models::Gpt2& model, const TrainingData& data, const LoggingRecipe& l, Generator& gen) {
+  const models::SamplingOptions options{l.sample_tokens, l.top_k, l.temperature, data.eot_id};
+  return l.sample_prompt + complete_text(model, *data.tokenizer, l.sample_prompt, options, gen);
 }
 
 // Resumes from the newest valid checkpoint when the recipe says resume: auto, and returns its
@@ -113,9 +109,9 @@ TrainSummary run_training(const Recipe& r, const TrainHooks& hooks) {
 
   TrainingData data = load_training_data(r, run_dir);
   Generator init(r.seed), dropout_gen(r.seed + 1), sample_gen(r.seed + 2);
-  models::Gpt2 model = r.model.init_from.empty()
-                           ? models::Gpt2(model_config(r, data.tokenizer->vocab_size()), init, DType::f32, device)
-                           : models::import_hf_gpt2(r.model.init_from, DType::f32, device);
+  const models::Gpt2Config config = model_config(r, data.tokenizer->vocab_size());
+  models::Gpt2 model = r.model.init_from.empty() ? models::Gpt2(config, init, DType::f32, device)
+                                                 : models::import_hf_gpt2(pretrained_dir(r), DType::f32, device);
   AdamWOptions adam{r.optim.lr, r.optim.beta1, r.optim.beta2, r.optim.eps};
   AdamW optimizer(weight_decay_groups(model, r.optim.weight_decay), adam);
   data::Loader loader(data.train, loader_options(r, data, true));
@@ -177,7 +173,7 @@ TrainSummary run_training(const Recipe& r, const TrainHooks& hooks) {
     }
     if (step % r.logging.every == 0 || last || evaluate) metrics.write(step, values);
     if (r.logging.sample_every > 0 && step % r.logging.sample_every == 0)
-      print_sample(model, data, r.logging, sample_gen, step);
+      progress.note(str("sample at step ", step, ": ", sample(model, data, r.logging, sample_gen)));
     if ((r.checkpoint.every > 0 && step % r.checkpoint.every == 0) || last) save(step);
     summary.last_step = step;
     summary.last_loss = loss;

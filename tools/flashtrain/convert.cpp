@@ -1,14 +1,16 @@
 // `flashtrain convert`: Hugging Face GPT-2 directories in and out. `hf-check DIR` imports one
 // and prints its size and the logits of a few tokens (and can save them all, for parity checks
-// against transformers); `export --random SIZE --out DIR` writes a freshly initialised GPT-2 of
-// a named size as a directory that transformers loads.
+// against transformers); `export --checkpoint RUN --out DIR` writes a trained model as a
+// directory that transformers loads, `export --random SIZE --out DIR` a freshly initialised one.
 #include <cstdio>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "framework/autograd.h"
+#include "framework/error.h"
 #include "framework/io/safetensors.h"
+#include "framework/train/saved_model.h"
 #include "models/gpt2/gpt2_hf.h"
 #include "tools/flashtrain/commands.h"
 
@@ -25,6 +27,7 @@ struct HfCheckOptions {
 };
 
 struct ExportOptions {
+  std::string checkpoint;
   std::string size;
   std::string out;
   uint64_t seed = 0;
@@ -78,6 +81,14 @@ void run_hf_check(const HfCheckOptions& o) {
 }
 
 void run_export(const ExportOptions& o) {
+  FT_CHECK(!o.checkpoint.empty() || !o.size.empty(), "convert export: give --checkpoint RUN or --random SIZE");
+  if (!o.checkpoint.empty()) {
+    const train::SavedModel saved = train::load_saved_model(o.checkpoint);
+    models::export_hf_gpt2(*saved.model, o.out);
+    std::printf("wrote %s/config.json and model.safetensors from %s, %lld parameters\n", o.out.c_str(),
+                saved.checkpoint.c_str(), static_cast<long long>(saved.model->parameter_count()));
+    return;
+  }
   Generator init(o.seed);
   const models::Gpt2 model(models::gpt2_config(o.size), init, dtype_from_name(o.dtype));
   models::export_hf_gpt2(model, o.out);
@@ -104,8 +115,10 @@ void add_convert_command(CLI::App& app) {
 
   auto exp = std::make_shared<ExportOptions>();
   CLI::App* export_cmd = cmd->add_subcommand("export", "Write a GPT-2 as a Hugging Face directory");
+  CLI::Option* from_checkpoint = export_cmd->add_option("--checkpoint", exp->checkpoint,
+                                                        "A trained model: checkpoint file, or run folder (newest)");
   export_cmd->add_option("--random", exp->size, "Randomly initialised model of this size: gpt2-124m, ..., tiny")
-      ->required();
+      ->excludes(from_checkpoint);
   export_cmd->add_option("--out", exp->out, "The directory to write (created if needed)")->required();
   export_cmd->add_option("--seed", exp->seed, "Seed of the initialisation")->capture_default_str();
   export_cmd->add_option("--dtype", exp->dtype, "Dtype of the saved weights: f32, f64, bf16, f16")

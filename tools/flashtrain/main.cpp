@@ -7,11 +7,13 @@
 #include "tools/flashtrain/commands.h"
 
 int main(int argc, char** argv) {
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // lines appear in order with the progress line on stderr
   CLI::App app{"flashtrain: a small, fast trainer for GPT-2 and DistilBERT"};
   app.require_subcommand(1);
   app.set_version_flag("--version", FLASHTRAIN_VERSION);
   ft::tools::add_info_command(app);
   ft::tools::add_train_command(app);
+  ft::tools::add_generate_command(app);
   ft::tools::add_tokenize_command(app);
   ft::tools::add_prepare_command(app);
   ft::tools::add_convert_command(app);
