@@ -17,20 +17,42 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 
 table=()
 failed=0
-for suite in "$build"/tests/gpu_test_*; do
-  name=$(basename "$suite")
+# Runs one step (a name, then the command), its output in $logs/<name>.log, and adds a table row:
+# PASS, SKIP (exit code 77) or FAIL, the seconds, and doctest's totals or the log's last line.
+run_step() {
+  local name=$1
+  shift
+  local start rc seconds summary status
   start=$(date +%s.%N)
-  "$suite" >"$logs/$name.log" 2>&1
+  "$@" >"$logs/$name.log" 2>&1
   rc=$?
   seconds=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { print e - s }')
   summary=$(grep -E "^\[doctest\] (test cases|assertions)" "$logs/$name.log" | sed 's/\[doctest\] //' | tr -s ' ' | paste -sd ';')
+  [ -n "$summary" ] || summary=$(tail -1 "$logs/$name.log" | cut -c1-100)
   case $rc in
     0) status=PASS ;;
     77) status=SKIP ;;
     *) status="FAIL($rc)"; failed=1; tail -40 "$logs/$name.log" ;;
   esac
-  table+=("$(printf '%-28s %-9s %6.2fs  %s' "$name" "$status" "$seconds" "$summary")")
+  table+=("$(printf '%-28s %-9s %7.2fs  %s' "$name" "$status" "$seconds" "$summary")")
+}
+
+for suite in "$build"/tests/gpu_test_*; do
+  run_step "$(basename "$suite")" "$suite"
 done
+
+# The trainer on a GPU machine: until the CUDA kernels land it must say that it trains on the CPU.
+# Needs $FLASHTRAIN_DATA with gpt2-tokenizer/ and a WikiText file (data.source may be overridden).
+if [ -n "${FLASHTRAIN_DATA:-}" ]; then
+  run_step train_device_auto "$build/flashtrain" train recipes/tiny-cpu.yaml --set device=auto \
+    --set run_dir="$logs/train_device_auto" --set optim.steps=10 --set optim.warmup_steps=2 \
+    --set logging.val_every=5 --set logging.sample_every=0 --set checkpoint.every=0 ${TRAIN_SOURCE:+--set data.source=$TRAIN_SOURCE}
+  grep -q "training on the cpu" "$logs/train_device_auto.log" || { echo "train did not say it runs on the cpu"; failed=1; }
+fi
+# Hugging Face parity, where transformers is installed.
+if python3 -c "import transformers" 2>/dev/null; then
+  run_step hf_gpt2_parity python3 tools/hf_gpt2_parity.py --flashtrain "$build/flashtrain"
+fi
 
 echo
 echo "== GPU check: $(date -u +%Y-%m-%d) on $(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)"
