@@ -14,6 +14,7 @@
 #include "framework/optim/lr_schedule.h"
 #include "framework/train/checkpoint.h"
 #include "framework/train/metrics.h"
+#include "framework/train/plot.h"
 #include "framework/train/progress.h"
 #include "framework/train/run_setup.h"
 #include "framework/train/saved_model.h"
@@ -172,6 +173,9 @@ TrainSummary run_training(const Recipe& r, const TrainHooks& hooks) {
                         std::exp(summary.last_val_loss)));
     }
     if (step % r.logging.every == 0 || last || evaluate) metrics.write(step, values);
+    if (evaluate)
+      write_line_plot((fs::path(run_dir) / "loss.svg").string(), r.name + ": loss", "step",
+                      loss_series(metrics.path()));
     if (r.logging.sample_every > 0 && step % r.logging.sample_every == 0)
       progress.note(str("sample at step ", step, ": ", sample(model, data, r.logging, sample_gen)));
     if ((r.checkpoint.every > 0 && step % r.checkpoint.every == 0) || last) save(step);
