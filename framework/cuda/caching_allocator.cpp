@@ -5,6 +5,7 @@
 #include "framework/cuda/caching_allocator.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
@@ -19,6 +20,8 @@
 
 namespace ft::cuda {
 namespace {
+
+std::atomic<bool> poison_allocations{false};
 
 constexpr size_t kSmallGranularity = 512;              // cudaMalloc aligns to 256 anyway
 constexpr size_t kLargeThreshold = size_t{1} << 20;    // 1 MiB
@@ -46,6 +49,8 @@ class CachingAllocator : public Allocator {
     std::lock_guard<std::mutex> lock(mutex_);
     void* block = take_cached(size);  // may be larger than asked: then size grows to it
     if (!block) block = allocate_from_driver(size, bytes);
+    if (poison_allocations.load(std::memory_order_relaxed))
+      FT_CUDA_CHECK(cudaMemsetAsync(block, 0xFF, size, context(device_).stream));
     live_.emplace(block, size);
     stats_.allocated_bytes += size;
     stats_.allocations++;
@@ -162,5 +167,7 @@ size_t rounded_block_size(size_t bytes) {
 Allocator& caching_allocator(int device) { return allocator_of(device); }
 
 void empty_cache(int device) { allocator_of(device).empty_cache(); }
+
+void set_poison_allocations(bool on) { poison_allocations.store(on, std::memory_order_relaxed); }
 
 }  // namespace ft::cuda

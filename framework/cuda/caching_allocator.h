@@ -22,6 +22,11 @@ Allocator& caching_allocator(int device);
 // Returns every cached (free) block of the device to the driver, after waiting for the device.
 void empty_cache(int device);
 
+// Tests of kernels turn this on: every block handed out is first filled with 0xFF bytes (NaN in
+// every float format, -1 in integers), queued on the device's stream, so an output element a
+// kernel forgets to write shows up instead of passing with a stale value.
+void set_poison_allocations(bool on);
+
 // The size a request of `bytes` is rounded up to.
 size_t rounded_block_size(size_t bytes);
 
