@@ -8,6 +8,7 @@ namespace ft::tools {
 void add_info_command(CLI::App& app);
 void add_train_command(CLI::App& app);
 void add_generate_command(CLI::App& app);
+void add_bench_command(CLI::App& app);
 void add_tokenize_command(CLI::App& app);
 void add_prepare_command(CLI::App& app);
 void add_convert_command(CLI::App& app);

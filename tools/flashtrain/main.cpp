@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   ft::tools::add_info_command(app);
   ft::tools::add_train_command(app);
   ft::tools::add_generate_command(app);
+  ft::tools::add_bench_command(app);
   ft::tools::add_tokenize_command(app);
   ft::tools::add_prepare_command(app);
   ft::tools::add_convert_command(app);

@@ -1,0 +1,127 @@
+#include "framework/bench/bench.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "framework/allocator.h"
+#include "framework/autograd.h"
+#include "framework/error.h"
+#include "framework/ops.h"
+#include "framework/optim/adamw.h"
+#include "framework/random.h"
+#include "models/gpt2/gpt2.h"
+#ifdef FLASHTRAIN_HAS_CUDA
+#include <cuda_runtime_api.h>
+
+#include "framework/cuda/check.h"
+#include "framework/cuda/context.h"
+#endif
+
+namespace ft::bench {
+namespace {
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+#ifdef FLASHTRAIN_HAS_CUDA
+double time_cuda_call_ms(int device, const std::function<void()>& fn) {
+  cuda::DeviceGuard guard(device);
+  cudaStream_t stream = cuda::context(device).stream;
+  cudaEvent_t start, stop;
+  FT_CUDA_CHECK(cudaEventCreate(&start));
+  FT_CUDA_CHECK(cudaEventCreate(&stop));
+  FT_CUDA_CHECK(cudaEventRecord(start, stream));
+  fn();
+  FT_CUDA_CHECK(cudaEventRecord(stop, stream));
+  FT_CUDA_CHECK(cudaEventSynchronize(stop));
+  float ms = 0;
+  FT_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  return ms;
+}
+#endif
+
+double time_call_ms(Device device, const std::function<void()>& fn) {
+#ifdef FLASHTRAIN_HAS_CUDA
+  if (device.is_cuda()) return time_cuda_call_ms(device.index, fn);
+#endif
+  FT_CHECK(device.is_cpu(), "bench: ", device.str(), " needs a build with CUDA");
+  const auto start = std::chrono::steady_clock::now();
+  fn();
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+}
+
+DType precision_dtype(const std::string& precision) {
+  if (precision == "fp32") return DType::f32;
+  if (precision == "bf16") return DType::bf16;
+  if (precision == "fp16") return DType::f16;
+  throw Error(str("bench train: --precision ", precision, ": expected fp32, bf16 or fp16"));
+}
+
+// The attention op alone at the model's shape, forward and backward, for every layer.
+double attention_ms(const models::Gpt2Config& c, const TrainBenchOptions& o, DType dtype) {
+  Generator gen(7);
+  const Shape shape = {o.batch, c.n_head, o.seq_len, c.n_embd / c.n_head};
+  Tensor q = randn(shape, gen, dtype, o.device).set_requires_grad(true);
+  Tensor k = randn(shape, gen, dtype, o.device).set_requires_grad(true);
+  Tensor v = randn(shape, gen, dtype, o.device).set_requires_grad(true);
+  return c.n_layer * time_ms(
+                         o.device, [&] { sum(attention(q, k, v)).backward(); }, 1, 3);
+}
+
+}  // namespace
+
+double time_ms(Device device, const std::function<void()>& fn, int warmup, int repeats) {
+  for (int i = 0; i < warmup; ++i) time_call_ms(device, fn);
+  std::vector<double> times;
+  for (int i = 0; i < repeats; ++i) times.push_back(time_call_ms(device, fn));
+  return median(times);
+}
+
+TrainBenchResult bench_train(const TrainBenchOptions& o) {
+  const DType dtype = precision_dtype(o.precision);
+  models::Gpt2Config config = models::gpt2_config(o.model);
+  config.block_size = std::max(config.block_size, o.seq_len);
+  Generator init(1), data(2);
+  const models::Gpt2 model(config, init, dtype, o.device);
+  std::vector<ParamGroup> groups(1);
+  for (const NamedParameter& p : model.parameters()) groups[0].params.push_back(p.tensor);
+  AdamW optimizer(groups, AdamWOptions{});
+
+  // Random token ids (uniform over the vocabulary), the same batch every step.
+  Tensor u = Tensor::empty({o.batch, o.seq_len + 1});
+  uniform_(u, data, 0.0, static_cast<double>(config.vocab_size) - 1e-6);
+  std::vector<int32_t> ids;
+  for (double x : u.to_double_vector()) ids.push_back(static_cast<int32_t>(x));
+  const Tensor tokens = Tensor::from_ints(ids, {o.batch, o.seq_len + 1}, o.device);
+  const Tensor inputs = slice(tokens, 1, 0, o.seq_len).contiguous();
+  const Tensor targets = slice(tokens, 1, 1, o.seq_len + 1).contiguous();
+
+  auto step = [&] {
+    optimizer.zero_grad();
+    Tensor logits = model.forward(inputs);
+    cross_entropy(reshape(logits, {-1, config.vocab_size}), reshape(targets, {-1})).backward();
+    optimizer.step();
+  };
+  Allocator& allocator = allocator_for(o.device);
+  allocator.reset_peak();
+  TrainBenchResult r;
+  r.parameters = model.parameter_count();
+  r.ms_per_step = time_ms(o.device, step, 3, o.steps);
+  r.peak_memory_bytes = allocator.stats().peak_allocated_bytes;
+  const double tokens_per_step = static_cast<double>(o.batch * o.seq_len);
+  r.tokens_per_second = tokens_per_step / (r.ms_per_step / 1e3);
+  // Flops per token: 6 per parameter (forward 2, backward 4) for the matrices the tokens pass
+  // through (all but the position table), plus attention's two [T x T] products per layer.
+  const double matrix_params = static_cast<double>(r.parameters - config.block_size * config.n_embd);
+  const double flops_per_token = 6 * matrix_params + 12.0 * config.n_layer * o.seq_len * config.n_embd;
+  r.tflops = flops_per_token * r.tokens_per_second / 1e12;
+  r.mfu = r.tflops / kPeakBf16Tflops;
+  r.attention_ms = attention_ms(config, o, dtype);
+  return r;
+}
+
+}  // namespace ft::bench

@@ -1,0 +1,51 @@
+// `flashtrain bench`: performance figures, each beside its ceiling (framework/bench/bench.h).
+//   bench train   GPT-2 training steps on random tokens: tokens/s, ms/step, TFLOP/s, MFU,
+//                 the attention op's share, peak memory.
+#include "framework/bench/bench.h"
+
+#include <cstdio>
+
+#include "tools/flashtrain/commands.h"
+
+namespace ft::tools {
+namespace {
+
+struct TrainBenchArgs {
+  bench::TrainBenchOptions options;
+  std::string device = "auto";
+};
+
+void run_train_bench(TrainBenchArgs a) {
+  a.options.device = a.device == "auto" ? (cuda_available() ? Device::cuda(0) : Device::cpu()) : parse_device(a.device);
+  const bench::TrainBenchOptions& o = a.options;
+  std::printf("bench train: %s, seq %lld, batch %lld, %s on %s, %d timed steps\n", o.model.c_str(),
+              static_cast<long long>(o.seq_len), static_cast<long long>(o.batch), o.precision.c_str(),
+              o.device.str().c_str(), o.steps);
+  const bench::TrainBenchResult r = bench::bench_train(o);
+  std::printf("parameters        %lld\n", static_cast<long long>(r.parameters));
+  std::printf("ms/step           %.2f\n", r.ms_per_step);
+  std::printf("tokens/s          %.0f\n", r.tokens_per_second);
+  std::printf("TFLOP/s           %.1f (MFU %.1f%% of %.0f TFLOP/s bf16)\n", r.tflops, 100 * r.mfu,
+              bench::kPeakBf16Tflops);
+  std::printf("attention ms/step %.2f (%.1f%% of the step; forward + backward, all layers)\n", r.attention_ms,
+              100 * r.attention_ms / r.ms_per_step);
+  std::printf("peak memory       %.2f GiB\n", r.peak_memory_bytes / double(1 << 30));
+}
+
+}  // namespace
+
+void add_bench_command(CLI::App& app) {
+  CLI::App* cmd = app.add_subcommand("bench", "Benchmarks, each beside its ceiling");
+  cmd->require_subcommand(1);
+  auto a = std::make_shared<TrainBenchArgs>();
+  CLI::App* train = cmd->add_subcommand("train", "GPT-2 training steps on random tokens");
+  train->add_option("--model", a->options.model, "Model size: gpt2-124m, gpt2-350m, ..., tiny")->capture_default_str();
+  train->add_option("--seq", a->options.seq_len, "Tokens per row")->capture_default_str()->check(CLI::PositiveNumber);
+  train->add_option("--batch", a->options.batch, "Rows per step")->capture_default_str()->check(CLI::PositiveNumber);
+  train->add_option("--precision", a->options.precision, "fp32, bf16 or fp16")->capture_default_str();
+  train->add_option("--device", a->device, "auto, cpu, cuda or cuda:N")->capture_default_str();
+  train->add_option("--steps", a->options.steps, "Timed steps")->capture_default_str()->check(CLI::PositiveNumber);
+  train->callback([a] { run_train_bench(*a); });
+}
+
+}  // namespace ft::tools
