@@ -39,11 +39,15 @@ data::LoaderOptions loader_options(const Recipe& r, const TrainingData& d, bool 
   return o;
 }
 
-models::Gpt2Batch model_batch(const data::Batch& b) { return {b.inputs, b.positions, b.segment_ids}; }
+// The loader makes batches on the CPU; they go to the model's device here (undefined tensors,
+// such as concat rows' segment ids, stay undefined).
+Tensor on_device(const Tensor& t, Device device) { return t.defined() ? t.to(device) : t; }
 
 Tensor batch_loss(const models::Gpt2& model, const data::Batch& b, Generator* dropout_gen) {
-  Tensor logits = model.forward(model_batch(b), dropout_gen);
-  return cross_entropy(reshape(logits, {-1, logits.size(-1)}), reshape(b.targets, {-1}));
+  const Device d = model.parameters().front().tensor.device();
+  const models::Gpt2Batch batch{on_device(b.inputs, d), on_device(b.positions, d), on_device(b.segment_ids, d)};
+  Tensor logits = model.forward(batch, dropout_gen);
+  return cross_entropy(reshape(logits, {-1, logits.size(-1)}), reshape(on_device(b.targets, d), {-1}));
 }
 
 // Token-weighted mean loss over the first `batches` batches of the validation split.
