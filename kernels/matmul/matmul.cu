@@ -86,16 +86,24 @@ struct LtProduct {
 // transposed), as cuBLASLt's column-major matrix: the same bytes, rows and columns swapped.
 template <class T>
 LtMatrix lt_matrix(const T* data, bool transposed, int64_t rows, int64_t cols, int64_t ld) {
-  return {data, data_type<T>(), operation(transposed), static_cast<uint64_t>(transposed ? rows : cols),
-          static_cast<uint64_t>(transposed ? cols : rows), ld};
+  return {data,
+          data_type<T>(),
+          operation(transposed),
+          static_cast<uint64_t>(transposed ? rows : cols),
+          static_cast<uint64_t>(transposed ? cols : rows),
+          ld};
 }
 
 template <class T>
 LtProduct epilogue_product(const GemmShape& s, const T* a, const T* b, T* c, cublasLtEpilogue_t epilogue,
                            const T* bias) {
   // C^T = op(B)^T op(A)^T: cuBLASLt's A is our B, its B our A.
-  return {lt_matrix(b, s.transpose_b, s.k, s.n, s.ldb), lt_matrix(a, s.transpose_a, s.m, s.k, s.lda),
-          lt_matrix<T>(c, false, s.m, s.n, s.ldc), compute_type<T>(), epilogue, bias};
+  return {lt_matrix(b, s.transpose_b, s.k, s.n, s.ldb),
+          lt_matrix(a, s.transpose_a, s.m, s.k, s.lda),
+          lt_matrix<T>(c, false, s.m, s.n, s.ldc),
+          compute_type<T>(),
+          epilogue,
+          bias};
 }
 
 using MatmulDesc = std::unique_ptr<cublasLtMatmulDescOpaque_t, decltype(&cublasLtMatmulDescDestroy)>;
