@@ -1,12 +1,23 @@
 // attention on kernels/attention: the plain "math" form, which materialises the [B, H, T, T]
 // probabilities and keeps them for the backward. Memory grows with T^2; the flash attention
 // kernels replace it on the GPU, and this op stays their reference.
+//
+// On CUDA it is composed of per-head batched products (kernels/matmul) around the masked
+// softmax (kernels/softmax), with the math of attention_cpu.h. The scores S and their gradient
+// dP are fp32 even for 16-bit inputs: rounding logits of size ~10 to bf16 would move the
+// probabilities by percents. They live only inside the forward or the backward; the
+// probabilities P, saved between the two, are in the inputs' dtype.
 #include <cmath>
 
 #include "framework/autograd.h"
 #include "framework/ops.h"
 #include "framework/ops/checks.h"
 #include "kernels/attention/attention_cpu.h"
+#ifdef FLASHTRAIN_HAS_CUDA
+#include "framework/cuda/context.h"
+#include "kernels/matmul/matmul_cuda.h"
+#include "kernels/softmax/softmax_cuda.h"
+#endif
 
 namespace ft {
 namespace {
@@ -29,8 +40,63 @@ void check_attention_inputs(const Tensor& q, const Tensor& k, const Tensor& v, c
     check_dtype("attention", "segment_ids", segment_ids, DType::i32);
     check_shape("attention", "segment_ids", segment_ids, {q.size(0), q.size(2)});
   }
-  check_cpu("attention", {q, k, v, segment_ids});
 }
+
+#ifdef FLASHTRAIN_HAS_CUDA
+// C[h] = alpha op(A[h]) op(B[h]) for each of the B*H heads, where A[h] is stored as a
+// contiguous [a_rows, a_cols] matrix (a [T, D] slice of q, k, v or o, or a [T, T] one of the
+// scores), likewise B[h]; C[h] is contiguous.
+template <class T, class Out>
+void per_head_product(const cuda::Context& ctx, int64_t heads, const T* a, int64_t a_rows, int64_t a_cols, bool ta,
+                      const T* b, int64_t b_rows, int64_t b_cols, bool tb, Out* c, float alpha = 1.0f) {
+  const int64_t m = ta ? a_cols : a_rows, k = ta ? a_rows : a_cols, n = tb ? b_rows : b_cols;
+  const kernels::GemmShape shape{m, n, k, ta, tb, a_cols, b_cols, n};
+  kernels::gemm_cuda<T, Out>(ctx, shape, {heads, a_rows * a_cols, b_rows * b_cols, m * n}, a, b, c, alpha);
+}
+
+// Forward on CUDA: S = scale Q K^T (fp32), P = masked softmax(S), O = P V.
+void attention_forward_cuda(const kernels::AttentionShape& s, bool causal, const Tensor& segments, double scale,
+                            const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& probs, const Tensor& out) {
+  const int64_t heads = s.batch * s.heads, t = s.seq_len, d = s.head_dim;
+  const cuda::Context& ctx = cuda::context(q.device().index);
+  Tensor scores = Tensor::empty(probs.shape(), DType::f32, q.device());
+  const kernels::KeyMask mask{causal, segments.defined() ? segments.data<int32_t>() : nullptr, s.heads};
+  dispatch_cuda_float("attention", q.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    per_head_product<T, float>(ctx, heads, q.data<T>(), t, d, false, k.data<T>(), t, d, true, scores.data<float>(),
+                               static_cast<float>(scale));
+    kernels::softmax_forward_cuda<float, T>(probs.data<T>(), scores.data<float>(), heads * t, t, mask, ctx.stream);
+    per_head_product<T, T>(ctx, heads, probs.data<T>(), t, t, false, v.data<T>(), t, d, false, out.data<T>());
+  });
+}
+
+// Backward on CUDA, as attention_cpu.h: dV = P^T dO, dP = dO V^T (fp32), dS = scale P (dP -
+// rowsum(dP P)), dQ = dS K, dK = dS^T Q.
+std::vector<Tensor> attention_backward_cuda(const kernels::AttentionShape& s, double scale, const Tensor& q,
+                                            const Tensor& k, const Tensor& v, const Tensor& probs,
+                                            const Tensor& d_out) {
+  const int64_t heads = s.batch * s.heads, t = s.seq_len, d = s.head_dim;
+  const cuda::Context& ctx = cuda::context(q.device().index);
+  Tensor dq = Tensor::empty(q.shape(), q.dtype(), q.device());
+  Tensor dk = Tensor::empty(q.shape(), q.dtype(), q.device());
+  Tensor dv = Tensor::empty(q.shape(), q.dtype(), q.device());
+  Tensor d_scores = Tensor::empty(probs.shape(), q.dtype(), q.device());
+  dispatch_cuda_float("attention backward", q.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    per_head_product<T, T>(ctx, heads, probs.data<T>(), t, t, true, d_out.data<T>(), t, d, false, dv.data<T>());
+    {
+      Tensor d_probs = Tensor::empty(probs.shape(), DType::f32, q.device());  // freed before the last two products
+      per_head_product<T, float>(ctx, heads, d_out.data<T>(), t, d, false, v.data<T>(), t, d, true,
+                                 d_probs.data<float>());
+      kernels::softmax_backward_cuda<float, T>(d_scores.data<T>(), d_probs.data<float>(), probs.data<T>(), heads * t, t,
+                                               static_cast<float>(scale), ctx.stream);
+    }
+    per_head_product<T, T>(ctx, heads, d_scores.data<T>(), t, t, false, k.data<T>(), t, d, false, dq.data<T>());
+    per_head_product<T, T>(ctx, heads, d_scores.data<T>(), t, t, true, q.data<T>(), t, d, false, dk.data<T>());
+  });
+  return {dq, dk, dv};
+}
+#endif
 
 }  // namespace
 
@@ -45,13 +111,26 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const Attent
   Tensor qc = q.contiguous(), kc = k.contiguous(), vc = v.contiguous();
   Tensor probs = Tensor::empty({shape.batch, shape.heads, t, t}, q.dtype(), q.device());
   Tensor out = Tensor::empty(q.shape(), q.dtype(), q.device());
-  dispatch_float("attention", q.dtype(), [&](auto tag) {
-    using T = decltype(tag);
-    kernels::attention_forward_cpu<T>(shape, mask, static_cast<T>(scale), qc.data<T>(), kc.data<T>(), vc.data<T>(),
-                                      probs.data<T>(), out.data<T>());
-  });
+  if (q.device().is_cuda()) {
+#ifdef FLASHTRAIN_HAS_CUDA
+    cuda::DeviceGuard guard(q.device().index);
+    attention_forward_cuda(shape, options.causal, segments, scale, qc, kc, vc, probs, out);
+#endif
+  } else {
+    dispatch_float("attention", q.dtype(), [&](auto tag) {
+      using T = decltype(tag);
+      kernels::attention_forward_cpu<T>(shape, mask, static_cast<T>(scale), qc.data<T>(), kc.data<T>(), vc.data<T>(),
+                                        probs.data<T>(), out.data<T>());
+    });
+  }
   return record(out, "attention", {q, k, v}, [qc, kc, vc, probs, shape, scale](const Tensor& g, const GradNeeds&) {
     Tensor gc = g.contiguous();
+    if (qc.device().is_cuda()) {
+#ifdef FLASHTRAIN_HAS_CUDA
+      cuda::DeviceGuard guard(qc.device().index);
+      return attention_backward_cuda(shape, scale, qc, kc, vc, probs, gc);
+#endif
+    }
     Tensor dq = Tensor::empty(qc.shape(), qc.dtype(), qc.device());
     Tensor dk = Tensor::empty(qc.shape(), qc.dtype(), qc.device());
     Tensor dv = Tensor::empty(qc.shape(), qc.dtype(), qc.device());

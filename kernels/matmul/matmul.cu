@@ -1,0 +1,299 @@
+// Matrix products on CUDA: plain (and batched) ones through cuBLAS, products with a bias or a
+// bias gradient through cuBLASLt's epilogues, and the kernels those fall back on.
+//
+// flashtrain is row-major and cuBLAS column-major. A row-major M x N matrix is, byte for byte,
+// the column-major N x M matrix of its transpose, so C = op(A) op(B) is computed as
+// C^T = op(B)^T op(A)^T: cuBLAS's A is our B, its B is our A, its m and n are our n and m, and
+// each transpose flag passes through unchanged (a row-major B read as column-major is already
+// B^T, which is what C^T = B^T A^T wants). In that view the bias epilogue adds a vector along
+// cuBLAS's rows, which are our columns (one bias per output feature), and BGRADB sums
+// cuBLAS's B, which is our A, over k.
+//
+// Why two libraries: cublasGemmStridedBatchedEx takes any shape, stride (0 for a shared B) and
+// alignment and picks its algorithm internally, which is all a plain product needs. Only
+// cuBLASLt fuses the bias and its gradient, but its heuristic must be told the alignment the
+// pointers really have (it assumes 256 bytes, and a slice or a batch's later matrices may have
+// less), costs about as much as a small product (so its answer is cached per problem), and may
+// offer nothing for some shapes and dtypes (PyTorch avoids it for matrices with a dimension of
+// 1): then the product runs through cuBLAS and a small kernel adds the bias or sums its gradient.
+#include <cublasLt.h>
+#include <cublas_v2.h>
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <type_traits>
+#include <vector>
+
+#include "framework/cuda/check.h"
+#include "framework/cuda/matmul_settings.h"
+#include "framework/error.h"
+#include "kernels/common/cuda_numeric.cuh"
+#include "kernels/matmul/matmul_cuda.h"
+
+namespace ft::kernels {
+namespace {
+
+// cuBLASLt's default (and largest) alignment assumption, in bytes.
+constexpr uint32_t kMaxAlignment = 256;
+
+template <class T>
+cudaDataType_t data_type();
+template <>
+cudaDataType_t data_type<float>() {
+  return CUDA_R_32F;
+}
+template <>
+cudaDataType_t data_type<bfloat16>() {
+  return CUDA_R_16BF;
+}
+template <>
+cudaDataType_t data_type<half>() {
+  return CUDA_R_16F;
+}
+
+template <class T>
+cublasComputeType_t compute_type() {
+  return std::is_same_v<T, float> && cuda::allow_tf32() ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+}
+
+cublasOperation_t operation(bool transpose) { return transpose ? CUBLAS_OP_T : CUBLAS_OP_N; }
+
+std::string shape_text(const GemmShape& s) {
+  return str("m=", s.m, " n=", s.n, " k=", s.k, (s.transpose_a ? " A^T" : ""), (s.transpose_b ? " B^T" : ""),
+             " lda=", s.lda, " ldb=", s.ldb, " ldc=", s.ldc);
+}
+
+// ---- one cuBLASLt product with an epilogue, in the column-major view --------------------------
+
+struct LtMatrix {
+  const void* data;
+  cudaDataType_t type;
+  cublasOperation_t op;
+  uint64_t rows, cols;  // as stored, column-major
+  int64_t ld;
+};
+
+struct LtProduct {
+  LtMatrix a, b, d;
+  cublasComputeType_t compute;
+  cublasLtEpilogue_t epilogue;
+  const void* bias;  // the bias (BIAS) or where its gradient goes (BGRADB)
+};
+
+// Our row-major operand op(X) of shape [rows, cols], stored [rows, cols] (or [cols, rows] when
+// transposed), as cuBLASLt's column-major matrix: the same bytes, rows and columns swapped.
+template <class T>
+LtMatrix lt_matrix(const T* data, bool transposed, int64_t rows, int64_t cols, int64_t ld) {
+  return {data,
+          data_type<T>(),
+          operation(transposed),
+          static_cast<uint64_t>(transposed ? rows : cols),
+          static_cast<uint64_t>(transposed ? cols : rows),
+          ld};
+}
+
+template <class T>
+LtProduct epilogue_product(const GemmShape& s, const T* a, const T* b, T* c, cublasLtEpilogue_t epilogue,
+                           const T* bias) {
+  // C^T = op(B)^T op(A)^T: cuBLASLt's A is our B, its B our A.
+  return {lt_matrix(b, s.transpose_b, s.k, s.n, s.ldb),
+          lt_matrix(a, s.transpose_a, s.m, s.k, s.lda),
+          lt_matrix<T>(c, false, s.m, s.n, s.ldc),
+          compute_type<T>(),
+          epilogue,
+          bias};
+}
+
+using MatmulDesc = std::unique_ptr<cublasLtMatmulDescOpaque_t, decltype(&cublasLtMatmulDescDestroy)>;
+using Layout = std::unique_ptr<cublasLtMatrixLayoutOpaque_t, decltype(&cublasLtMatrixLayoutDestroy)>;
+using Preference = std::unique_ptr<cublasLtMatmulPreferenceOpaque_t, decltype(&cublasLtMatmulPreferenceDestroy)>;
+
+template <class Value>
+void set_attribute(cublasLtMatmulDesc_t desc, cublasLtMatmulDescAttributes_t attribute, const Value& value) {
+  FT_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, attribute, &value, sizeof value));
+}
+template <class Value>
+void set_attribute(cublasLtMatmulPreference_t pref, cublasLtMatmulPreferenceAttributes_t attribute,
+                   const Value& value) {
+  FT_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, attribute, &value, sizeof value));
+}
+
+MatmulDesc matmul_desc(const LtProduct& p) {
+  cublasLtMatmulDesc_t raw = nullptr;
+  FT_CUBLAS_CHECK(cublasLtMatmulDescCreate(&raw, p.compute, CUDA_R_32F));
+  MatmulDesc desc(raw, &cublasLtMatmulDescDestroy);
+  set_attribute(raw, CUBLASLT_MATMUL_DESC_TRANSA, static_cast<int32_t>(p.a.op));
+  set_attribute(raw, CUBLASLT_MATMUL_DESC_TRANSB, static_cast<int32_t>(p.b.op));
+  set_attribute(raw, CUBLASLT_MATMUL_DESC_EPILOGUE, static_cast<uint32_t>(p.epilogue));
+  set_attribute(raw, CUBLASLT_MATMUL_DESC_BIAS_POINTER, p.bias);
+  return desc;
+}
+
+Layout layout(const LtMatrix& m) {
+  cublasLtMatrixLayout_t raw = nullptr;
+  FT_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&raw, m.type, m.rows, m.cols, m.ld));
+  return Layout(raw, &cublasLtMatrixLayoutDestroy);
+}
+
+// The largest power of two, up to kMaxAlignment, that divides the address.
+uint32_t alignment(const void* data) {
+  const uintptr_t address = reinterpret_cast<uintptr_t>(data);
+  uint32_t a = 1;
+  while (a < kMaxAlignment && address % (2 * a) == 0) a *= 2;
+  return a;
+}
+
+// What the heuristic's answer depends on: everything but the addresses, except their alignment.
+std::vector<int64_t> problem_key(int device, const LtProduct& p) {
+  std::vector<int64_t> key{device, p.compute, p.epilogue, alignment(p.bias)};
+  for (const LtMatrix* m : {&p.a, &p.b, &p.d})
+    key.insert(key.end(), {m->type, m->op, static_cast<int64_t>(m->rows), static_cast<int64_t>(m->cols), m->ld,
+                           alignment(m->data)});
+  return key;
+}
+
+// The heuristic's best algorithm, or nothing when it offers none (an unsupported epilogue,
+// shape or dtype; cuBLASLt reports some of those as errors).
+std::optional<cublasLtMatmulAlgo_t> ask_heuristic(const cuda::Context& ctx, const LtProduct& p,
+                                                  cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t a,
+                                                  cublasLtMatrixLayout_t b, cublasLtMatrixLayout_t d) {
+  cublasLtMatmulPreference_t raw = nullptr;
+  FT_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&raw));
+  Preference pref(raw, &cublasLtMatmulPreferenceDestroy);
+  set_attribute(raw, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, static_cast<uint64_t>(ctx.workspace_bytes));
+  set_attribute(raw, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, alignment(p.a.data));
+  set_attribute(raw, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, alignment(p.b.data));
+  set_attribute(raw, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, alignment(p.d.data));
+  set_attribute(raw, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, alignment(p.d.data));
+  cublasLtMatmulHeuristicResult_t result{};
+  int found = 0;
+  const cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(ctx.cublaslt, desc, a, b, d, d, raw, 1, &result, &found);
+  if (status != CUBLAS_STATUS_SUCCESS || found == 0) return std::nullopt;
+  return result.algo;
+}
+
+// Runs one epilogue product on the context's stream; false when cuBLASLt has no algorithm for it.
+bool run_epilogue_product(const cuda::Context& ctx, const LtProduct& p) {
+  MatmulDesc desc = matmul_desc(p);
+  Layout a = layout(p.a), b = layout(p.b), d = layout(p.d);
+  static std::mutex mutex;
+  static auto* algorithms = new std::map<std::vector<int64_t>, std::optional<cublasLtMatmulAlgo_t>>();  // never freed
+  std::optional<cublasLtMatmulAlgo_t> algo;
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    const std::vector<int64_t> key = problem_key(ctx.device, p);
+    auto it = algorithms->find(key);
+    if (it == algorithms->end())
+      it = algorithms->emplace(key, ask_heuristic(ctx, p, desc.get(), a.get(), b.get(), d.get())).first;
+    algo = it->second;
+  }
+  if (!algo) return false;
+  const float alpha = 1.0f, beta = 0.0f;  // beta = 0: C is not read, D overwrites it
+  void* out = const_cast<void*>(p.d.data);
+  FT_CUBLAS_CHECK(cublasLtMatmul(ctx.cublaslt, desc.get(), &alpha, p.a.data, a.get(), p.b.data, b.get(), &beta, out,
+                                 d.get(), out, d.get(), &*algo, ctx.workspace, ctx.workspace_bytes, ctx.stream));
+  return true;
+}
+
+// ---- fallback kernels ---------------------------------------------------------------------------
+
+// c[i, j] += bias[j] over an [m, n] matrix with row stride ldc.
+template <class T>
+__global__ void add_bias_kernel(T* c, const T* bias, int64_t m, int64_t n, int64_t ldc) {
+  for (int64_t e = global_index(); e < m * n; e += grid_stride()) {
+    const int64_t i = e / n, j = e % n;
+    c[i * ldc + j] = from_float<T>(to_float(c[i * ldc + j]) + to_float(bias[j]));
+  }
+}
+
+// A block sums 32 columns (one warp wide, so each row's read is coalesced) with kRowGroups
+// threads per column, each taking every kRowGroups-th row; the groups then add up in shared
+// memory. No atomics: the sum is the same on every run.
+constexpr int kSumColumns = 32;
+constexpr int kRowGroups = 16;
+
+template <class T>
+__global__ void column_sums_kernel(T* out, const T* x, int64_t rows, int64_t cols) {
+  __shared__ float partial[kRowGroups][kSumColumns];
+  const int64_t col = static_cast<int64_t>(blockIdx.x) * kSumColumns + threadIdx.x;
+  float sum = 0.0f;
+  if (col < cols)
+    for (int64_t r = threadIdx.y; r < rows; r += kRowGroups) sum += to_float(x[r * cols + col]);
+  partial[threadIdx.y][threadIdx.x] = sum;
+  __syncthreads();
+  if (threadIdx.y != 0 || col >= cols) return;
+  for (int g = 1; g < kRowGroups; ++g) sum += partial[g][threadIdx.x];
+  out[col] = from_float<T>(sum);
+}
+
+}  // namespace
+
+// ---- launchers --------------------------------------------------------------------------------
+
+template <class T, class Out>
+void gemm_cuda(const cuda::Context& ctx, const GemmShape& s, const GemmBatch& batch, const T* a, const T* b, Out* c,
+               float alpha) {
+  if (s.m == 0 || s.n == 0 || batch.count == 0) return;
+  if (s.k == 0) {  // an empty sum; cuBLAS rejects the zero leading dimensions
+    FT_CHECK(s.ldc == s.n && (batch.count == 1 || batch.stride_c == s.m * s.n),
+             "gemm_cuda: k = 0 needs a contiguous C, got ", shape_text(s), " batch ", batch.count);
+    FT_CUDA_CHECK(cudaMemsetAsync(c, 0, sizeof(Out) * s.m * s.n * batch.count, ctx.stream));
+    return;
+  }
+  const float beta = 0.0f;
+  FT_CUBLAS_CHECK(cublasGemmStridedBatchedEx_64(
+      ctx.cublas, operation(s.transpose_b), operation(s.transpose_a), s.n, s.m, s.k, &alpha, b, data_type<T>(), s.ldb,
+      batch.stride_b, a, data_type<T>(), s.lda, batch.stride_a, &beta, c, data_type<Out>(), s.ldc, batch.stride_c,
+      batch.count, compute_type<T>(), CUBLAS_GEMM_DEFAULT));
+}
+
+template <class T>
+void gemm_bias_cuda(const cuda::Context& ctx, const GemmShape& s, const T* a, const T* b, const T* bias, T* c) {
+  if (s.m == 0 || s.n == 0) return;
+  FT_CHECK(s.k > 0, "gemm_bias_cuda: k must be positive, got ", shape_text(s));
+  if (run_epilogue_product(ctx, epilogue_product(s, a, b, c, CUBLASLT_EPILOGUE_BIAS, bias))) return;
+  gemm_cuda<T>(ctx, s, {}, a, b, c);
+  add_bias_kernel<<<blocks_for(s.m * s.n), kBlockThreads, 0, ctx.stream>>>(device_ptr(c), device_ptr(bias), s.m, s.n,
+                                                                           s.ldc);
+  FT_CUDA_CHECK_LAUNCH();
+}
+
+template <class T>
+void gemm_bias_grad_cuda(const cuda::Context& ctx, const GemmShape& s, const T* a, const T* b, T* c, T* bias_grad) {
+  FT_CHECK(s.transpose_a && s.lda == s.m, "gemm_bias_grad_cuda: A must be a transposed [k, m] matrix, got ",
+           shape_text(s));
+  if (s.m == 0) return;
+  if (s.n > 0 && s.k > 0 &&
+      run_epilogue_product(ctx, epilogue_product(s, a, b, c, CUBLASLT_EPILOGUE_BGRADB, bias_grad)))
+    return;
+  gemm_cuda<T>(ctx, s, {}, a, b, c);
+  column_sums_cuda<T>(bias_grad, a, s.k, s.m, ctx.stream);
+}
+
+template <class T>
+void column_sums_cuda(T* out, const T* x, int64_t rows, int64_t cols, cudaStream_t stream) {
+  if (cols == 0) return;
+  const dim3 threads(kSumColumns, kRowGroups);
+  const auto blocks = static_cast<unsigned>((cols + kSumColumns - 1) / kSumColumns);
+  column_sums_kernel<<<blocks, threads, 0, stream>>>(device_ptr(out), device_ptr(x), rows, cols);
+  FT_CUDA_CHECK_LAUNCH();
+}
+
+#define FT_INSTANTIATE(T)                                                                                         \
+  template void gemm_cuda<T, T>(const cuda::Context&, const GemmShape&, const GemmBatch&, const T*, const T*, T*, \
+                                float);                                                                           \
+  template void gemm_bias_cuda<T>(const cuda::Context&, const GemmShape&, const T*, const T*, const T*, T*);      \
+  template void gemm_bias_grad_cuda<T>(const cuda::Context&, const GemmShape&, const T*, const T*, T*, T*);       \
+  template void column_sums_cuda<T>(T*, const T*, int64_t, int64_t, cudaStream_t);
+FT_INSTANTIATE(float)
+FT_INSTANTIATE(bfloat16)
+FT_INSTANTIATE(half)
+#undef FT_INSTANTIATE
+template void gemm_cuda<bfloat16, float>(const cuda::Context&, const GemmShape&, const GemmBatch&, const bfloat16*,
+                                         const bfloat16*, float*, float);
+template void gemm_cuda<half, float>(const cuda::Context&, const GemmShape&, const GemmBatch&, const half*, const half*,
+                                     float*, float);
+
+}  // namespace ft::kernels

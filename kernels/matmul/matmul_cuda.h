@@ -1,0 +1,48 @@
+// Matrix products on CUDA: the launchers of kernels/matmul/matmul.cu, through cuBLAS and
+// cuBLASLt on the device's context (handles, stream, workspace). Shapes are row-major, described exactly
+// as for the CPU reference (GemmShape in matmul_cpu.h); a batch of products adds the strides in
+// elements between consecutive A, B and C matrices, 0 meaning one matrix shared by every batch.
+// Products accumulate in fp32 whatever T is; f32 products use TF32 tensor cores when
+// cuda::allow_tf32() (framework/cuda/matmul_settings.h).
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+#include "framework/cuda/context.h"
+#include "framework/dtype.h"
+#include "kernels/matmul/matmul_cpu.h"
+
+namespace ft::kernels {
+
+struct GemmBatch {
+  int64_t count = 1;
+  int64_t stride_a = 0, stride_b = 0, stride_c = 0;
+};
+
+// C[i] = alpha op(A[i]) op(B[i]) for i < batch.count, overwriting C (with k = 0, C must be
+// contiguous and becomes zeros). T is float, bfloat16 or half; Out is T, or float for a 16-bit
+// T (fp32 outputs, as attention's scores).
+template <class T, class Out = T>
+void gemm_cuda(const cuda::Context& ctx, const GemmShape& s, const GemmBatch& batch, const T* a, const T* b, Out* c,
+               float alpha = 1.0f);
+
+// C = op(A) op(B) + bias, bias [n] added to every row: in cuBLASLt's epilogue where it offers
+// an algorithm, else a plain product and a kernel adding the bias (k > 0).
+template <class T>
+void gemm_bias_cuda(const cuda::Context& ctx, const GemmShape& s, const T* a, const T* b, const T* bias, T* c);
+
+// A linear layer's weight and bias gradients in one product: C = A^T op(B) (s.transpose_a must
+// be set: A is stored [k, m]) and bias_grad[i] = sum_k A[k, i], the column sums of A, from
+// cuBLASLt's BGRADB epilogue while it reads A. Where cuBLASLt offers no algorithm for that
+// epilogue (its support varies with dtype and GPU), a plain product and column_sums_cuda.
+template <class T>
+void gemm_bias_grad_cuda(const cuda::Context& ctx, const GemmShape& s, const T* a, const T* b, T* c, T* bias_grad);
+
+// out[j] = sum_i x[i, j] over a contiguous [rows, cols] matrix, accumulated in fp32: the bias
+// gradient when the weight's is not wanted. rows may be 0 (out becomes zeros).
+template <class T>
+void column_sums_cuda(T* out, const T* x, int64_t rows, int64_t cols, cudaStream_t stream);
+
+}  // namespace ft::kernels

@@ -1,0 +1,137 @@
+// attention's "math" form on CUDA (batched products around the masked softmax) against the CPU
+// in f64 from the same inputs, forward and backward (dq, dk, dv), in f32 (TF32 off, then on),
+// bf16 and f16: GPT-2's shape, causal and bidirectional, packed segments with padding (whose
+// queries see nothing and output exact zeros), odd sizes and a custom scale.
+#include <doctest/doctest.h>
+
+#include <random>
+
+#include "tests/gpu/op_test_support.h"
+
+using namespace ft;
+using namespace ft::testing;
+
+namespace {
+
+// Segment ids of packed rows: documents of random lengths numbered from 0, then `padding`
+// tokens of id -1 at the end of each row.
+Twin packed_segments(int64_t batch, int64_t seq_len, int64_t padding, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<int32_t> length(1, static_cast<int32_t>(std::max<int64_t>(seq_len / 4, 1)));
+  std::vector<int32_t> ids;
+  for (int64_t b = 0; b < batch; ++b) {
+    int32_t id = -1, left = 0;
+    for (int64_t t = 0; t < seq_len; ++t) {
+      if (t >= seq_len - padding) {
+        ids.push_back(-1);
+        continue;
+      }
+      if (left == 0) {
+        left = length(rng);
+        ++id;
+      }
+      ids.push_back(id);
+      --left;
+    }
+  }
+  return int_twin(ids, {batch, seq_len});
+}
+
+struct Mask {
+  bool causal;
+  const Twin* segments;  // null: none
+  double scale = 0.0;
+};
+
+OpFn attention_fn(const Mask& mask) {
+  return [mask](const std::vector<Tensor>& x) {
+    AttentionOptions options;
+    options.causal = mask.causal;
+    options.scale = mask.scale;
+    if (mask.segments) options.segment_ids = x[0].device().is_cuda() ? mask.segments->gpu : mask.segments->cpu;
+    return attention(x[0], x[1], x[2], options);
+  };
+}
+
+OpErrors compare_attention(const Shape& shape, const Mask& mask, DType dtype, uint64_t seed) {
+  return compare_with_cpu(
+      attention_fn(mask),
+      {random_twin(shape, dtype, seed), random_twin(shape, dtype, seed + 1), random_twin(shape, dtype, seed + 2)},
+      dtype, seed + 3);
+}
+
+}  // namespace
+
+TEST_CASE("attention at GPT-2's shape: causal, bidirectional, packed segments with padding") {
+  cuda::set_poison_allocations(true);
+  AllowTf32 exact(false);
+  const Shape shape{2, 12, 1024, 64};
+  const Twin segments = packed_segments(2, 1024, 100, 1);
+  uint64_t seed = 10;
+  for (DType dtype : kGpuDTypes)
+    for (const Mask& mask :
+         {Mask{true, nullptr}, Mask{false, nullptr}, Mask{true, &segments}, Mask{false, &segments}}) {
+      CAPTURE(dtype_text(dtype));
+      CAPTURE(mask.causal);
+      CAPTURE(mask.segments != nullptr);
+      check_errors(compare_attention(shape, mask, dtype, seed += 4), error_bound(dtype));
+    }
+}
+
+TEST_CASE("attention with TF32 products stays within TF32's bound") {
+  cuda::set_poison_allocations(true);
+  AllowTf32 tf32(true);
+  check_errors(compare_attention({2, 12, 1024, 64}, {true, nullptr}, DType::f32, 50), kTf32Bound);
+}
+
+TEST_CASE("attention: odd sizes and a custom scale") {
+  cuda::set_poison_allocations(true);
+  AllowTf32 exact(false);
+  const Shape shapes[] = {{1, 1, 1, 1}, {1, 1, 1, 64}, {2, 3, 5, 8}, {1, 2, 33, 16}, {2, 1, 127, 24}, {1, 2, 1023, 32}};
+  uint64_t seed = 100;
+  for (DType dtype : kGpuDTypes)
+    for (const Shape& shape : shapes) {
+      const Twin segments = packed_segments(shape[0], shape[2], shape[2] / 5, seed);
+      for (const Mask& mask :
+           {Mask{true, nullptr}, Mask{false, nullptr, 0.3}, Mask{true, &segments}, Mask{false, &segments, 0.7}}) {
+        CAPTURE(dtype_text(dtype));
+        CAPTURE(shape_str(shape));
+        CAPTURE(mask.causal);
+        CAPTURE(mask.segments != nullptr);
+        check_errors(compare_attention(shape, mask, dtype, seed += 4), error_bound(dtype));
+      }
+    }
+}
+
+TEST_CASE("attention: padding queries see no key, so their outputs and dq are exactly zero") {
+  cuda::set_poison_allocations(true);
+  const int64_t batch = 2, heads = 3, seq_len = 40, head_dim = 16, padding = 7;
+  const Twin segments = packed_segments(batch, seq_len, padding, 3);
+  for (DType dtype : kGpuDTypes)
+    for (bool causal : {true, false}) {
+      CAPTURE(dtype_text(dtype));
+      CAPTURE(causal);
+      std::vector<Tensor> qkv;
+      for (uint64_t seed : {10, 11, 12}) qkv.push_back(random_twin({batch, heads, seq_len, head_dim}, dtype, seed).gpu);
+      const OpRun run = run_with_gradients(attention_fn({causal, &segments}), qkv, dtype, 13, {});
+      const std::vector<double> out = run.out.to_double_vector(), dq = run.grads[0].to_double_vector();
+      for (int64_t row = 0; row < batch * heads * seq_len; ++row) {
+        if (row % seq_len < seq_len - padding) continue;
+        for (int64_t d = 0; d < head_dim; ++d) {
+          CHECK(out[row * head_dim + d] == 0);
+          CHECK(dq[row * head_dim + d] == 0);
+        }
+      }
+    }
+}
+
+TEST_CASE("attention on CUDA rejects segment ids on another device and f64") {
+  Tensor q = Tensor::zeros({1, 2, 3, 4}, DType::f32, kGpu);
+  AttentionOptions cpu_ids;
+  cpu_ids.segment_ids = Tensor::from_ints({0, 0, 0}, {1, 3});
+  CHECK_THROWS_WITH(attention(q, q, q, cpu_ids),
+                    doctest::Contains("attention: device mismatch: q f32[1, 2, 3, 4] on cuda:0 and segment_ids "
+                                      "i32[1, 3] on cpu"));
+  Tensor q64 = q.to(DType::f64);
+  CHECK_THROWS_WITH(attention(q64, q64, q64), doctest::Contains("attention: dtype f64 is not supported on cuda"));
+}
