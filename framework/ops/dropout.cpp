@@ -50,8 +50,11 @@ Tensor dropout(const Tensor& x, double p, Generator& gen) {
   FT_CHECK(p >= 0.0 && p < 1.0, "dropout: p = ", p, " is outside [0, 1) (x ", shape_str(x.shape()), ")");
   check_floating("dropout", "x", x);
   if (p == 0.0) return x;
-  const DropoutMask mask{gen.seed(), gen.take(static_cast<uint64_t>(x.numel())), p};
+  // The counters are taken once the mask is applied: a call that fails (say, on a dtype without a
+  // kernel) draws nothing.
+  const DropoutMask mask{gen.seed(), gen.state().offset, p};
   Tensor out = apply_mask("dropout", x, mask);
+  gen.take(static_cast<uint64_t>(x.numel()));
   return record(out, "dropout", {x}, [mask](const Tensor& g, const GradNeeds&) {
     return std::vector<Tensor>{apply_mask("dropout backward", g, mask)};
   });

@@ -12,6 +12,7 @@
 // launch, neighbouring dimensions that are contiguous in both inputs are merged, so the usual
 // cases need little index arithmetic: a bias [C] over [B, T, C] becomes [B*T, C] with b's
 // strides (0, 1), and equal shapes become one contiguous run that takes the map kernel.
+#include <climits>
 #include <cstdint>
 
 #include "framework/cuda/check.h"
@@ -178,18 +179,31 @@ bool is_contiguous_run(const BroadcastLayout& layout) {
   return layout.ndim == 1 && layout.a_strides[0] == 1 && layout.b_strides[0] == 1;
 }
 
-template <class T, class Op>
+// Index is uint32_t when every index and offset fits (n < 2^32: offsets stay below each input's
+// size, which is at most n), as 64-bit division costs several times more instructions.
+template <class Index, class T, class Op>
 __global__ void broadcast_kernel(T* out, const T* a, const T* b, BroadcastLayout layout, int64_t n, Op op) {
   for (int64_t i = global_index(); i < n; i += grid_stride()) {
-    int64_t rest = i, offset_a = 0, offset_b = 0;
+    Index rest = static_cast<Index>(i), offset_a = 0, offset_b = 0;
     for (int d = layout.ndim - 1; d >= 0; --d) {
-      const int64_t index = rest % layout.shape[d];
-      rest /= layout.shape[d];
-      offset_a += index * layout.a_strides[d];
-      offset_b += index * layout.b_strides[d];
+      const Index size = static_cast<Index>(layout.shape[d]);
+      const Index index = rest % size;
+      rest /= size;
+      offset_a += index * static_cast<Index>(layout.a_strides[d]);
+      offset_b += index * static_cast<Index>(layout.b_strides[d]);
     }
     out[i] = from_float<T>(op(to_float(a[offset_a]), to_float(b[offset_b])));
   }
+}
+
+template <class T, class Op>
+void launch_broadcast(T* out, const T* a, const T* b, const BroadcastLayout& layout, int64_t n, Op op,
+                      cudaStream_t stream) {
+  if (n <= static_cast<int64_t>(UINT32_MAX))
+    broadcast_kernel<uint32_t><<<blocks_for(n), kBlockThreads, 0, stream>>>(out, a, b, layout, n, op);
+  else
+    broadcast_kernel<int64_t><<<blocks_for(n), kBlockThreads, 0, stream>>>(out, a, b, layout, n, op);
+  FT_CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace
@@ -208,9 +222,7 @@ void binary_cuda(BinaryOp op, T* out, const T* a, const T* b, const std::vector<
       launch_map<2>(device_ptr(out), Inputs<cuda_t<T>, 2>{{device_ptr(a), device_ptr(b)}}, n, functor, stream);
       return;
     }
-    broadcast_kernel<<<blocks_for(n), kBlockThreads, 0, stream>>>(device_ptr(out), device_ptr(a), device_ptr(b), layout,
-                                                                  n, functor);
-    FT_CUDA_CHECK_LAUNCH();
+    launch_broadcast(device_ptr(out), device_ptr(a), device_ptr(b), layout, n, functor, stream);
   });
 }
 
