@@ -13,13 +13,13 @@
 
 namespace ft {
 
-// Calls f(T{}, stream) on `on`'s device, T being float, bfloat16 or half by `dtype`.
+// Calls f(T{}, stream) on t's device, T being float, bfloat16 or half by t's dtype.
 template <class F>
-void dispatch_cuda(const char* op, const Tensor& on, DType dtype, F&& f) {
-  const int device = on.device().index;
+void dispatch_cuda(const char* op, const Tensor& t, F&& f) {
+  const int device = t.device().index;
   cuda::DeviceGuard guard(device);
   cudaStream_t stream = cuda::context(device).stream;
-  dispatch_cuda_float(op, dtype, [&](auto tag) { f(tag, stream); });
+  dispatch_cuda_float(op, t.dtype(), [&](auto tag) { f(tag, stream); });
 }
 
 }  // namespace ft

@@ -27,7 +27,7 @@ Tensor apply_mask(const char* op, const Tensor& x, const DropoutMask& mask) {
   Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
   if (x.device().is_cuda()) {
 #ifdef FLASHTRAIN_HAS_CUDA
-    dispatch_cuda(op, x, x.dtype(), [&](auto tag, cudaStream_t stream) {
+    dispatch_cuda(op, x, [&](auto tag, cudaStream_t stream) {
       using T = decltype(tag);
       kernels::dropout_cuda<T>(out.data<T>(), xc.data<T>(), x.numel(), static_cast<float>(mask.p),
                                static_cast<float>(1.0 / (1.0 - mask.p)), mask.seed, mask.first, stream);

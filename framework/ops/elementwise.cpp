@@ -49,7 +49,7 @@ Tensor binary_forward(const char* op_name, kernels::BinaryOp op, const Tensor& a
   const Shape a_strides = broadcast_strides(a.shape(), shape), b_strides = broadcast_strides(b.shape(), shape);
   if (out.device().is_cuda()) {
 #ifdef FLASHTRAIN_HAS_CUDA
-    dispatch_cuda(op_name, out, a.dtype(), [&](auto tag, cudaStream_t stream) {
+    dispatch_cuda(op_name, out, [&](auto tag, cudaStream_t stream) {
       using T = decltype(tag);
       kernels::binary_cuda<T>(op, out.data<T>(), ac.data<T>(), bc.data<T>(), shape, a_strides, b_strides, stream);
     });
@@ -94,7 +94,7 @@ Tensor scale(const Tensor& x, double factor) {
   Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
   if (x.device().is_cuda()) {
 #ifdef FLASHTRAIN_HAS_CUDA
-    dispatch_cuda("scale", x, x.dtype(), [&](auto tag, cudaStream_t stream) {
+    dispatch_cuda("scale", x, [&](auto tag, cudaStream_t stream) {
       using T = decltype(tag);
       kernels::scale_cuda<T>(out.data<T>(), xc.data<T>(), static_cast<float>(factor), x.numel(), stream);
     });
@@ -115,7 +115,7 @@ Tensor gelu(const Tensor& x) {
   Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
   if (x.device().is_cuda()) {
 #ifdef FLASHTRAIN_HAS_CUDA
-    dispatch_cuda("gelu", x, x.dtype(), [&](auto tag, cudaStream_t stream) {
+    dispatch_cuda("gelu", x, [&](auto tag, cudaStream_t stream) {
       using T = decltype(tag);
       kernels::gelu_forward_cuda<T>(out.data<T>(), xc.data<T>(), x.numel(), stream);
     });
@@ -132,7 +132,7 @@ Tensor gelu(const Tensor& x) {
     Tensor dx = Tensor::empty(xc.shape(), xc.dtype(), xc.device());
     if (xc.device().is_cuda()) {
 #ifdef FLASHTRAIN_HAS_CUDA
-      dispatch_cuda("gelu backward", xc, xc.dtype(), [&](auto tag, cudaStream_t stream) {
+      dispatch_cuda("gelu backward", xc, [&](auto tag, cudaStream_t stream) {
         using T = decltype(tag);
         kernels::gelu_backward_cuda<T>(dx.data<T>(), gc.data<T>(), xc.data<T>(), xc.numel(), stream);
       });
@@ -155,7 +155,7 @@ void add_(const Tensor& dst, const Tensor& src) {
   Tensor sc = src.contiguous();
   if (dst.device().is_cuda()) {
 #ifdef FLASHTRAIN_HAS_CUDA
-    dispatch_cuda("add_", dst, dst.dtype(), [&](auto tag, cudaStream_t stream) {
+    dispatch_cuda("add_", dst, [&](auto tag, cudaStream_t stream) {
       using T = decltype(tag);
       kernels::accumulate_cuda<T>(dst.data<T>(), sc.data<T>(), dst.numel(), stream);
     });

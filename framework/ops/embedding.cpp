@@ -34,7 +34,7 @@ Tensor embedding_weight_grad(const Tensor& idc, const Tensor& gc, int64_t vocab,
   Tensor dweight = Tensor::empty({vocab, channels}, gc.dtype(), gc.device());
   if (gc.device().is_cuda()) {
 #ifdef FLASHTRAIN_HAS_CUDA
-    dispatch_cuda("embedding backward", gc, gc.dtype(), [&](auto tag, cudaStream_t stream) {
+    dispatch_cuda("embedding backward", gc, [&](auto tag, cudaStream_t stream) {
       using T = decltype(tag);
       const auto workspace_bytes = kernels::embedding_backward_workspace_bytes(idc.numel(), vocab);
       Tensor workspace = Tensor::empty({static_cast<int64_t>(workspace_bytes)}, DType::u8, gc.device());
@@ -69,7 +69,7 @@ Tensor embedding(const Tensor& ids, const Tensor& weight) {
   Tensor out = Tensor::empty(out_shape, weight.dtype(), weight.device());
   if (weight.device().is_cuda()) {
 #ifdef FLASHTRAIN_HAS_CUDA
-    dispatch_cuda("embedding", weight, weight.dtype(), [&](auto tag, cudaStream_t stream) {
+    dispatch_cuda("embedding", weight, [&](auto tag, cudaStream_t stream) {
       using T = decltype(tag);
       kernels::embedding_forward_cuda<T>(out.data<T>(), idc.data<int32_t>(), wc.data<T>(), tokens, vocab, channels,
                                          stream);

@@ -26,7 +26,7 @@ void sum_on_cuda(const char* op, const Tensor& out, const Tensor& xc, const kern
   Tensor workspace;
   if (plan.workspace_floats() > 0) workspace = Tensor::empty({plan.workspace_floats()}, DType::f32, xc.device());
   float* scratch = workspace.defined() ? workspace.data<float>() : nullptr;
-  dispatch_cuda(op, xc, xc.dtype(), [&](auto tag, cudaStream_t stream) {
+  dispatch_cuda(op, xc, [&](auto tag, cudaStream_t stream) {
     using T = decltype(tag);
     kernels::sum_cuda<T>(out.data<T>(), xc.data<T>(), plan, scratch, stream);
   });
