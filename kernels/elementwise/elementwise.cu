@@ -185,12 +185,16 @@ template <class Index, class T, class Op>
 __global__ void broadcast_kernel(T* out, const T* a, const T* b, BroadcastLayout layout, int64_t n, Op op) {
   for (int64_t i = global_index(); i < n; i += grid_stride()) {
     Index rest = static_cast<Index>(i), offset_a = 0, offset_b = 0;
-    for (int d = layout.ndim - 1; d >= 0; --d) {
+    for (int d = layout.ndim - 1; d > 0; --d) {
       const Index size = static_cast<Index>(layout.shape[d]);
       const Index index = rest % size;
       rest /= size;
       offset_a += index * static_cast<Index>(layout.a_strides[d]);
       offset_b += index * static_cast<Index>(layout.b_strides[d]);
+    }
+    if (layout.ndim > 0) {  // what is left of the index is the outermost dimension's
+      offset_a += rest * static_cast<Index>(layout.a_strides[0]);
+      offset_b += rest * static_cast<Index>(layout.b_strides[0]);
     }
     out[i] = from_float<T>(op(to_float(a[offset_a]), to_float(b[offset_b])));
   }

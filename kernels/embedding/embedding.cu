@@ -5,9 +5,10 @@
 // many positions hit the same few rows (frequent tokens) and contend, and the order of the
 // additions, hence the bits of the result, would change from run to run. Instead, as PyTorch
 // does, the positions are sorted by id on the device (CUB's radix sort, which is stable, so the
-// positions of one id stay in increasing order), and the run of each id is summed by one block
-// that owns its row: every row is written once, with `=`, adding its positions in increasing
-// order, exactly as the CPU reference does. The sort uses only the bits an id can have.
+// positions of one id stay in increasing order), and the run of each id is summed by the
+// threads that own its row, one channel each: every element of dweight is written once, with
+// `=`, adding the positions in increasing order, exactly as the CPU reference does (in f32, the
+// same bits). The sort looks only at the bits an id can have.
 //
 // Ids must be in range; the loader validates them (data/prepare.cpp). An id outside [0, vocab)
 // is made harmless, not reported (that would need a host synchronisation inside the op): it
@@ -23,7 +24,7 @@
 namespace ft::kernels {
 namespace {
 
-// Threads of a backward block, striding over the channels of its row (GPT-2: 768 = 3 x 256).
+// Channels of a row that one backward block takes (GPT-2's 768: three blocks per id).
 constexpr int kRowThreads = 256;
 // Alignment of each buffer carved out of the workspace (CUB's own alignment for temp storage).
 constexpr size_t kBufferAlignment = 256;
@@ -68,9 +69,11 @@ SortBuffers carve(void* workspace, int64_t tokens, int64_t vocab) {
 }
 
 // Positions and sort keys are 32-bit.
-void check_sizes(int64_t tokens, int64_t vocab) {
+void check_sizes(int64_t tokens, int64_t vocab, int64_t channels) {
   FT_CHECK(tokens <= INT_MAX && vocab <= INT_MAX, "embedding backward: ", tokens, " ids over a vocabulary of ", vocab,
            "; the CUDA kernels hold positions and ids in 32 bits");
+  FT_CHECK(channels <= 65535 * int64_t{kRowThreads}, "embedding backward: ", channels,
+           " channels; the CUDA kernel takes at most ", 65535 * kRowThreads);
 }
 
 __device__ __forceinline__ bool in_vocab(int32_t id, int64_t vocab) { return id >= 0 && id < vocab; }
@@ -96,22 +99,24 @@ __global__ void sort_keys_kernel(uint32_t* keys, int32_t* positions, const int32
   }
 }
 
-// Block j looks at sorted entry j; if it starts the run of a valid id, the block sums the run's
-// rows of dout into that id's row of dweight, each thread some channels, in increasing position.
+// Block (j, slice) looks at sorted entry j; if it starts the run of a valid id, the block sums
+// the run's rows of dout into that id's row of dweight, one channel of the slice per thread, in
+// increasing position. The channels are split over blocks so that a long run (a frequent token,
+// or padding) is summed by as many threads as it has channels.
 template <class T>
 __global__ void embedding_backward_kernel(T* dweight, const uint32_t* keys, const int32_t* positions, const T* dout,
                                           int64_t tokens, int64_t vocab, int64_t channels) {
   const int64_t j = blockIdx.x;
+  const int64_t c = blockIdx.y * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   const uint32_t id = keys[j];
-  if (id >= vocab || (j > 0 && keys[j - 1] == id)) return;
+  if (c >= channels || id >= vocab || (j > 0 && keys[j - 1] == id)) return;
   int64_t end = j + 1;
   while (end < tokens && keys[end] == id) ++end;
-  T* row = dweight + id * channels;
-  for (int64_t c = threadIdx.x; c < channels; c += blockDim.x) {
-    float acc = 0.0f;
-    for (int64_t k = j; k < end; ++k) acc += to_float(dout[positions[k] * channels + c]);
-    row[c] = from_float<T>(acc);
-  }
+  float acc = 0.0f;
+  // Unrolled, the loads are issued ahead while the additions keep their order.
+#pragma unroll 8
+  for (int64_t k = j; k < end; ++k) acc += to_float(dout[positions[k] * channels + c]);
+  dweight[id * channels + c] = from_float<T>(acc);
 }
 
 }  // namespace
@@ -127,14 +132,14 @@ void embedding_forward_cuda(T* out, const int32_t* ids, const T* weight, int64_t
 }
 
 size_t embedding_backward_workspace_bytes(int64_t tokens, int64_t vocab) {
-  check_sizes(tokens, vocab);
+  check_sizes(tokens, vocab, 0);
   return 4 * aligned_size(static_cast<size_t>(tokens) * sizeof(uint32_t)) + sort_temp_bytes(tokens, vocab);
 }
 
 template <class T>
 void embedding_backward_cuda(T* dweight, const int32_t* ids, const T* dout, int64_t tokens, int64_t vocab,
                              int64_t channels, void* workspace, cudaStream_t stream) {
-  check_sizes(tokens, vocab);
+  check_sizes(tokens, vocab, channels);
   // Rows of ids that occur nowhere stay zero; the others are overwritten below.
   FT_CUDA_CHECK(cudaMemsetAsync(dweight, 0, static_cast<size_t>(vocab * channels) * sizeof(T), stream));
   if (tokens == 0 || channels == 0) return;
@@ -143,8 +148,9 @@ void embedding_backward_cuda(T* dweight, const int32_t* ids, const T* dout, int6
   FT_CUDA_CHECK_LAUNCH();
   FT_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(b.temp, b.temp_bytes, b.keys_in, b.keys_out, b.positions_in,
                                                 b.positions_out, static_cast<int>(tokens), 0, key_bits(vocab), stream));
-  embedding_backward_kernel<<<static_cast<unsigned>(tokens), kRowThreads, 0, stream>>>(
-      device_ptr(dweight), b.keys_out, b.positions_out, device_ptr(dout), tokens, vocab, channels);
+  const dim3 grid(static_cast<unsigned>(tokens), static_cast<unsigned>((channels + kRowThreads - 1) / kRowThreads));
+  embedding_backward_kernel<<<grid, kRowThreads, 0, stream>>>(device_ptr(dweight), b.keys_out, b.positions_out,
+                                                              device_ptr(dout), tokens, vocab, channels);
   FT_CUDA_CHECK_LAUNCH();
 }
 

@@ -41,13 +41,16 @@ constexpr int64_t kMaxChunks = 65535;
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+// The offset of element `index` (< dims.numel) of the dimensions. What is left of the index
+// after the inner dimensions is the outermost one's, without a division (none for one dimension).
 __device__ __forceinline__ int64_t offset_of(int64_t index, const SumDims& dims) {
+  if (dims.ndim == 0) return 0;
   int64_t offset = 0;
-  for (int d = dims.ndim - 1; d >= 0; --d) {
+  for (int d = dims.ndim - 1; d > 0; --d) {
     offset += (index % dims.shape[d]) * dims.strides[d];
     index /= dims.shape[d];
   }
-  return offset;
+  return offset + index * dims.strides[0];
 }
 
 // Block (x: outputs, y: chunk) with threads (x: output in the tile, y: row lane). out[chunk *
