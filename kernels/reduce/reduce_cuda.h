@@ -11,10 +11,11 @@
 
 namespace ft::kernels {
 
-// Kept (summed into) and reduced (summed over) dimensions of a contiguous input, each merged
-// where contiguous and outermost first; strides in elements.
+// Neighbouring dimensions of one kind are merged, so 8 covers every input of up to 8 dimensions.
 constexpr int kMaxSumDims = 8;
 
+// The kept (summed into) or the reduced (summed over) dimensions of a contiguous input,
+// outermost first, strides in elements.
 struct SumDims {
   int ndim = 0;
   int64_t shape[kMaxSumDims] = {};
