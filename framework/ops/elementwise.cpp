@@ -1,8 +1,18 @@
-// add, sub, mul (broadcasting), scale, GELU, and the in-place helpers of the backward pass.
+// add, sub, mul (broadcasting), scale, GELU and add_ (the in-place sum of gradient
+// accumulation), on kernels/elementwise. Their backward undoes broadcasting with sum_to_shape
+// (framework/ops/reduce.cpp).
+//
+// On CUDA, f32/bf16/f16 tensors compute in fp32 and round once per output; scale's factor is
+// applied in fp32 there (as the CPU's f32 path does).
 #include "framework/autograd.h"
 #include "framework/ops.h"
 #include "framework/ops/checks.h"
+#include "framework/ops/cuda_dispatch.h"
 #include "kernels/elementwise/elementwise_cpu.h"
+
+#ifdef FLASHTRAIN_HAS_CUDA
+#include "kernels/elementwise/elementwise_cuda.h"
+#endif
 
 namespace ft {
 namespace {
@@ -33,14 +43,22 @@ Tensor binary_forward(const char* op_name, kernels::BinaryOp op, const Tensor& a
   check_defined(op_name, "a", a);
   check_defined(op_name, "b", b);
   check_same_dtype_device(op_name, {a, b});
-  check_cpu(op_name, {a, b});
   Shape shape = broadcast_shapes(op_name, a.shape(), b.shape());
   Tensor ac = a.contiguous(), bc = b.contiguous();
   Tensor out = Tensor::empty(shape, a.dtype(), a.device());
+  const Shape a_strides = broadcast_strides(a.shape(), shape), b_strides = broadcast_strides(b.shape(), shape);
+  if (out.device().is_cuda()) {
+#ifdef FLASHTRAIN_HAS_CUDA
+    dispatch_cuda(op_name, out, [&](auto tag, cudaStream_t stream) {
+      using T = decltype(tag);
+      kernels::binary_cuda<T>(op, out.data<T>(), ac.data<T>(), bc.data<T>(), shape, a_strides, b_strides, stream);
+    });
+#endif
+    return out;
+  }
   dispatch_float(op_name, a.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    kernels::binary_cpu<T>(op, out.data<T>(), ac.data<T>(), bc.data<T>(), shape,
-                           broadcast_strides(a.shape(), shape), broadcast_strides(b.shape(), shape));
+    kernels::binary_cpu<T>(op, out.data<T>(), ac.data<T>(), bc.data<T>(), shape, a_strides, b_strides);
   });
   return out;
 }
@@ -72,68 +90,82 @@ Tensor mul(const Tensor& a, const Tensor& b) {
 
 Tensor scale(const Tensor& x, double factor) {
   check_defined("scale", "x", x);
-  check_cpu("scale", {x});
   Tensor xc = x.contiguous();
   Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
-  dispatch_float("scale", x.dtype(), [&](auto tag) {
-    using T = decltype(tag);
-    kernels::scale_cpu<T>(out.data<T>(), xc.data<T>(), static_cast<T>(factor), x.numel());
-  });
-  return record(out, "scale", {x}, [factor](const Tensor& g, const GradNeeds&) {
-    return std::vector<Tensor>{scale(g, factor)};
-  });
+  if (x.device().is_cuda()) {
+#ifdef FLASHTRAIN_HAS_CUDA
+    dispatch_cuda("scale", x, [&](auto tag, cudaStream_t stream) {
+      using T = decltype(tag);
+      kernels::scale_cuda<T>(out.data<T>(), xc.data<T>(), static_cast<float>(factor), x.numel(), stream);
+    });
+#endif
+  } else {
+    dispatch_float("scale", x.dtype(), [&](auto tag) {
+      using T = decltype(tag);
+      kernels::scale_cpu<T>(out.data<T>(), xc.data<T>(), static_cast<T>(factor), x.numel());
+    });
+  }
+  return record(out, "scale", {x},
+                [factor](const Tensor& g, const GradNeeds&) { return std::vector<Tensor>{scale(g, factor)}; });
 }
 
 Tensor gelu(const Tensor& x) {
   check_defined("gelu", "x", x);
-  check_cpu("gelu", {x});
   Tensor xc = x.contiguous();
   Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
-  dispatch_float("gelu", x.dtype(), [&](auto tag) {
-    using T = decltype(tag);
-    kernels::gelu_forward_cpu<T>(out.data<T>(), xc.data<T>(), x.numel());
-  });
+  if (x.device().is_cuda()) {
+#ifdef FLASHTRAIN_HAS_CUDA
+    dispatch_cuda("gelu", x, [&](auto tag, cudaStream_t stream) {
+      using T = decltype(tag);
+      kernels::gelu_forward_cuda<T>(out.data<T>(), xc.data<T>(), x.numel(), stream);
+    });
+#endif
+  } else {
+    dispatch_float("gelu", x.dtype(), [&](auto tag) {
+      using T = decltype(tag);
+      kernels::gelu_forward_cpu<T>(out.data<T>(), xc.data<T>(), x.numel());
+    });
+  }
   return record(out, "gelu", {x}, [xc](const Tensor& g, const GradNeeds&) {
+    check_same_dtype_device("gelu backward", {xc, g});
     Tensor gc = g.contiguous();
     Tensor dx = Tensor::empty(xc.shape(), xc.dtype(), xc.device());
-    dispatch_float("gelu backward", xc.dtype(), [&](auto tag) {
-      using T = decltype(tag);
-      kernels::gelu_backward_cpu<T>(dx.data<T>(), gc.data<T>(), xc.data<T>(), xc.numel());
-    });
+    if (xc.device().is_cuda()) {
+#ifdef FLASHTRAIN_HAS_CUDA
+      dispatch_cuda("gelu backward", xc, [&](auto tag, cudaStream_t stream) {
+        using T = decltype(tag);
+        kernels::gelu_backward_cuda<T>(dx.data<T>(), gc.data<T>(), xc.data<T>(), xc.numel(), stream);
+      });
+#endif
+    } else {
+      dispatch_float("gelu backward", xc.dtype(), [&](auto tag) {
+        using T = decltype(tag);
+        kernels::gelu_backward_cpu<T>(dx.data<T>(), gc.data<T>(), xc.data<T>(), xc.numel());
+      });
+    }
     return std::vector<Tensor>{dx};
   });
 }
 
 void add_(const Tensor& dst, const Tensor& src) {
   check_same_dtype_device("add_", {dst, src});
-  check_cpu("add_", {dst, src});
   FT_CHECK(dst.shape() == src.shape(), "add_: shapes ", shape_str(dst.shape()), " and ", shape_str(src.shape()),
            " differ");
   FT_CHECK(dst.is_contiguous(), "add_: destination must be contiguous");
   Tensor sc = src.contiguous();
+  if (dst.device().is_cuda()) {
+#ifdef FLASHTRAIN_HAS_CUDA
+    dispatch_cuda("add_", dst, [&](auto tag, cudaStream_t stream) {
+      using T = decltype(tag);
+      kernels::accumulate_cuda<T>(dst.data<T>(), sc.data<T>(), dst.numel(), stream);
+    });
+#endif
+    return;
+  }
   dispatch_float("add_", dst.dtype(), [&](auto tag) {
     using T = decltype(tag);
     kernels::accumulate_cpu<T>(dst.data<T>(), sc.data<T>(), dst.numel());
   });
-}
-
-Tensor sum_to_shape(const Tensor& x, const Shape& shape) {
-  if (x.shape() == shape) return x;
-  check_cpu("sum_to_shape", {x});
-  FT_CHECK(shape.size() <= x.shape().size(), "sum_to_shape: ", shape_str(shape), " has more dimensions than ",
-           shape_str(x.shape()));
-  Shape padded(x.shape().size() - shape.size(), 1);
-  padded.insert(padded.end(), shape.begin(), shape.end());
-  for (size_t d = 0; d < padded.size(); ++d)
-    FT_CHECK(padded[d] == 1 || padded[d] == x.shape()[d], "sum_to_shape: ", shape_str(shape),
-             " does not broadcast to ", shape_str(x.shape()));
-  Tensor xc = x.contiguous();
-  Tensor out = Tensor::empty(shape, x.dtype(), x.device());
-  dispatch_float("sum_to_shape", x.dtype(), [&](auto tag) {
-    using T = decltype(tag);
-    kernels::sum_to_shape_cpu<T>(out.data<T>(), xc.data<T>(), xc.shape(), padded);
-  });
-  return out;
 }
 
 }  // namespace ft

@@ -1,12 +1,20 @@
 // embedding: rows of a [V, C] weight picked by i32 token ids, on kernels/embedding.
 //
-// Every id is checked before any kernel runs (an out-of-range id would read or write outside
-// the weight, and a throw inside an OpenMP loop would end the process). Only the weight gets a
-// gradient; ids are integers.
+// On the CPU every id is checked before any kernel runs (an out-of-range id would read or write
+// outside the weight, and a throw inside an OpenMP loop would end the process). On CUDA the ids
+// live on the GPU, and reading them back would stall the host at every step: they are trusted
+// to be validated where they were made (data/prepare.cpp checks every token of a dataset), and
+// the kernels skip an id out of range rather than touch memory for it (embedding_cuda.h). Only
+// the weight gets a gradient; ids are integers.
 #include "framework/autograd.h"
 #include "framework/ops.h"
 #include "framework/ops/checks.h"
+#include "framework/ops/cuda_dispatch.h"
 #include "kernels/embedding/embedding_cpu.h"
+
+#ifdef FLASHTRAIN_HAS_CUDA
+#include "kernels/embedding/embedding_cuda.h"
+#endif
 
 namespace ft {
 namespace {
@@ -19,6 +27,31 @@ void check_ids_in_range(const Tensor& ids, const Tensor& weight) {
              vocab, ") for weight ", shape_str(weight.shape()));
 }
 
+// dweight [vocab, channels] from the output gradient gc (contiguous, [ids..., channels]).
+Tensor embedding_weight_grad(const Tensor& idc, const Tensor& gc, int64_t vocab, int64_t channels) {
+  FT_CHECK(gc.device() == idc.device(), "embedding backward: gradient ", describe(gc), " is not on the ids' device ",
+           describe(idc));
+  Tensor dweight = Tensor::empty({vocab, channels}, gc.dtype(), gc.device());
+  if (gc.device().is_cuda()) {
+#ifdef FLASHTRAIN_HAS_CUDA
+    dispatch_cuda("embedding backward", gc, [&](auto tag, cudaStream_t stream) {
+      using T = decltype(tag);
+      const auto workspace_bytes = kernels::embedding_backward_workspace_bytes(idc.numel(), vocab);
+      Tensor workspace = Tensor::empty({static_cast<int64_t>(workspace_bytes)}, DType::u8, gc.device());
+      kernels::embedding_backward_cuda<T>(dweight.data<T>(), idc.data<int32_t>(), gc.data<T>(), idc.numel(), vocab,
+                                          channels, workspace.raw_data(), stream);
+    });
+#endif
+    return dweight;
+  }
+  dispatch_float("embedding backward", gc.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    kernels::embedding_backward_cpu<T>(dweight.data<T>(), idc.data<int32_t>(), gc.data<T>(), idc.numel(), vocab,
+                                       channels);
+  });
+  return dweight;
+}
+
 }  // namespace
 
 Tensor embedding(const Tensor& ids, const Tensor& weight) {
@@ -29,28 +62,28 @@ Tensor embedding(const Tensor& ids, const Tensor& weight) {
   check_dim("embedding", "weight", weight, 2);
   FT_CHECK(ids.device() == weight.device(), "embedding: device mismatch: ids ", describe(ids), " and weight ",
            describe(weight));
-  check_cpu("embedding", {ids, weight});
   Tensor idc = ids.contiguous(), wc = weight.contiguous();
-  check_ids_in_range(idc, wc);
-
   const int64_t tokens = ids.numel(), vocab = weight.size(0), channels = weight.size(1);
   Shape out_shape = ids.shape();
   out_shape.push_back(channels);
   Tensor out = Tensor::empty(out_shape, weight.dtype(), weight.device());
-  dispatch_float("embedding", weight.dtype(), [&](auto tag) {
-    using T = decltype(tag);
-    kernels::embedding_forward_cpu<T>(out.data<T>(), idc.data<int32_t>(), wc.data<T>(), tokens, channels);
-  });
-
-  return record(out, "embedding", {ids, weight}, [idc, vocab, channels](const Tensor& g, const GradNeeds&) {
-    Tensor gc = g.contiguous();
-    Tensor dweight = Tensor::empty({vocab, channels}, g.dtype(), g.device());
-    dispatch_float("embedding backward", g.dtype(), [&](auto tag) {
+  if (weight.device().is_cuda()) {
+#ifdef FLASHTRAIN_HAS_CUDA
+    dispatch_cuda("embedding", weight, [&](auto tag, cudaStream_t stream) {
       using T = decltype(tag);
-      kernels::embedding_backward_cpu<T>(dweight.data<T>(), idc.data<int32_t>(), gc.data<T>(), idc.numel(), vocab,
-                                         channels);
+      kernels::embedding_forward_cuda<T>(out.data<T>(), idc.data<int32_t>(), wc.data<T>(), tokens, vocab, channels,
+                                         stream);
     });
-    return std::vector<Tensor>{Tensor(), dweight};
+#endif
+  } else {
+    check_ids_in_range(idc, wc);
+    dispatch_float("embedding", weight.dtype(), [&](auto tag) {
+      using T = decltype(tag);
+      kernels::embedding_forward_cpu<T>(out.data<T>(), idc.data<int32_t>(), wc.data<T>(), tokens, channels);
+    });
+  }
+  return record(out, "embedding", {ids, weight}, [idc, vocab, channels](const Tensor& g, const GradNeeds&) {
+    return std::vector<Tensor>{Tensor(), embedding_weight_grad(idc, g.contiguous(), vocab, channels)};
   });
 }
 

@@ -1,0 +1,17 @@
+// Dropout on the GPU: the launcher of kernels/dropout/dropout.cu, on raw device pointers and a
+// stream. The mask is dropout_cpu's, bit for bit (same Philox counters, same fp32 comparison).
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+namespace ft::kernels {
+
+// out[i] = keep_i ? in[i] * scale : 0, for i in [0, n), keep_i = philox_uniform(seed, first + i)
+// > p; scale is 1 / (1 - p) in fp32 and the product is taken in fp32.
+template <class T>
+void dropout_cuda(T* out, const T* in, int64_t n, float p, float scale, uint64_t seed, uint64_t first,
+                  cudaStream_t stream);
+
+}  // namespace ft::kernels

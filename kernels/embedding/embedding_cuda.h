@@ -1,0 +1,29 @@
+// Token embedding on the GPU: the launchers of kernels/embedding/embedding.cu, on raw device
+// pointers and a stream. Ids are validated before they reach the GPU (data/prepare.cpp checks
+// every token of a dataset against the vocabulary, the CPU op checks its ids); the kernels never
+// touch memory for an id outside [0, vocab): its output row is zeros and it adds to no gradient.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <cstdint>
+
+namespace ft::kernels {
+
+// out: [tokens, channels] = weight[ids[t]] ([vocab, channels]).
+template <class T>
+void embedding_forward_cuda(T* out, const int32_t* ids, const T* weight, int64_t tokens, int64_t vocab,
+                            int64_t channels, cudaStream_t stream);
+
+// Bytes of scratch embedding_backward_cuda needs for `tokens` ids (the sort's buffers).
+size_t embedding_backward_workspace_bytes(int64_t tokens, int64_t vocab);
+
+// Overwrites dweight ([vocab, channels]) with the sum over positions t of dout[t] into row
+// ids[t], in fp32 and in increasing t for each row (the CPU reference's order): deterministic.
+// `workspace` holds embedding_backward_workspace_bytes(tokens, vocab) bytes, 256-byte aligned.
+template <class T>
+void embedding_backward_cuda(T* dweight, const int32_t* ids, const T* dout, int64_t tokens, int64_t vocab,
+                             int64_t channels, void* workspace, cudaStream_t stream);
+
+}  // namespace ft::kernels

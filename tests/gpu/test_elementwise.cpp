@@ -1,0 +1,139 @@
+// add, sub, mul (broadcasting), scale, GELU and add_ on CUDA against the CPU reference in f64,
+// forward and backward, in f32, bf16 and f16: GPT-2 sizes, odd sizes that leave a tail after
+// the 16-byte packs, views that start unaligned, and the errors of a wrong device or dtype.
+#include <doctest/doctest.h>
+
+#include "framework/cuda/caching_allocator.h"
+#include "tests/gpu/cpu_reference.h"
+#include "tests/support/error_message.h"
+
+using namespace ft;
+using namespace ft::gpu_testing;
+
+namespace {
+
+struct BinaryCase {
+  Shape a, b;
+};
+
+// Same shapes (GPT-2's residual), a bias, position embeddings over a batch, a column, an outer
+// product, a scalar, tiny and odd sizes.
+const BinaryCase kBinaryCases[] = {
+    {{8192, 768}, {8192, 768}},
+    {{8192, 768}, {768}},
+    {{8, 1024, 768}, {1024, 768}},
+    {{1023, 3}, {1023, 1}},
+    {{3, 1, 5}, {1, 7, 1}},
+    {{}, {1023}},
+    {{1}, {1}},
+    {{3}, {3}},
+};
+
+using BinaryFn = Tensor (*)(const Tensor&, const Tensor&);
+struct NamedBinary {
+  const char* name;
+  BinaryFn fn;
+};
+const NamedBinary kBinaryOps[] = {{"add", add}, {"sub", sub}, {"mul", mul}};
+
+}  // namespace
+
+TEST_CASE("add, sub and mul broadcast on CUDA as on the CPU, forward and backward") {
+  cuda::set_poison_allocations(true);
+  Generator gen(101);
+  for (DType dtype : kCudaFloatTypes) {
+    for (const BinaryCase& c : kBinaryCases) {
+      for (const NamedBinary& named : kBinaryOps) {
+        const BinaryFn op = named.fn;
+        CAPTURE(dtype_name(dtype));
+        CAPTURE(shape_str(c.a));
+        CAPTURE(shape_str(c.b));
+        CAPTURE(named.name);
+        // Values around 1, not 0: the gradient of a broadcast input sums products of the upstream
+        // gradient and the other input, rounded to the dtype one by one, and a sum that cancels to
+        // near 0 would magnify those roundings past any fixed relative bound.
+        Values a = random_leaves(c.a, dtype, gen, 1.0), b = random_leaves(c.b, dtype, gen, 1.0);
+        Tensor y = op(a.gpu, b.gpu), expected = op(a.cpu, b.cpu);
+        CHECK(error_against(y, expected) <= tolerance(dtype));
+
+        Values w = random_values(expected.shape(), dtype, gen, 1.0);
+        weighted_sum(y, w.gpu).backward();
+        weighted_sum(expected, w.cpu).backward();
+        CHECK(error_against(a.gpu.grad(), a.cpu.grad()) <= tolerance(dtype));
+        CHECK(error_against(b.gpu.grad(), b.cpu.grad()) <= tolerance(dtype));
+      }
+    }
+  }
+}
+
+TEST_CASE("binary ops read transposed and unaligned views on CUDA") {
+  cuda::set_poison_allocations(true);
+  Generator gen(102);
+  for (DType dtype : kCudaFloatTypes) {
+    CAPTURE(dtype_name(dtype));
+    // A row of 1023 elements: slicing off the first row leaves data 1023 elements past an
+    // aligned block, so the kernel must take its one-element path.
+    Values base = random_values({6, 1023}, dtype, gen), other = random_values({5, 1023}, dtype, gen);
+    Tensor unaligned_gpu = slice(base.gpu, 0, 1, 6), unaligned_cpu = slice(base.cpu, 0, 1, 6);
+    CHECK(error_against(mul(unaligned_gpu, other.gpu), mul(unaligned_cpu, other.cpu)) <= tolerance(dtype));
+    CHECK(error_against(gelu(unaligned_gpu), gelu(unaligned_cpu)) <= tolerance(dtype));
+    // A transposed input is gathered to a contiguous copy first.
+    Values t = random_values({1023, 5}, dtype, gen);
+    CHECK(error_against(sub(transpose(t.gpu, 0, 1), other.gpu), sub(transpose(t.cpu, 0, 1), other.cpu)) <=
+          tolerance(dtype));
+  }
+}
+
+TEST_CASE("scale and GELU on CUDA match the CPU, forward and backward") {
+  cuda::set_poison_allocations(true);
+  Generator gen(103);
+  // GPT-2's MLP activation [B*T, 4C], and sizes with a tail after the packs.
+  const Shape shapes[] = {{8192, 3072}, {1}, {3}, {1023}, {5, 1023}};
+  for (DType dtype : kCudaFloatTypes) {
+    for (const Shape& shape : shapes) {
+      CAPTURE(dtype_name(dtype));
+      CAPTURE(shape_str(shape));
+      Values x = random_leaves(shape, dtype, gen);
+      // Inputs times 3: GELU's curved part lies within a few units of 0.
+      Tensor y = gelu(scale(x.gpu, 3.0)), expected = gelu(scale(x.cpu, 3.0));
+      CHECK(error_against(scale(x.gpu, -0.37), scale(x.cpu, -0.37)) <= tolerance(dtype));
+      CHECK(error_against(y, expected) <= tolerance(dtype));
+
+      Values w = random_values(shape, dtype, gen);
+      weighted_sum(y, w.gpu).backward();
+      weighted_sum(expected, w.cpu).backward();
+      CHECK(error_against(x.gpu.grad(), x.cpu.grad()) <= tolerance(dtype));
+    }
+  }
+}
+
+TEST_CASE("add_ accumulates in place on CUDA") {
+  cuda::set_poison_allocations(true);
+  Generator gen(104);
+  for (DType dtype : kCudaFloatTypes) {
+    for (const Shape& shape : {Shape{8192, 768}, Shape{1023}, Shape{1}}) {
+      CAPTURE(dtype_name(dtype));
+      CAPTURE(shape_str(shape));
+      Values dst = random_values(shape, dtype, gen), src = random_values(shape, dtype, gen);
+      add_(dst.gpu, src.gpu);
+      add_(dst.cpu, src.cpu);
+      CHECK(error_against(dst.gpu, dst.cpu) <= tolerance(dtype));
+    }
+  }
+}
+
+TEST_CASE("elementwise ops on CUDA reject another device and dtypes without a kernel") {
+  Generator gen(105);
+  Tensor gpu = randn({4}, gen, DType::f32, kGpu), cpu = randn({4}, gen);
+  const std::string mixed = testing::error_message([&] { add(gpu, cpu); });
+  CHECK(mixed.find("add: device mismatch") != std::string::npos);
+  CHECK(mixed.find("cuda:0") != std::string::npos);
+  CHECK(testing::error_message([&] { add_(gpu, cpu); }).find("add_: device mismatch") != std::string::npos);
+
+  Tensor f64 = randn({4}, gen, DType::f64, kGpu);
+  const std::string expected = ": dtype f64 is not supported on cuda (expected f32, bf16 or f16)";
+  CHECK(testing::error_message([&] { mul(f64, f64); }) == "mul" + expected);
+  CHECK(testing::error_message([&] { scale(f64, 2.0); }) == "scale" + expected);
+  CHECK(testing::error_message([&] { gelu(f64); }) == "gelu" + expected);
+  CHECK(testing::error_message([&] { add_(f64, f64); }) == "add_" + expected);
+}

@@ -1,0 +1,123 @@
+// embedding on CUDA against the CPU reference: the gather exactly, the weight gradient (sorted
+// by id, summed per row in position order) within the dtype's bound in f32, bf16 and f16 and
+// bit for bit against the CPU's f32 in f32, the same bits on every run, ids out of range made
+// harmless, and the errors of a wrong device or dtype.
+#include <doctest/doctest.h>
+
+#include <random>
+
+#include "framework/cuda/caching_allocator.h"
+#include "framework/cuda/context.h"
+#include "tests/gpu/cpu_reference.h"
+#include "tests/support/error_message.h"
+
+using namespace ft;
+using namespace ft::gpu_testing;
+
+namespace {
+
+// Token ids as text has them: a few frequent ids take a third of the positions (many positions
+// into one row of the gradient), the rest spread over the vocabulary, both ends included.
+std::vector<int32_t> token_ids(int64_t n, int64_t vocab, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<int32_t> any(0, static_cast<int32_t>(vocab - 1));
+  std::uniform_int_distribution<int32_t> frequent(0, static_cast<int32_t>(std::min<int64_t>(vocab, 10) - 1));
+  std::vector<int32_t> ids(n);
+  for (int32_t& id : ids) id = rng() % 3 == 0 ? frequent(rng) : any(rng);
+  ids.front() = static_cast<int32_t>(vocab - 1);
+  return ids;
+}
+
+struct Shapes {
+  Shape ids;
+  int64_t vocab, channels;
+};
+
+}  // namespace
+
+TEST_CASE("embedding on CUDA gathers rows exactly and sums their gradients as the CPU does") {
+  cuda::set_poison_allocations(true);
+  Generator gen(301);
+  // GPT-2's token embedding over a batch, then odd sizes: one id, one channel, a tail.
+  const Shapes cases[] = {{{8, 1024}, 50257, 768}, {{1}, 3, 5}, {{1023}, 3, 1}, {{3, 341}, 1023, 1023}};
+  for (DType dtype : kCudaFloatTypes) {
+    for (const Shapes& c : cases) {
+      CAPTURE(dtype_name(dtype));
+      CAPTURE(shape_str(c.ids));
+      CAPTURE(c.vocab);
+      CAPTURE(c.channels);
+      const std::vector<int32_t> ids = token_ids(shape_numel(c.ids), c.vocab, 7);
+      Tensor ids_cpu = Tensor::from_ints(ids, c.ids), ids_gpu = ids_cpu.to(kGpu);
+      Values weight = random_leaves({c.vocab, c.channels}, dtype, gen);
+      Tensor y = embedding(ids_gpu, weight.gpu), expected = embedding(ids_cpu, weight.cpu);
+      CHECK(error_against(y, expected) == 0);  // a gather moves values unchanged
+
+      Values w = random_values(expected.shape(), dtype, gen);
+      weighted_sum(y, w.gpu).backward();
+      weighted_sum(expected, w.cpu).backward();
+      CHECK(error_against(weight.gpu.grad(), weight.cpu.grad()) <= tolerance(dtype));
+
+      if (dtype != DType::f32) continue;
+      // In f32 both devices add the same numbers in the same order: the same bits.
+      Tensor weight32 = weight.cpu.detach().to(DType::f32).set_requires_grad(true);
+      weighted_sum(embedding(ids_cpu, weight32), w.cpu.to(DType::f32)).backward();
+      CHECK(weight.gpu.grad().to_double_vector() == weight32.grad().to_double_vector());
+    }
+  }
+}
+
+TEST_CASE("the embedding gradient on CUDA is the same bits on every run") {
+  Generator gen(302);
+  const std::vector<int32_t> ids = token_ids(8 * 1024, 50257, 8);
+  Tensor ids_gpu = Tensor::from_ints(ids, {8, 1024}, kGpu);
+  for (DType dtype : kCudaFloatTypes) {
+    CAPTURE(dtype_name(dtype));
+    Tensor weight = random_values({50257, 768}, dtype, gen).gpu.set_requires_grad(true);
+    Tensor w = random_values({8, 1024, 768}, dtype, gen).gpu;
+    std::vector<double> first;
+    for (int run = 0; run < 3; ++run) {
+      weight.zero_grad();
+      weighted_sum(embedding(ids_gpu, weight), w).backward();
+      if (run == 0)
+        first = weight.grad().to_double_vector();
+      else
+        CHECK(weight.grad().to_double_vector() == first);
+    }
+  }
+}
+
+TEST_CASE("embedding on CUDA gives zeros for ids out of range and adds nothing for them") {
+  cuda::set_poison_allocations(true);
+  Generator gen(303);
+  const int64_t vocab = 7, channels = 5;
+  const std::vector<int32_t> ids = {3, -1, 6, 7, 3, 0, 1 << 20, 6, -2147483647 - 1, 3, 2};
+  Tensor weight = randn({vocab, channels}, gen, DType::f32, kGpu).set_requires_grad(true);
+  Tensor w = randn({static_cast<int64_t>(ids.size()), channels}, gen, DType::f32, kGpu);
+  Tensor y = embedding(Tensor::from_ints(ids, {static_cast<int64_t>(ids.size())}, kGpu), weight);
+  weighted_sum(y, w).backward();
+  CHECK_NOTHROW(cuda::synchronize(0));  // no out-of-bounds access was reported
+
+  // The expected values by plain loops over positions.
+  const std::vector<double> table = weight.to_double_vector(), upstream = w.to_double_vector();
+  std::vector<double> expected_y(ids.size() * channels, 0.0), expected_grad(vocab * channels, 0.0);
+  for (size_t t = 0; t < ids.size(); ++t) {
+    if (ids[t] < 0 || ids[t] >= vocab) continue;
+    for (int64_t c = 0; c < channels; ++c) {
+      expected_y[t * channels + c] = table[ids[t] * channels + c];
+      expected_grad[ids[t] * channels + c] += upstream[t * channels + c];
+    }
+  }
+  CHECK(y.to_double_vector() == expected_y);
+  CHECK(testing::relative_error(weight.grad().to_double_vector(), expected_grad) <= 1e-6);
+}
+
+TEST_CASE("embedding on CUDA rejects ids on another device and dtypes without a kernel") {
+  Generator gen(304);
+  Tensor ids = Tensor::from_ints({0, 1}, {2});
+  Tensor weight = randn({4, 3}, gen, DType::f32, kGpu);
+  CHECK(testing::error_message([&] { embedding(ids, weight); }).find("embedding: device mismatch") !=
+        std::string::npos);
+  Tensor f64 = randn({4, 3}, gen, DType::f64, kGpu);
+  CHECK(testing::error_message([&] { embedding(ids.to(kGpu), f64); }) ==
+        "embedding: dtype f64 is not supported on cuda (expected f32, bf16 or f16)");
+}
