@@ -64,21 +64,20 @@ Tensor cross_entropy_cuda(const Tensor& logits, const Tensor& targets, const Ten
                                            row_loss.data<float>(), lc.data<T>(), tc.data<int32_t>(), rows, vocab,
                                            ignore_index, cuda::context(device.index).stream);
   });
-  return record(loss, "cross_entropy", {logits, targets},
-                [lc, tc, lse, count, ignore_index](const Tensor& g, const GradNeeds&) {
-                  const Device device = lc.device();
-                  cuda::DeviceGuard guard(device.index);
-                  Tensor g32 = g.to(DType::f32);
-                  Tensor dlogits = Tensor::empty(lc.shape(), lc.dtype(), device);
-                  dispatch_cuda_float("cross_entropy backward", lc.dtype(), [&](auto tag) {
-                    using T = decltype(tag);
-                    kernels::cross_entropy_backward_cuda<T>(dlogits.data<T>(), lc.data<T>(), lse.data<float>(),
-                                                            tc.data<int32_t>(), g32.data<float>(),
-                                                            count.data<int32_t>(), lc.size(0), lc.size(1),
-                                                            ignore_index, cuda::context(device.index).stream);
-                  });
-                  return std::vector<Tensor>{dlogits, Tensor()};
-                });
+  return record(
+      loss, "cross_entropy", {logits, targets}, [lc, tc, lse, count, ignore_index](const Tensor& g, const GradNeeds&) {
+        const Device device = lc.device();
+        cuda::DeviceGuard guard(device.index);
+        Tensor g32 = g.to(DType::f32);
+        Tensor dlogits = Tensor::empty(lc.shape(), lc.dtype(), device);
+        dispatch_cuda_float("cross_entropy backward", lc.dtype(), [&](auto tag) {
+          using T = decltype(tag);
+          kernels::cross_entropy_backward_cuda<T>(
+              dlogits.data<T>(), lc.data<T>(), lse.data<float>(), tc.data<int32_t>(), g32.data<float>(),
+              count.data<int32_t>(), lc.size(0), lc.size(1), ignore_index, cuda::context(device.index).stream);
+        });
+        return std::vector<Tensor>{dlogits, Tensor()};
+      });
 }
 #endif
 

@@ -36,29 +36,28 @@ Tensor layer_norm_cuda(const Tensor& x, const Tensor& weight, const Tensor& bias
                                         wc.data<T>(), bc.data<T>(), rows, cols, static_cast<float>(eps),
                                         cuda::context(device.index).stream);
   });
-  return record(out, "layer_norm", {x, weight, bias},
-                [xc, wc, mean, rstd, rows, cols](const Tensor& g, const GradNeeds& needs) {
-                  const Device device = xc.device();
-                  cuda::DeviceGuard guard(device.index);
-                  Tensor gc = g.contiguous();
-                  auto gradient = [&](bool needed, const Shape& shape) {
-                    return needed ? Tensor::empty(shape, xc.dtype(), device) : Tensor();
-                  };
-                  Tensor dx = gradient(needs[0], xc.shape());
-                  Tensor dweight = gradient(needs[1], {cols}), dbias = gradient(needs[2], {cols});
-                  Tensor scratch;
-                  if (needs[1] || needs[2])
-                    scratch = Tensor::empty({kernels::layer_norm_backward_scratch_floats(rows, cols)}, DType::f32,
-                                            device);
-                  dispatch_cuda_float("layer_norm backward", xc.dtype(), [&](auto tag) {
-                    using T = decltype(tag);
-                    kernels::layer_norm_backward_cuda<T>(
-                        data_or_null<T>(dx), data_or_null<T>(dweight), data_or_null<T>(dbias),
-                        data_or_null<float>(scratch), gc.data<T>(), xc.data<T>(), wc.data<T>(), mean.data<float>(),
-                        rstd.data<float>(), rows, cols, cuda::context(device.index).stream);
-                  });
-                  return std::vector<Tensor>{dx, dweight, dbias};
-                });
+  return record(
+      out, "layer_norm", {x, weight, bias}, [xc, wc, mean, rstd, rows, cols](const Tensor& g, const GradNeeds& needs) {
+        const Device device = xc.device();
+        cuda::DeviceGuard guard(device.index);
+        Tensor gc = g.contiguous();
+        auto gradient = [&](bool needed, const Shape& shape) {
+          return needed ? Tensor::empty(shape, xc.dtype(), device) : Tensor();
+        };
+        Tensor dx = gradient(needs[0], xc.shape());
+        Tensor dweight = gradient(needs[1], {cols}), dbias = gradient(needs[2], {cols});
+        Tensor scratch;
+        if (needs[1] || needs[2])
+          scratch = Tensor::empty({kernels::layer_norm_backward_scratch_floats(rows, cols)}, DType::f32, device);
+        dispatch_cuda_float("layer_norm backward", xc.dtype(), [&](auto tag) {
+          using T = decltype(tag);
+          kernels::layer_norm_backward_cuda<T>(data_or_null<T>(dx), data_or_null<T>(dweight), data_or_null<T>(dbias),
+                                               data_or_null<float>(scratch), gc.data<T>(), xc.data<T>(), wc.data<T>(),
+                                               mean.data<float>(), rstd.data<float>(), rows, cols,
+                                               cuda::context(device.index).stream);
+        });
+        return std::vector<Tensor>{dx, dweight, dbias};
+      });
 }
 
 }  // namespace

@@ -82,8 +82,8 @@ void AdamW::step() {
     kernels::AdamWHyper hyper{options_.lr, options_.beta1, options_.beta2, options_.eps, weight_decays_[i], s.step};
 #ifdef FLASHTRAIN_HAS_CUDA
     if (p.device().is_cuda()) {
-      cuda_updates[p.device().index].push_back({p.data<float>(), g.data<float>(), s.exp_avg.data<float>(),
-                                                s.exp_avg_sq.data<float>(), p.numel(), hyper});
+      cuda_updates[p.device().index].push_back(
+          {p.data<float>(), g.data<float>(), s.exp_avg.data<float>(), s.exp_avg_sq.data<float>(), p.numel(), hyper});
       cuda_grads.push_back(g);
       continue;
     }

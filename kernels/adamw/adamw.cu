@@ -58,11 +58,11 @@ void adamw_step_cuda(const std::vector<AdamWTensor>& tensors, cudaStream_t strea
   records.reserve(tensors.size());
   for (const AdamWTensor& t : tensors)
     records.push_back({t.param, t.grad, t.exp_avg, t.exp_avg_sq, t.numel, adamw_coefficients<float>(t.hyper)});
-  for_each_multi_tensor_batch(records, kAdamWChunk, [&](const MultiTensorBatch<AdamWRecord>& batch, int64_t blocks,
-                                                        int64_t) {
-    adamw_kernel<<<static_cast<int>(blocks), kAdamWThreads, 0, stream>>>(batch);
-    FT_CUDA_CHECK_LAUNCH();
-  });
+  for_each_multi_tensor_batch(records, kAdamWChunk,
+                              [&](const MultiTensorBatch<AdamWRecord>& batch, int64_t blocks, int64_t) {
+                                adamw_kernel<<<static_cast<int>(blocks), kAdamWThreads, 0, stream>>>(batch);
+                                FT_CUDA_CHECK_LAUNCH();
+                              });
 }
 
 }  // namespace ft::kernels

@@ -27,8 +27,11 @@ struct AdamWCoefficients {
 template <class T>
 AdamWCoefficients<T> adamw_coefficients(const AdamWHyper& h) {
   const double t = static_cast<double>(h.t);
-  return {static_cast<T>(1.0 - h.lr * h.weight_decay), static_cast<T>(h.lr / (1.0 - std::pow(h.beta1, t))),
-          static_cast<T>(std::sqrt(1.0 - std::pow(h.beta2, t))), static_cast<T>(h.beta1), static_cast<T>(h.beta2),
+  return {static_cast<T>(1.0 - h.lr * h.weight_decay),
+          static_cast<T>(h.lr / (1.0 - std::pow(h.beta1, t))),
+          static_cast<T>(std::sqrt(1.0 - std::pow(h.beta2, t))),
+          static_cast<T>(h.beta1),
+          static_cast<T>(h.beta2),
           static_cast<T>(h.eps)};
 }
 

@@ -39,13 +39,17 @@ __device__ __forceinline__ BlockTarget block_target(const MultiTensorBatch<Recor
   int lo = 0, hi = batch.count - 1;  // the last slot whose first block is <= block
   while (lo < hi) {
     const int mid = (lo + hi + 1) / 2;
-    if (batch.first_block[mid] <= block) lo = mid;
-    else hi = mid - 1;
+    if (batch.first_block[mid] <= block)
+      lo = mid;
+    else
+      hi = mid - 1;
   }
   return {lo, block - batch.first_block[lo]};
 }
 
-inline int64_t chunks_of(int64_t numel, int64_t chunk_elements) { return (numel + chunk_elements - 1) / chunk_elements; }
+inline int64_t chunks_of(int64_t numel, int64_t chunk_elements) {
+  return (numel + chunk_elements - 1) / chunk_elements;
+}
 
 // Total blocks (= chunks) over all records: the length of a per-block partials buffer.
 template <class Record>

@@ -151,8 +151,8 @@ void cross_entropy_forward_cuda(float* loss, int32_t* count, float* lse, float* 
                                 cudaStream_t stream) {
   check_rows("cross_entropy forward", rows);
   if (rows > 0) {
-    cross_entropy_forward_kernel<<<static_cast<int>(rows), kRowThreads, 0, stream>>>(
-        lse, row_loss, device_ptr(logits), targets, vocab, ignore_index);
+    cross_entropy_forward_kernel<<<static_cast<int>(rows), kRowThreads, 0, stream>>>(lse, row_loss, device_ptr(logits),
+                                                                                     targets, vocab, ignore_index);
     FT_CUDA_CHECK_LAUNCH();
   }
   cross_entropy_mean_kernel<<<1, kMeanThreads, 0, stream>>>(loss, count, row_loss, targets, rows, ignore_index);
@@ -170,10 +170,10 @@ void cross_entropy_backward_cuda(T* dlogits, const T* logits, const float* lse, 
   FT_CUDA_CHECK_LAUNCH();
 }
 
-#define FT_INSTANTIATE(T)                                                                                       \
-  template void cross_entropy_forward_cuda<T>(float*, int32_t*, float*, float*, const T*, const int32_t*,       \
-                                              int64_t, int64_t, int32_t, cudaStream_t);                         \
-  template void cross_entropy_backward_cuda<T>(T*, const T*, const float*, const int32_t*, const float*,        \
+#define FT_INSTANTIATE(T)                                                                                          \
+  template void cross_entropy_forward_cuda<T>(float*, int32_t*, float*, float*, const T*, const int32_t*, int64_t, \
+                                              int64_t, int32_t, cudaStream_t);                                     \
+  template void cross_entropy_backward_cuda<T>(T*, const T*, const float*, const int32_t*, const float*,           \
                                                const int32_t*, int64_t, int64_t, int32_t, cudaStream_t);
 FT_INSTANTIATE(float)
 FT_INSTANTIATE(ft::bfloat16)

@@ -65,7 +65,8 @@ __global__ void scale_kernel(const __grid_constant__ MultiTensorBatch<DeviceSpan
   const DeviceSpan<T>& t = batch.records[target.slot];
   const int64_t begin = target.chunk * kScaleChunk;
   const int64_t end = begin + kScaleChunk < t.numel ? begin + kScaleChunk : t.numel;
-  for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) t.data[i] = from_float<T>(to_float(t.data[i]) * factor);
+  for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x)
+    t.data[i] = from_float<T>(to_float(t.data[i]) * factor);
 }
 
 // The spans with CUDA's element type (const kept).
@@ -87,8 +88,7 @@ int64_t sum_squares_partial_count(const std::vector<int64_t>& numels) {
 }
 
 template <class T>
-void sum_squares_partials_cuda(float* partials, const std::vector<DeviceSpan<const T>>& tensors,
-                               cudaStream_t stream) {
+void sum_squares_partials_cuda(float* partials, const std::vector<DeviceSpan<const T>>& tensors, cudaStream_t stream) {
   using D = DeviceSpan<const cuda_t<T>>;
   for_each_multi_tensor_batch(device_spans(tensors), kNormChunk,
                               [&](const MultiTensorBatch<D>& batch, int64_t blocks, int64_t blocks_before) {
@@ -113,7 +113,7 @@ void scale_tensors_cuda(const std::vector<DeviceSpan<T>>& tensors, float factor,
                               });
 }
 
-#define FT_INSTANTIATE(T)                                                                                 \
+#define FT_INSTANTIATE(T)                                                                                    \
   template void sum_squares_partials_cuda<T>(float*, const std::vector<DeviceSpan<const T>>&, cudaStream_t); \
   template void scale_tensors_cuda<T>(const std::vector<DeviceSpan<T>>&, float, cudaStream_t);
 FT_INSTANTIATE(float)

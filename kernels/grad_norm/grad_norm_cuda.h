@@ -26,8 +26,7 @@ int64_t sum_squares_partial_count(const std::vector<int64_t>& numels);
 // partials[0 .. sum_squares_partial_count) = per-block sums of x^2 over the tensors (T float,
 // ft::bfloat16 or ft::half), in the tensors' order.
 template <class T>
-void sum_squares_partials_cuda(float* partials, const std::vector<DeviceSpan<const T>>& tensors,
-                               cudaStream_t stream);
+void sum_squares_partials_cuda(float* partials, const std::vector<DeviceSpan<const T>>& tensors, cudaStream_t stream);
 
 // *total = the sum of partials[0 .. count), added in a fixed order in double.
 void sum_partials_cuda(double* total, const float* partials, int64_t count, cudaStream_t stream);

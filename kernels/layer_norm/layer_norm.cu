@@ -250,10 +250,10 @@ void layer_norm_backward_cuda(T* dx, T* dweight, T* dbias, float* scratch, const
   FT_CUDA_CHECK_LAUNCH();
 }
 
-#define FT_INSTANTIATE(T)                                                                                            \
+#define FT_INSTANTIATE(T)                                                                                             \
   template void layer_norm_forward_cuda<T>(T*, float*, float*, const T*, const T*, const T*, int64_t, int64_t, float, \
-                                           cudaStream_t);                                                           \
-  template void layer_norm_backward_cuda<T>(T*, T*, T*, float*, const T*, const T*, const T*, const float*,          \
+                                           cudaStream_t);                                                             \
+  template void layer_norm_backward_cuda<T>(T*, T*, T*, float*, const T*, const T*, const T*, const float*,           \
                                             const float*, int64_t, int64_t, cudaStream_t);
 FT_INSTANTIATE(float)
 FT_INSTANTIATE(ft::bfloat16)
