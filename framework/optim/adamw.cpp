@@ -1,13 +1,19 @@
 // AdamW's bookkeeping: which parameters it updates, their state, and the checks. The update
 // itself is kernels/adamw. step() checks every gradient before it changes any parameter, so a
-// bad gradient leaves the model as it was.
+// bad gradient leaves the model as it was. Parameters on a GPU (f32 there) are gathered per
+// device and stepped together in a few multi-tensor launches.
 #include "framework/optim/adamw.h"
 
+#include <map>
 #include <unordered_set>
 
 #include "framework/autograd.h"
 #include "framework/ops/checks.h"
 #include "kernels/adamw/adamw_cpu.h"
+#ifdef FLASHTRAIN_HAS_CUDA
+#include "framework/cuda/context.h"
+#include "kernels/adamw/adamw_cuda.h"
+#endif
 
 namespace ft {
 namespace {
@@ -42,6 +48,8 @@ AdamW::AdamW(std::vector<ParamGroup> groups, AdamWOptions options) : options_(op
       if (!p.requires_grad()) continue;  // frozen: no state, never updated
       FT_CHECK(p.dtype() == DType::f32 || p.dtype() == DType::f64, "adamw: ", param_label(gi, pi, p),
                " is not f32 or f64 (AdamW keeps its parameters and state in full precision)");
+      FT_CHECK(p.device().is_cpu() || p.dtype() == DType::f32, "adamw: ", param_label(gi, pi, p),
+               " is on a GPU but not f32 (the CUDA AdamW updates f32 parameters)");
       FT_CHECK(p.is_contiguous(), "adamw: ", param_label(gi, pi, p), " is not contiguous");
       params_.push_back(p);
       weight_decays_.push_back(group.weight_decay);
@@ -60,21 +68,38 @@ void AdamW::step() {
     if (!p.requires_grad() || !g.defined()) continue;  // frozen since, or no gradient this step
     FT_CHECK(g.shape() == p.shape() && g.dtype() == p.dtype() && g.device() == p.device(), "adamw: gradient ",
              describe(g), " does not match its parameter ", describe(p));
-    check_cpu("adamw", {p});
     updated.push_back(i);
   }
+#ifdef FLASHTRAIN_HAS_CUDA
+  std::map<int, std::vector<kernels::AdamWTensor>> cuda_updates;  // by device index
+  std::vector<Tensor> cuda_grads;  // alive until the launches: a gradient may be a contiguous copy
+#endif
   for (size_t i : updated) {
     const Tensor& p = params_[i];
     const Tensor g = p.grad().contiguous();
     AdamWState& s = states_[i];
     ++s.step;
     kernels::AdamWHyper hyper{options_.lr, options_.beta1, options_.beta2, options_.eps, weight_decays_[i], s.step};
+#ifdef FLASHTRAIN_HAS_CUDA
+    if (p.device().is_cuda()) {
+      cuda_updates[p.device().index].push_back(
+          {p.data<float>(), g.data<float>(), s.exp_avg.data<float>(), s.exp_avg_sq.data<float>(), p.numel(), hyper});
+      cuda_grads.push_back(g);
+      continue;
+    }
+#endif
     dispatch_float("adamw", p.dtype(), [&](auto tag) {
       using T = decltype(tag);
       kernels::adamw_step_cpu<T>(p.data<T>(), g.data<T>(), s.exp_avg.data<T>(), s.exp_avg_sq.data<T>(), p.numel(),
                                  hyper);
     });
   }
+#ifdef FLASHTRAIN_HAS_CUDA
+  for (const auto& [device, tensors] : cuda_updates) {
+    cuda::DeviceGuard guard(device);
+    kernels::adamw_step_cuda(tensors, cuda::context(device).stream);
+  }
+#endif
   ++step_count_;
 }
 

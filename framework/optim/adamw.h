@@ -42,7 +42,8 @@ struct AdamWState {
 class AdamW {
  public:
   // Throws ft::Error on a parameter that is not a leaf, a trainable one that is not f32 or
-  // f64 or not contiguous, a parameter listed twice, or hyperparameters out of range.
+  // f64 (f32 on a GPU) or not contiguous, a parameter listed twice, or hyperparameters out of
+  // range.
   explicit AdamW(std::vector<ParamGroup> groups, AdamWOptions options = {});
 
   // Updates in place, without autograd, every trainable parameter that has a gradient.

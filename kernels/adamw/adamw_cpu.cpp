@@ -6,11 +6,9 @@ namespace ft::kernels {
 
 template <class T>
 void adamw_step_cpu(T* param, const T* grad, T* exp_avg, T* exp_avg_sq, int64_t n, const AdamWHyper& h) {
-  const double t = static_cast<double>(h.t);
-  const T decay = static_cast<T>(1.0 - h.lr * h.weight_decay);
-  const T step_size = static_cast<T>(h.lr / (1.0 - std::pow(h.beta1, t)));
-  const T bias_correction2_sqrt = static_cast<T>(std::sqrt(1.0 - std::pow(h.beta2, t)));
-  const T beta1 = static_cast<T>(h.beta1), beta2 = static_cast<T>(h.beta2), eps = static_cast<T>(h.eps);
+  const AdamWCoefficients<T> c = adamw_coefficients<T>(h);
+  const T decay = c.decay, step_size = c.step_size, bias_correction2_sqrt = c.bias_correction2_sqrt;
+  const T beta1 = c.beta1, beta2 = c.beta2, eps = c.eps;
 #pragma omp parallel for schedule(static) if (n > 32768)
   for (int64_t i = 0; i < n; ++i) {
     const T g = grad[i];
