@@ -19,8 +19,10 @@ inline constexpr DType kCudaFloatTypes[] = {DType::f32, DType::bf16, DType::f16}
 // The normwise relative error (testing::relative_error) allowed of a result computed in fp32
 // and rounded to `dtype` at the end, against the f64 CPU reference. One rounding leaves an rms
 // relative error of about 2^-(bits+1) / sqrt(3): 1.1e-3 for bf16 (8 significant bits), 2.8e-4 for
-// f16 (11); ops whose backward composes two or three roundings stay within these bounds. f32
-// results differ from f64 by fp32 accumulation only.
+// f16 (11); ops whose backward composes two or three roundings stay within these bounds. A
+// tensor of one element has no rms averaging: three f16 roundings can reach 3 x 2^-11 = 1.5e-3
+// (seen on the H100 for the GELU gradient of a [1] tensor), hence 2e-3 for f16. f32 results
+// differ from f64 by fp32 accumulation only.
 inline double tolerance(DType dtype) {
   switch (dtype) {
     case DType::f32:
@@ -28,7 +30,7 @@ inline double tolerance(DType dtype) {
     case DType::bf16:
       return 5e-3;
     case DType::f16:
-      return 1e-3;
+      return 2e-3;
     default:
       break;
   }

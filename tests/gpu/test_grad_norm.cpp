@@ -72,7 +72,8 @@ TEST_CASE("global_grad_norm and clip_grad_norm on CUDA match the CPU in f32, bf1
     const std::vector<double> before = gpu[1].grad().to_double_vector();
     CHECK(clip_grad_norm(gpu, 2 * norm) == norm);
     CHECK(gpu[1].grad().to_double_vector() == before);
-    CHECK(clip_grad_norm(cpu, expected / 3) == expected);
+    check_relative(clip_grad_norm(cpu, expected / 3), expected,
+                   1e-12);  // the CPU sums in threads: same value, not always the same bits
     CHECK(clip_grad_norm(gpu, norm / 3) == norm);
     for (size_t i = 0; i < gpu.size(); ++i) {
       CAPTURE(i);
