@@ -1,12 +1,10 @@
 #include "data/prepare.h"
 
-#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
-#include <functional>
 #include <iomanip>
 
 #include "framework/error.h"

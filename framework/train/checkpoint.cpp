@@ -9,13 +9,9 @@
 // with any HDF5 tool. OpenSSL's SHA-256 runs at about a GB/s, small beside writing the file.
 #include "framework/train/checkpoint.h"
 
-#include <fcntl.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <cstdio>
-#include <cstring>
 #include <filesystem>
 #include <functional>
 #include <iostream>
