@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The GPU check, run on the GPU machine: every GPU test suite (and, as they arrive, the
-# benchmarks), each suite's log under $OUT (or /tmp), and a short table last.
+# The GPU check, run on the GPU machine: every GPU test suite, a short training run, the
+# benchmarks, each suite's log under $OUT (or /tmp), and a short table last.
 # Usage: tools/gpu_check.sh [build_dir]. The build dir may be carried from a CUDA build made
 # elsewhere (cmake --preset cuda); when it holds no flashtrain binary, the cuda preset is built.
 set -uo pipefail
@@ -41,14 +41,22 @@ for suite in "$build"/tests/gpu_test_*; do
   run_step "$(basename "$suite")" "$suite"
 done
 
-# The trainer on a GPU machine: until the CUDA kernels land it must say that it trains on the CPU.
-# Needs $FLASHTRAIN_DATA with gpt2-tokenizer/ and a WikiText file (data.source may be overridden).
+# The trainer on the GPU: device auto must pick it. Needs $FLASHTRAIN_DATA with gpt2-tokenizer/
+# and a WikiText file (TRAIN_SOURCE overrides data.source).
 if [ -n "${FLASHTRAIN_DATA:-}" ]; then
-  run_step train_device_auto "$build/flashtrain" train recipes/tiny-cpu.yaml --set device=auto \
-    --set run_dir="$logs/train_device_auto" --set optim.steps=10 --set optim.warmup_steps=2 \
-    --set logging.val_every=5 --set logging.sample_every=0 --set checkpoint.every=0 ${TRAIN_SOURCE:+--set data.source=$TRAIN_SOURCE}
-  grep -q "training on the cpu" "$logs/train_device_auto.log" || { echo "train did not say it runs on the cpu"; failed=1; }
+  for precision in fp32 bf16; do
+    run_step "train_auto_$precision" "$build/flashtrain" train recipes/tiny-cpu.yaml --set device=auto \
+      --set precision=$precision --set run_dir="$logs/train_auto_$precision" --set optim.steps=50 \
+      --set logging.val_every=25 --set logging.sample_every=50 --set checkpoint.every=0 \
+      ${TRAIN_SOURCE:+--set data.source=$TRAIN_SOURCE}
+    grep -q "on cuda:0" "$logs/train_auto_$precision.log" || { echo "train did not run on cuda:0"; failed=1; }
+  done
 fi
+# The benchmarks: whole training steps (fp32 with TF32, and bf16 with fp32 masters).
+for precision in fp32 bf16; do
+  run_step "bench_train_$precision" "$build/flashtrain" bench train --model gpt2-124m --seq 1024 --batch 16 \
+    --precision $precision --device cuda
+done
 # Hugging Face parity, where transformers is installed.
 if python3 -c "import transformers" 2>/dev/null; then
   run_step hf_gpt2_parity python3 tools/hf_gpt2_parity.py --flashtrain "$build/flashtrain"

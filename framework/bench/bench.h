@@ -27,7 +27,7 @@ struct TrainBenchOptions {
   std::string model = "gpt2-124m";  // a models/gpt2 size name
   int64_t seq_len = 1024;
   int64_t batch = 16;
-  std::string precision = "fp32";  // fp32 | bf16 | fp16 (the CUDA issue adds the last two)
+  std::string precision = "fp32";  // fp32 | bf16 | fp16 (16-bit models train through f32 masters)
   Device device = Device::cpu();
   int steps = 10;  // timed steps, after 3 warmup steps
 };

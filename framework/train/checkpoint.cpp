@@ -495,6 +495,12 @@ void load_checkpoint_parameters(const std::string& path, const std::vector<Named
   const CheckpointReader reader(path);
   std::vector<Restore> restores;
   match_parameters(reader, "params/", params, restores);
+  // A mixed-precision run's weights are its f32 masters; its params are their 16-bit roundings.
+  for (size_t i = 0; i < params.size(); ++i) {
+    const Entry* master = reader.find("masters/" + params[i].name);
+    if (master && master->dtype == dtype_name(params[i].tensor.dtype()) && master->shape == params[i].tensor.shape())
+      restores[i].contents = reader.read_tensor(*master);
+  }
   apply(restores);
 }
 

@@ -15,6 +15,7 @@
 
 #include "data/loader.h"
 #include "framework/optim/adamw.h"
+#include "framework/optim/loss_scaler.h"
 #include "framework/parameter.h"
 #include "framework/random.h"
 
@@ -22,12 +23,6 @@ namespace ft::train {
 
 // The layout version this build writes and the newest it reads (older ones are read too).
 inline constexpr int64_t kCheckpointFormatVersion = 1;
-
-struct LossScalerState {
-  double scale = 1;
-  int64_t good_steps = 0;  // steps since the last overflow (dynamic fp16 loss scaling)
-  bool operator==(const LossScalerState& o) const { return scale == o.scale && good_steps == o.good_steps; }
-};
 
 // What a checkpoint holds besides weights and optimizer state.
 struct CheckpointState {

@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <sstream>
 
+#include <nlohmann/json.hpp>
+
 #include "framework/error.h"
 
 namespace ft::train {
@@ -46,6 +48,24 @@ void MetricsLog::write(int64_t step, const std::vector<std::pair<std::string, do
   line << "}\n";
   out_ << line.str();
   out_.flush();
+}
+
+std::vector<MetricsRow> read_metrics(const std::string& path) {
+  std::ifstream in(path);
+  FT_CHECK(in, path, ": cannot read the metrics file");
+  std::vector<MetricsRow> rows;
+  int line_number = 0;
+  for (std::string line; std::getline(in, line);) {
+    ++line_number;
+    const nlohmann::json object = nlohmann::json::parse(line, nullptr, false);
+    FT_CHECK(object.is_object() && object.contains("step") && object["step"].is_number_integer(), path, ":",
+             line_number, ": not a metrics line (expected a JSON object with an integer \"step\")");
+    MetricsRow row{object["step"].get<int64_t>(), {}};
+    for (const auto& [key, value] : object.items())
+      if (key != "step" && value.is_number()) row.values[key] = value.get<double>();
+    rows.push_back(std::move(row));
+  }
+  return rows;
 }
 
 }  // namespace ft::train

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <fstream>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -24,5 +25,15 @@ class MetricsLog {
   std::string path_;
   std::ofstream out_;
 };
+
+// One line of a metrics file: its step and every numeric value by name.
+struct MetricsRow {
+  int64_t step = 0;
+  std::map<std::string, double> values;
+};
+
+// Every line of a metrics file, in file order. Throws ft::Error naming the file and line when
+// one is not a JSON object with a "step".
+std::vector<MetricsRow> read_metrics(const std::string& path);
 
 }  // namespace ft::train

@@ -3,11 +3,11 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
-#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "framework/error.h"
 #include "framework/io/atomic_file.h"
+#include "framework/train/metrics.h"
 
 namespace ft::train {
 namespace {
@@ -105,18 +105,11 @@ void write_line_plot(const std::string& path, const std::string& title, const st
 
 std::vector<PlotSeries> loss_series(const std::string& metrics_path) {
   PlotSeries train{"training loss", {}, {}}, validation{"validation loss", {}, {}};
-  std::ifstream in(metrics_path);
-  FT_CHECK(in, metrics_path, ": cannot read the metrics file");
-  int line_number = 0;
-  for (std::string line; std::getline(in, line);) {
-    ++line_number;
-    const nlohmann::json row = nlohmann::json::parse(line, nullptr, false);
-    FT_CHECK(row.is_object() && row.contains("step"), metrics_path, ":", line_number,
-             ": not a metrics line (expected a JSON object with \"step\")");
-    const double step = row["step"].get<double>();
-    for (auto [key, series] : {std::pair{"loss", &train}, std::pair{"val_loss", &validation}})
-      if (row.contains(key) && row[key].is_number()) series->x.push_back(step), series->y.push_back(row[key]);
-  }
+  for (const MetricsRow& row : read_metrics(metrics_path))
+    for (auto [key, series] : {std::pair{"loss", &train}, std::pair{"val_loss", &validation}}) {
+      auto it = row.values.find(key);
+      if (it != row.values.end()) series->x.push_back(static_cast<double>(row.step)), series->y.push_back(it->second);
+    }
   return {train, validation};
 }
 

@@ -160,6 +160,8 @@ const std::vector<KeySpec>& schema() {
       KEY(device, choice({"auto", "cpu", "cuda", "cuda:N"}), "where to train; auto: the first GPU if there is one"),
       KEY(precision, choice({"fp32", "bf16", "fp16"}), "compute precision (the master weights stay fp32)"),
       KEY(attention, choice({"math", "flash", "cudnn"}), "the attention kernel"),
+      KEY(tf32, of_type(KeyType::boolean),
+          "fp32 matrix products on a GPU use TF32 tensor cores (about 8x faster, ~1e-3 relative error)"),
       KEY(seed, integer(0), "seeds initialisation, data order and dropout"),
       KEY(deterministic, of_type(KeyType::boolean), "the same numbers on every run with the same seed"),
       KEY(resume, choice({"never", "auto"}),

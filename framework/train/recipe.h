@@ -78,6 +78,7 @@ struct Recipe {
   std::string device = "auto";     // auto | cpu | cuda | cuda:N
   std::string precision = "fp32";  // fp32 | bf16 | fp16
   std::string attention = "math";  // math | flash | cudnn
+  bool tf32 = true;                // f32 matmuls on GPUs use TF32 tensor cores
   uint64_t seed = 1;
   bool deterministic = true;
   std::string resume = "never";  // never (start afresh; refuse to overwrite checkpoints) | auto (newest valid one)

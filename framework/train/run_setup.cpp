@@ -1,7 +1,6 @@
 #include "framework/train/run_setup.h"
 
 #include <algorithm>
-#include <cstdio>
 
 #include "framework/error.h"
 #include "models/gpt2/gpt2_hf.h"
@@ -20,18 +19,27 @@ int32_t special_id(const data::Tokenizer& tokenizer, std::initializer_list<const
 }  // namespace
 
 Device resolve_device(const Recipe& r) {
-  FT_CHECK(r.precision == "fp32", r.source_path, ": precision: ", r.precision,
-           " needs the CUDA kernels, which are not built yet (use precision: fp32)");
   FT_CHECK(r.attention == "math", r.source_path, ": attention: ", r.attention,
-           " needs the CUDA kernels, which are not built yet (use attention: math)");
-  if (r.device == "cpu") return Device::cpu();
+           " is not built yet (the flash and cuDNN kernels come with the flash attention issue; use attention: math)");
+  Device device = Device::cpu();
   if (r.device == "auto") {
-    if (cuda_available())
-      std::printf("note: a CUDA device is present, but the ops have no CUDA kernels yet: training on the cpu\n");
-    return Device::cpu();
+    if (cuda_available()) device = Device::cuda(0);
+  } else {
+    device = parse_device(r.device);
+    FT_CHECK(device.is_cpu() || device.index < cuda_device_count(), r.source_path, ": device: ", r.device,
+             " requested, but ", cuda_available() ? str("this machine has ", cuda_device_count(), " GPU(s)")
+                                                  : std::string("this build or machine has no CUDA GPU"),
+             " (use device: cpu or auto)");
   }
-  throw Error(str(r.source_path, ": device: ", r.device,
-                  " requested, but the ops have no CUDA kernels yet (use device: cpu or auto)"));
+  FT_CHECK(r.precision == "fp32" || device.is_cuda(), r.source_path, ": precision: ", r.precision,
+           " needs a GPU (the CPU kernels compute in f32 or f64); use precision: fp32 on ", device.str());
+  return device;
+}
+
+DType compute_dtype(const Recipe& r) {
+  if (r.precision == "bf16") return DType::bf16;
+  if (r.precision == "fp16") return DType::f16;
+  return DType::f32;
 }
 
 std::string pretrained_dir(const Recipe& r) {

@@ -12,10 +12,13 @@
 
 namespace ft::train {
 
-// The device to train on. Until the CUDA kernels land every op runs on the CPU: "auto" says so
-// when a GPU is present; "cuda", precision other than fp32 and attention other than math are
-// errors naming the recipe key.
+// The device to train on: device: auto takes the first GPU when there is one. A GPU that is
+// not there, a 16-bit precision on the CPU and an attention kernel not built yet are errors
+// naming the recipe key.
 Device resolve_device(const Recipe& r);
+
+// The dtype the model computes in: f32, bf16 or f16 by `precision` (masters stay f32).
+DType compute_dtype(const Recipe& r);
 
 // model.size with the recipe's overrides; block_size is at least data.seq_len. With
 // model.init_from, the pretrained model's own config.json (its vocabulary must be the tokenizer's).

@@ -11,7 +11,9 @@
 #include "framework/autograd.h"
 #include "framework/optim/adamw.h"
 #include "framework/optim/grad_norm.h"
+#include "framework/optim/loss_scaler.h"
 #include "framework/optim/lr_schedule.h"
+#include "framework/optim/master_weights.h"
 #include "framework/train/checkpoint.h"
 #include "framework/train/metrics.h"
 #include "framework/train/plot.h"
@@ -21,6 +23,9 @@
 #include "framework/train/training_data.h"
 #include "models/gpt2/generate.h"
 #include "models/gpt2/gpt2_hf.h"
+#ifdef FLASHTRAIN_HAS_CUDA
+#include "framework/cuda/matmul_settings.h"
+#endif
 
 namespace fs = std::filesystem;
 
@@ -43,8 +48,22 @@ data::LoaderOptions loader_options(const Recipe& r, const TrainingData& d, bool 
 // such as concat rows' segment ids, stay undefined).
 Tensor on_device(const Tensor& t, Device device) { return t.defined() ? t.to(device) : t; }
 
+// On a GPU an out-of-range id would read past the embedding table without a word (the kernels
+// never wait for the host to report it), so the batch is checked here, while it is still on
+// the CPU. The CPU ops check their inputs themselves.
+void check_token_ids(const data::Batch& b, int64_t vocab_size) {
+  for (int32_t id : b.inputs.to_int_vector())
+    FT_CHECK(id >= 0 && id < vocab_size, "training batch: token id ", id, " is outside the model's vocabulary [0, ",
+             vocab_size, ") (does the dataset match the tokenizer?)");
+  for (int32_t t : b.targets.to_int_vector())
+    FT_CHECK(t == data::kIgnoreTarget || (t >= 0 && t < vocab_size), "training batch: target ", t,
+             " is outside the model's vocabulary [0, ", vocab_size, ")");
+}
+
+// The batch's mean loss: an f32 scalar on the model's device.
 Tensor batch_loss(const models::Gpt2& model, const data::Batch& b, Generator* dropout_gen) {
-  const Device d = model.parameters().front().tensor.device();
+  const Device d = model.device();
+  if (d.is_cuda()) check_token_ids(b, model.config().vocab_size);
   const models::Gpt2Batch batch{on_device(b.inputs, d), on_device(b.positions, d), on_device(b.segment_ids, d)};
   Tensor logits = model.forward(batch, dropout_gen);
   return cross_entropy(reshape(logits, {-1, logits.size(-1)}), reshape(on_device(b.targets, d), {-1}));
@@ -67,10 +86,38 @@ double validation_loss(const models::Gpt2& model, const data::TokenCorpus& corpu
   return count > 0 ? total / count : NAN;
 }
 
-std::vector<ParamGroup> weight_decay_groups(const models::Gpt2& model, double weight_decay) {
+// The model a run trains, in its compute dtype, and in a mixed-precision run the fp32 masters
+// that the optimizer updates and checkpoints keep.
+struct TrainedModel {
+  models::Gpt2 model;
+  std::optional<MasterWeights> masters;
+  const ParameterList& optimized() const { return masters ? masters->masters() : model.parameters(); }
+  ParameterList checkpointed_masters() const { return masters ? masters->masters() : ParameterList(); }
+};
+
+models::Gpt2 build_model(const Recipe& r, const models::Gpt2Config& config, Generator& init, DType dtype,
+                         Device device) {
+  return r.model.init_from.empty() ? models::Gpt2(config, init, dtype, device)
+                                   : models::import_hf_gpt2(pretrained_dir(r), dtype, device);
+}
+
+// The initial weights are made in f32 whatever the precision, so every device and precision
+// starts from the same numbers; a 16-bit model gets them rounded, and the f32 ones become its
+// masters.
+TrainedModel make_model(const Recipe& r, const models::Gpt2Config& config, Generator& init, Device device) {
+  models::Gpt2 f32 = build_model(r, config, init, DType::f32, device);
+  const DType dtype = compute_dtype(r);
+  if (dtype == DType::f32) return {std::move(f32), std::nullopt};
+  Generator unused(0);  // the 16-bit weights are overwritten by the masters
+  models::Gpt2 compute(config, unused, dtype, device);
+  MasterWeights masters(compute.parameters(), f32.parameters());
+  return {std::move(compute), std::move(masters)};
+}
+
+std::vector<ParamGroup> weight_decay_groups(const ParameterList& params, double weight_decay) {
   std::vector<ParamGroup> groups(2);
   groups[0].weight_decay = weight_decay;
-  for (const NamedParameter& p : model.parameters()) groups[p.weight_decay ? 0 : 1].params.push_back(p.tensor);
+  for (const NamedParameter& p : params) groups[p.weight_decay ? 0 : 1].params.push_back(p.tensor);
   return groups;
 }
 
@@ -87,14 +134,16 @@ std::string sample(const models::Gpt2& model, const TrainingData& data, const Lo
 
 // Resumes from the newest valid checkpoint when the recipe says resume: auto, and returns its
 // step (0 for a fresh start). A fresh start refuses to run over an earlier run's checkpoints.
-int64_t restore(const Recipe& r, const std::string& checkpoint_dir, models::Gpt2& model, AdamW& optimizer,
-                data::Loader& loader, Generator& dropout_gen, Generator& sample_gen) {
+int64_t restore(const Recipe& r, const std::string& checkpoint_dir, const TrainedModel& trained, AdamW& optimizer,
+                LossScaler& scaler, data::Loader& loader, Generator& dropout_gen, Generator& sample_gen) {
   const std::optional<std::string> path = find_latest_checkpoint(checkpoint_dir);
   if (!path) return 0;
   FT_CHECK(r.resume == "auto", checkpoint_dir, " holds checkpoints of an earlier run (newest: ", *path,
            "): pass --resume (resume: auto) to continue it, or choose another run_dir or checkpoint.dir");
   CheckpointState state;
-  const int64_t step = load_checkpoint(*path, model.parameters(), optimizer, state);
+  const int64_t step =
+      load_checkpoint(*path, trained.model.parameters(), optimizer, state, trained.checkpointed_masters());
+  scaler.set_state(state.scaler);
   loader.set_state(state.loader);
   dropout_gen.set_state(state.rng.at("dropout"));
   sample_gen.set_state(state.rng.at("sample"));
@@ -114,50 +163,64 @@ TrainSummary run_training(const Recipe& r, const TrainHooks& hooks) {
 
   TrainingData data = load_training_data(r, run_dir);
   Generator init(r.seed), dropout_gen(r.seed + 1), sample_gen(r.seed + 2);
-  const models::Gpt2Config config = model_config(r, data.tokenizer->vocab_size());
-  models::Gpt2 model = r.model.init_from.empty() ? models::Gpt2(config, init, DType::f32, device)
-                                                 : models::import_hf_gpt2(pretrained_dir(r), DType::f32, device);
+#ifdef FLASHTRAIN_HAS_CUDA
+  cuda::set_allow_tf32(r.tf32);
+#endif
+  const TrainedModel trained = make_model(r, model_config(r, data.tokenizer->vocab_size()), init, device);
+  const models::Gpt2& model = trained.model;
   AdamWOptions adam{r.optim.lr, r.optim.beta1, r.optim.beta2, r.optim.eps};
-  AdamW optimizer(weight_decay_groups(model, r.optim.weight_decay), adam);
+  AdamW optimizer(weight_decay_groups(trained.optimized(), r.optim.weight_decay), adam);
+  LossScaler scaler(r.precision == "fp16");
   data::Loader loader(data.train, loader_options(r, data, true));
   const data::LoaderOptions val_options = loader_options(r, data, false);
   const int64_t steps = total_steps(r, loader);
   const LrSchedule schedule{r.optim.schedule, r.optim.lr, r.optim.min_lr, r.optim.warmup_steps, steps};
 
-  const int64_t start = restore(r, checkpoint_dir, model, optimizer, loader, dropout_gen, sample_gen);
-  std::printf("%s: GPT-2 %lld parameters on %s | %lld steps of %lld x %lld x %lld tokens | run dir %s\n",
-              r.name.c_str(), static_cast<long long>(model.parameter_count()), device.str().c_str(),
+  const int64_t start = restore(r, checkpoint_dir, trained, optimizer, scaler, loader, dropout_gen, sample_gen);
+  std::printf("%s: GPT-2 %lld parameters on %s, %s | %lld steps of %lld x %lld x %lld tokens | run dir %s\n",
+              r.name.c_str(), static_cast<long long>(model.parameter_count()), device.str().c_str(), r.precision.c_str(),
               static_cast<long long>(steps), static_cast<long long>(r.optim.grad_accum),
               static_cast<long long>(r.optim.batch_size), static_cast<long long>(r.data.seq_len), run_dir.c_str());
 
   auto save = [&](int64_t step) {
     CheckpointState state{
-        {{"dropout", dropout_gen.state()}, {"sample", sample_gen.state()}}, loader.state(), {}, r.text};
-    save_checkpoint(checkpoint_dir, step, model.parameters(), optimizer, state, r.checkpoint.keep);
+        {{"dropout", dropout_gen.state()}, {"sample", sample_gen.state()}}, loader.state(), scaler.state(), r.text};
+    save_checkpoint(checkpoint_dir, step, model.parameters(), optimizer, state, r.checkpoint.keep,
+                    trained.checkpointed_masters());
   };
   MetricsLog metrics((fs::path(run_dir) / "metrics.jsonl").string(), start);
   ProgressLine progress(steps, r.logging.every, start);
   TrainSummary summary{run_dir, start + 1, start, NAN, NAN, 0};
   const std::vector<Tensor>& params = optimizer.params();
+  int64_t skipped_steps = 0;
   for (int64_t step = start + 1; step <= steps; ++step) {
     optimizer.set_lr(schedule.at(step));
     optimizer.zero_grad();
-    double loss = 0;
+    Tensor loss_sum;  // on the device: the step reads it once, after the update is queued
     int64_t tokens = 0;
     for (int64_t micro = 0; micro < r.optim.grad_accum; ++micro) {
       data::Batch b = loader.next();
-      Tensor l = scale(batch_loss(model, b, &dropout_gen), 1.0 / static_cast<double>(r.optim.grad_accum));
-      l.backward();
-      loss += l.item();
+      Tensor l = batch_loss(model, b, &dropout_gen);
+      scale(l, scaler.scale() / static_cast<double>(r.optim.grad_accum)).backward();
+      NoGradGuard no_grad;
+      loss_sum = loss_sum.defined() ? add(loss_sum, l) : l.detach();
       tokens += b.real_tokens;
     }
-    FT_CHECK(std::isfinite(loss), "step ", step, ": the loss is ", loss,
-             "; stopping (try a lower optim.lr or "
-             "optim.grad_clip: 1.0)");
+    if (trained.masters) trained.masters->gradients_to_masters(1.0 / scaler.scale());
     if (hooks.reduce_gradients) hooks.reduce_gradients(params);
     const double norm = r.optim.grad_clip > 0 ? clip_grad_norm(params, r.optim.grad_clip) : global_grad_norm(params);
-    FT_CHECK(std::isfinite(norm), "step ", step, ": the gradient norm is ", norm, "; stopping (try a lower optim.lr)");
-    optimizer.step();
+    const double loss = loss_sum.item() / static_cast<double>(r.optim.grad_accum);
+    FT_CHECK(std::isfinite(loss), "step ", step, ": the loss is ", loss,
+             "; stopping (try a lower optim.lr or optim.grad_clip: 1.0)");
+    if (scaler.update(std::isfinite(norm))) {
+      optimizer.step();
+      if (trained.masters) trained.masters->masters_to_params();
+    } else {
+      FT_CHECK(scaler.dynamic(), "step ", step, ": the gradient norm is ", norm, "; stopping (try a lower optim.lr)");
+      ++skipped_steps;
+      progress.note(str("step ", step, ": the fp16 gradients overflowed; step skipped, loss scale now ",
+                        scaler.scale()));
+    }
     progress.update(step, loss, tokens);
 
     const bool last = step == steps;
@@ -168,6 +231,10 @@ TrainSummary run_training(const Recipe& r, const TrainHooks& hooks) {
         {"tokens", static_cast<double>(tokens)},
         {"tokens_per_s", progress.tokens_per_second()},
         {"peak_memory_bytes", static_cast<double>(allocator_for(device).stats().peak_allocated_bytes)}};
+    if (scaler.dynamic()) {
+      values.push_back({"loss_scale", scaler.scale()});
+      values.push_back({"skipped_steps", static_cast<double>(skipped_steps)});
+    }
     const bool evaluate = (r.logging.val_every > 0 && step % r.logging.val_every == 0) || last;
     if (evaluate) {
       summary.last_val_loss = validation_loss(model, data.validation, val_options, r.logging.val_batches);

@@ -44,7 +44,7 @@ std::vector<int32_t> generate(const Gpt2& model, const std::vector<int32_t>& pro
     const int64_t start = std::max<int64_t>(0, static_cast<int64_t>(context.size()) - block);
     std::vector<int32_t> window(context.begin() + start, context.end());
     const int64_t t = static_cast<int64_t>(window.size());
-    Tensor logits = model.forward(Tensor::from_ints(window, {1, t}));
+    Tensor logits = model.forward(Tensor::from_ints(window, {1, t}, model.device()));
     std::vector<double> last = slice(reshape(logits, {t, vocab}), 0, t - 1, t).to_double_vector();
     const double u = kernels::philox_uniform(gen.seed(), gen.take(1));
     const int32_t token = pick(last, o, u);

@@ -49,6 +49,8 @@ class Gpt2 {
   Tensor forward(const Tensor& ids) const { return forward(Gpt2Batch{ids, Tensor(), Tensor()}); }
 
   const Gpt2Config& config() const { return config_; }
+  Device device() const { return wte_.device(); }
+  DType dtype() const { return wte_.dtype(); }
   const std::vector<NamedParameter>& parameters() const { return parameters_; }
   int64_t parameter_count() const;
 
