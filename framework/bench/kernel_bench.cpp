@@ -6,6 +6,10 @@
 // Backward rows time the op's own backward closure: the forward runs once in setup and records a
 // node, and the timed call hands that node an upstream gradient, as backward() would, without the
 // tape walk or the accumulation into grad().
+//
+// A fused kernel is one more entry of bandwidth_rows, whose setup returns both paths on the same
+// inputs: row("add_layer_norm fwd", nc, bytes, [=] { ...; return KernelWork{fused, unfused}; },
+// "add + layer_norm").
 #include "framework/bench/kernel_bench.h"
 
 #include <algorithm>
