@@ -1,10 +1,14 @@
 // `flashtrain bench`: performance figures, each beside its ceiling (framework/bench/bench.h).
 //   bench train   GPT-2 training steps on random tokens: tokens/s, ms/step, TFLOP/s, MFU,
 //                 the attention op's share, peak memory.
+//   bench kernels each kernel at GPT-2 training shapes: GB/s or TFLOP/s against the roofline,
+//                 beside the unfused path it replaces.
 #include "framework/bench/bench.h"
 
 #include <cstdio>
+#include <iostream>
 
+#include "framework/bench/kernel_bench.h"
 #include "tools/flashtrain/commands.h"
 
 namespace ft::tools {
@@ -32,6 +36,30 @@ void run_train_bench(TrainBenchArgs a) {
   std::printf("peak memory       %.2f GiB\n", r.peak_memory_bytes / double(1 << 30));
 }
 
+struct KernelBenchArgs {
+  bench::KernelBenchOptions options;
+  std::string dtype = "bf16";
+  std::string device = "cuda:0";
+};
+
+void run_kernel_bench(KernelBenchArgs a) {
+  a.options.dtype = dtype_from_name(a.dtype);
+  a.options.device = parse_device(a.device);
+  bench::bench_kernels(a.options, std::cout);
+}
+
+void add_kernels_command(CLI::App& bench) {
+  auto a = std::make_shared<KernelBenchArgs>();
+  CLI::App* kernels = bench.add_subcommand("kernels", "Each kernel at GPT-2 124M training shapes against its roofline");
+  kernels->add_option("--dtype", a->dtype, "bf16, f32 or f16")->capture_default_str();
+  kernels->add_option("--rows", a->options.rows, "Tokens per step (batch x 1024)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  kernels->add_option("--only", a->options.only, "Only the kernels whose name contains this");
+  kernels->add_option("--device", a->device, "cuda or cuda:N")->capture_default_str();
+  kernels->callback([a] { run_kernel_bench(*a); });
+}
+
 }  // namespace
 
 void add_bench_command(CLI::App& app) {
@@ -46,6 +74,7 @@ void add_bench_command(CLI::App& app) {
   train->add_option("--device", a->device, "auto, cpu, cuda or cuda:N")->capture_default_str();
   train->add_option("--steps", a->options.steps, "Timed steps")->capture_default_str()->check(CLI::PositiveNumber);
   train->callback([a] { run_train_bench(*a); });
+  add_kernels_command(*cmd);
 }
 
 }  // namespace ft::tools

@@ -1,0 +1,58 @@
+// `flashtrain bench kernels` as a user runs it, where it cannot time anything: on a device that is
+// not a GPU, on a machine without one, or with a bad option, it exits with code 1 and a message
+// that names the option and what it needs, instead of crashing. (On a GPU it runs the benchmark,
+// which no test times.)
+#include <doctest/doctest.h>
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <string>
+
+#include "framework/device.h"
+
+namespace {
+
+struct ToolResult {
+  int exit_code = -1;
+  std::string output;  // stdout and stderr
+};
+
+// Runs flashtrain with `arguments` (shell words) and waits for it.
+ToolResult run_tool(const std::string& arguments) {
+  const std::string command = std::string(FLASHTRAIN_BINARY) + " " + arguments + " 2>&1";
+  FILE* pipe = popen(command.c_str(), "r");
+  REQUIRE(pipe != nullptr);
+  ToolResult r;
+  char buffer[4096];
+  for (size_t n; (n = fread(buffer, 1, sizeof buffer, pipe)) > 0;) r.output.append(buffer, n);
+  const int status = pclose(pipe);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+void check_fails_with(const std::string& arguments, const std::string& message) {
+  CAPTURE(arguments);
+  const ToolResult r = run_tool(arguments);
+  CAPTURE(r.output);
+  CHECK(r.exit_code == 1);
+  CHECK(r.output.find("flashtrain: error: bench kernels: " + message) != std::string::npos);
+}
+
+}  // namespace
+
+TEST_CASE("bench kernels without a GPU exits with code 1 and says it needs one") {
+  check_fails_with("bench kernels --device cpu", "--device cpu: expected cuda or cuda:N");
+  if (ft::cuda_available()) return;  // here the default device would run the benchmark
+  const ToolResult r = run_tool("bench kernels");
+  CAPTURE(r.output);
+  CHECK(r.exit_code == 1);
+  CHECK(r.output.find("flashtrain: error: bench kernels: ") != std::string::npos);
+  CHECK(r.output.find("needs a GPU") != std::string::npos);
+}
+
+TEST_CASE("bench kernels rejects bad options before it looks for a GPU") {
+  check_fails_with("bench kernels --dtype f64", "--dtype f64: expected bf16, f32 or f16");
+  check_fails_with("bench kernels --rows 1000",
+                   "--rows 1000: expected a positive multiple of the sequence length 1024");
+  check_fails_with("bench kernels --only no_such_kernel", "--only 'no_such_kernel' matches no kernel");
+}
