@@ -86,4 +86,14 @@ Tensor rotary_embedding(const Tensor& x, const Tensor& positions, double base = 
 // are not ignored of -log softmax(logits)[target]; zero when all are ignored.
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int ignore_index = -100);
 
+// ---- residual add + layer norm (framework/ops/add_layer_norm.cpp) -------------------------
+// GPT-2's `x = x + branch; y = layer_norm(x)` in one pass over x and branch. x and branch have
+// the same shape (no broadcasting); weight and bias: [C], C = the last size.
+struct ResidualNorm {
+  Tensor sum;     // x + branch
+  Tensor normed;  // layer_norm(sum, weight, bias, eps)
+};
+ResidualNorm add_layer_norm(const Tensor& x, const Tensor& branch, const Tensor& weight, const Tensor& bias,
+                            double eps = 1e-5);
+
 }  // namespace ft

@@ -7,11 +7,19 @@
 // E[x^2] - E[x]^2 would lose, and the second and third reads hit L1. Rows are loaded 16 bytes
 // at a time when the row length and every pointer allow it, else element by element.
 //
+// The residual add fused in front (GPT-2's x = x + branch; y = layer_norm(x)): the same warp
+// per row reads x and branch once, writes their sum rounded to T (exactly what add would give,
+// and what the backward will read back), and keeps that rounded row in shared memory for the
+// two later passes instead of reading it back from global memory. Each lane rereads only the
+// elements it wrote itself, so the warps need no barrier. A row too long for shared memory
+// (over 48 KiB) is reread from the sum just written instead.
+//
 // Backward: dx is again one warp per row (two row sums, then the formula). The parameter
 // gradients are sums over all rows, and the one subtle decision is how to add them up: float
 // atomics would make dweight change in its last bits from run to run, so each block instead
 // sums a tile of 32 columns over a chunk of rows into its own fp32 partial, and a second small
 // kernel adds the chunks' partials in order. Same inputs, same bits.
+#include <algorithm>
 #include <climits>
 #include <cstdint>
 #include <initializer_list>
@@ -31,6 +39,10 @@ constexpr int kRowsPerBlock = 8;
 constexpr int kRowThreads = kRowsPerBlock * 32;
 // 16-byte loads: 4 floats or 8 halves per instruction, the widest a thread can issue.
 constexpr int kVectorBytes = 16;
+
+// The fused forward's rows in shared memory: at most the 48 KiB a block gets without opting in
+// to more. Up to kRowsPerBlock rows (8 x 768 f32 = 24 KiB); wider rows get fewer warps a block.
+constexpr int64_t kSharedRowBytes = 48 * 1024;
 
 // The parameter gradients: a block owns 32 columns (one per lane, so each warp reads 32
 // neighbouring values of a row: coalesced) and a chunk of rows, shared out over its 8 warps.
@@ -91,6 +103,54 @@ __global__ void layer_norm_forward_kernel(T* y, float* mean, float* rstd, const 
     Pack<T, N> out;
     for (int k = 0; k < N; ++k)
       out.v[k] = from_float<T>((to_float(xp.v[k]) - m) * s * to_float(wp.v[k]) + to_float(bp.v[k]));
+    store_pack<N>(yr + j, out);
+  }
+  if (threadIdx.x % 32 == 0) {
+    mean[row] = m;
+    rstd[row] = s;
+  }
+}
+
+// kept_in_shared: the warps' rows live in dynamic shared memory (cols values each), else each
+// row's sum is reread from global memory.
+template <class T, int N>
+__global__ void add_layer_norm_forward_kernel(T* sum, T* y, float* mean, float* rstd, const T* x, const T* branch,
+                                              const T* weight, const T* bias, int64_t rows, int cols, float eps,
+                                              bool kept_in_shared) {
+  extern __shared__ __align__(16) unsigned char shared_rows[];
+  const int warp = threadIdx.x / 32;
+  const int64_t row = blockIdx.x * static_cast<int64_t>(blockDim.x / 32) + warp;
+  if (row >= rows) return;
+  const int64_t offset = row * cols;
+  T* sum_row = sum + offset;
+  T* kept = kept_in_shared ? reinterpret_cast<T*>(shared_rows) + static_cast<int64_t>(warp) * cols : sum_row;
+  float total = 0.0f;
+  FOR_EACH_PACK(j, cols) {
+    const Pack<T, N> xp = load_pack<N>(x + offset + j), bp = load_pack<N>(branch + offset + j);
+    Pack<T, N> sp;
+    for (int k = 0; k < N; ++k) {
+      sp.v[k] = from_float<T>(to_float(xp.v[k]) + to_float(bp.v[k]));
+      total += to_float(sp.v[k]);
+    }
+    store_pack<N>(sum_row + j, sp);
+    if (kept_in_shared) store_pack<N>(kept + j, sp);
+  }
+  const float m = warp_sum(total) / cols;
+  float squares = 0.0f;
+  FOR_EACH_PACK(j, cols) {
+    const Pack<T, N> sp = load_pack<N>(kept + j);
+    for (int k = 0; k < N; ++k) {
+      const float d = to_float(sp.v[k]) - m;
+      squares += d * d;
+    }
+  }
+  const float s = 1.0f / sqrtf(warp_sum(squares) / cols + eps);
+  T* yr = y + offset;
+  FOR_EACH_PACK(j, cols) {
+    const Pack<T, N> sp = load_pack<N>(kept + j), wp = load_pack<N>(weight + j), bp = load_pack<N>(bias + j);
+    Pack<T, N> out;
+    for (int k = 0; k < N; ++k)
+      out.v[k] = from_float<T>((to_float(sp.v[k]) - m) * s * to_float(wp.v[k]) + to_float(bp.v[k]));
     store_pack<N>(yr + j, out);
   }
   if (threadIdx.x % 32 == 0) {
@@ -216,6 +276,33 @@ void layer_norm_forward_cuda(T* y, float* mean, float* rstd, const T* x, const T
   FT_CUDA_CHECK_LAUNCH();
 }
 
+template <class T>
+void add_layer_norm_forward_cuda(T* sum, T* y, float* mean, float* rstd, const T* x, const T* branch, const T* weight,
+                                 const T* bias, int64_t rows, int64_t cols, float eps, cudaStream_t stream) {
+  if (rows == 0) return;
+  check_sizes("add_layer_norm forward", rows, cols);
+  using D = cuda_t<T>;
+  constexpr int kPack = kVectorBytes / sizeof(T);
+  const int64_t row_bytes = cols * static_cast<int64_t>(sizeof(T));
+  const bool kept_in_shared = row_bytes <= kSharedRowBytes;
+  const int64_t rows_per_block =
+      kept_in_shared ? std::min<int64_t>(kRowsPerBlock, kSharedRowBytes / row_bytes) : kRowsPerBlock;
+  const int64_t blocks = (rows + rows_per_block - 1) / rows_per_block;
+  FT_CHECK(blocks <= INT_MAX, "add_layer_norm forward: ", rows, " rows of ", cols, " values exceed the kernel's grid (",
+           INT_MAX, " blocks of ", rows_per_block, " rows)");
+  const size_t shared_bytes = kept_in_shared ? static_cast<size_t>(rows_per_block * row_bytes) : 0;
+  auto launch = [&](auto kernel) {
+    kernel<<<static_cast<int>(blocks), static_cast<int>(rows_per_block * 32), shared_bytes, stream>>>(
+        device_ptr(sum), device_ptr(y), mean, rstd, device_ptr(x), device_ptr(branch), device_ptr(weight),
+        device_ptr(bias), rows, static_cast<int>(cols), eps, kept_in_shared);
+  };
+  if (packs_fit<kPack>(cols, {sum, y, x, branch, weight, bias}))
+    launch(add_layer_norm_forward_kernel<D, kPack>);
+  else
+    launch(add_layer_norm_forward_kernel<D, 1>);
+  FT_CUDA_CHECK_LAUNCH();
+}
+
 int64_t layer_norm_backward_scratch_floats(int64_t rows, int64_t cols) { return 2 * param_chunks(rows) * cols; }
 
 template <class T>
@@ -253,6 +340,8 @@ void layer_norm_backward_cuda(T* dx, T* dweight, T* dbias, float* scratch, const
 #define FT_INSTANTIATE(T)                                                                                             \
   template void layer_norm_forward_cuda<T>(T*, float*, float*, const T*, const T*, const T*, int64_t, int64_t, float, \
                                            cudaStream_t);                                                             \
+  template void add_layer_norm_forward_cuda<T>(T*, T*, float*, float*, const T*, const T*, const T*, const T*,        \
+                                               int64_t, int64_t, float, cudaStream_t);                                \
   template void layer_norm_backward_cuda<T>(T*, T*, T*, float*, const T*, const T*, const T*, const float*,           \
                                             const float*, int64_t, int64_t, cudaStream_t);
 FT_INSTANTIATE(float)

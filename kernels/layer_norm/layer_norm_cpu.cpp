@@ -4,22 +4,40 @@
 
 namespace ft::kernels {
 
+namespace {
+
+// One row of the forward: y = layer_norm(x), with the row's mean and rstd.
+template <class T>
+void normalise_row(T* y, T& mean, T& rstd, const T* x, const T* weight, const T* bias, int64_t cols, T eps) {
+  T sum = T(0);
+  for (int64_t j = 0; j < cols; ++j) sum += x[j];
+  const T m = sum / T(cols);
+  T squares = T(0);  // two passes: the variance of x - mean loses no digits to cancellation
+  for (int64_t j = 0; j < cols; ++j) squares += (x[j] - m) * (x[j] - m);
+  const T s = T(1) / std::sqrt(squares / T(cols) + eps);
+  for (int64_t j = 0; j < cols; ++j) y[j] = (x[j] - m) * s * weight[j] + bias[j];
+  mean = m;
+  rstd = s;
+}
+
+}  // namespace
+
 template <class T>
 void layer_norm_forward_cpu(T* y, T* mean, T* rstd, const T* x, const T* weight, const T* bias, int64_t rows,
                             int64_t cols, T eps) {
 #pragma omp parallel for schedule(static) if (rows * cols > 32768)
+  for (int64_t r = 0; r < rows; ++r)
+    normalise_row(y + r * cols, mean[r], rstd[r], x + r * cols, weight, bias, cols, eps);
+}
+
+template <class T>
+void add_layer_norm_forward_cpu(T* sum, T* y, T* mean, T* rstd, const T* x, const T* branch, const T* weight,
+                                const T* bias, int64_t rows, int64_t cols, T eps) {
+#pragma omp parallel for schedule(static) if (rows * cols > 32768)
   for (int64_t r = 0; r < rows; ++r) {
-    const T* xr = x + r * cols;
-    T* yr = y + r * cols;
-    T sum = T(0);
-    for (int64_t j = 0; j < cols; ++j) sum += xr[j];
-    const T m = sum / T(cols);
-    T squares = T(0);  // two passes: the variance of x - mean loses no digits to cancellation
-    for (int64_t j = 0; j < cols; ++j) squares += (xr[j] - m) * (xr[j] - m);
-    const T s = T(1) / std::sqrt(squares / T(cols) + eps);
-    for (int64_t j = 0; j < cols; ++j) yr[j] = (xr[j] - m) * s * weight[j] + bias[j];
-    mean[r] = m;
-    rstd[r] = s;
+    T* sum_row = sum + r * cols;
+    for (int64_t j = 0; j < cols; ++j) sum_row[j] = x[r * cols + j] + branch[r * cols + j];
+    normalise_row(y + r * cols, mean[r], rstd[r], sum_row, weight, bias, cols, eps);
   }
 }
 
@@ -57,8 +75,10 @@ void layer_norm_backward_cpu(T* dx, T* dweight, T* dbias, const T* dy, const T* 
   }
 }
 
-#define FT_INSTANTIATE(T)                                                                                      \
-  template void layer_norm_forward_cpu<T>(T*, T*, T*, const T*, const T*, const T*, int64_t, int64_t, T);      \
+#define FT_INSTANTIATE(T)                                                                                         \
+  template void layer_norm_forward_cpu<T>(T*, T*, T*, const T*, const T*, const T*, int64_t, int64_t, T);         \
+  template void add_layer_norm_forward_cpu<T>(T*, T*, T*, T*, const T*, const T*, const T*, const T*, int64_t,    \
+                                              int64_t, T);                                                        \
   template void layer_norm_backward_cpu<T>(T*, T*, T*, const T*, const T*, const T*, const T*, const T*, int64_t, \
                                            int64_t);
 FT_INSTANTIATE(float)

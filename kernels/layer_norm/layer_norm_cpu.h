@@ -20,6 +20,13 @@ template <class T>
 void layer_norm_forward_cpu(T* y, T* mean, T* rstd, const T* x, const T* weight, const T* bias, int64_t rows,
                             int64_t cols, T eps);
 
+// The residual add fused in front of the forward (GPT-2's x = x + branch; y = layer_norm(x)):
+// sum = x + branch, then y, mean and rstd as layer_norm_forward_cpu gives them for sum. All
+// row-major rows x cols but weight, bias (cols) and mean, rstd (rows).
+template <class T>
+void add_layer_norm_forward_cpu(T* sum, T* y, T* mean, T* rstd, const T* x, const T* branch, const T* weight,
+                                const T* bias, int64_t rows, int64_t cols, T eps);
+
 // Writes (does not accumulate) dx [rows x cols], dweight and dbias [cols].
 template <class T>
 void layer_norm_backward_cpu(T* dx, T* dweight, T* dbias, const T* dy, const T* x, const T* weight, const T* mean,

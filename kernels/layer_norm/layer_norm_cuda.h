@@ -15,6 +15,13 @@ template <class T>
 void layer_norm_forward_cuda(T* y, float* mean, float* rstd, const T* x, const T* weight, const T* bias, int64_t rows,
                              int64_t cols, float eps, cudaStream_t stream);
 
+// The residual add fused in front of the forward: sum = x + branch (rounded to T, as add gives
+// it), then y = layer_norm(sum) with its mean and rstd, reading x and branch once. All rows x
+// cols, contiguous, but weight, bias (cols) and mean, rstd (rows, fp32 outputs).
+template <class T>
+void add_layer_norm_forward_cuda(T* sum, T* y, float* mean, float* rstd, const T* x, const T* branch, const T* weight,
+                                 const T* bias, int64_t rows, int64_t cols, float eps, cudaStream_t stream);
+
 // The fp32 scratch layer_norm_backward_cuda needs for the per-block partial sums of dweight
 // and dbias (2 * row chunks * cols floats).
 int64_t layer_norm_backward_scratch_floats(int64_t rows, int64_t cols);
