@@ -116,8 +116,8 @@ LtMatrix lt_matrix(const T* data, bool transposed, int64_t rows, int64_t cols, i
 
 // aux, when given, is an [m, n] matrix laid out as C (row stride s.ldc).
 template <class T>
-LtProduct epilogue_product(const GemmShape& s, const T* a, const T* b, T* c, cublasLtEpilogue_t epilogue,
-                           const T* bias, const T* aux = nullptr) {
+LtProduct epilogue_product(const GemmShape& s, const T* a, const T* b, T* c, cublasLtEpilogue_t epilogue, const T* bias,
+                           const T* aux = nullptr) {
   // C^T = op(B)^T op(A)^T: cuBLASLt's A is our B, its B our A.
   return {lt_matrix(b, s.transpose_b, s.k, s.n, s.ldb),
           lt_matrix(a, s.transpose_a, s.m, s.k, s.lda),
@@ -323,11 +323,11 @@ void gemm_dgelu_cuda(const cuda::Context& ctx, const GemmShape& s, const T* a, c
   FT_CHECK(s.ldc == s.n, "gemm_dgelu_cuda: needs a contiguous C, got ", shape_text(s));
   if (s.n == 0) return;
   const cublasLtEpilogue_t epilogue = bias_grad ? CUBLASLT_EPILOGUE_DGELU_BGRAD : CUBLASLT_EPILOGUE_DGELU;
-  if (s.m > 0 && s.k > 0 &&
-      run_epilogue_product(ctx, epilogue_product(s, a, b, grad_pre, epilogue, bias_grad, pre)))
+  if (s.m > 0 && s.k > 0 && run_epilogue_product(ctx, epilogue_product(s, a, b, grad_pre, epilogue, bias_grad, pre)))
     return;
   gemm_cuda<T>(ctx, s, {}, a, b, grad_pre);
-  gelu_backward_cuda<T>(grad_pre, grad_pre, pre, s.m * s.n, ctx.stream);  // in place: each element reads then writes itself
+  // In place: each element is read and then written by the same thread.
+  gelu_backward_cuda<T>(grad_pre, grad_pre, pre, s.m * s.n, ctx.stream);
   if (bias_grad) column_sums_cuda<T>(bias_grad, grad_pre, s.m, s.n, ctx.stream);
 }
 
@@ -343,14 +343,13 @@ void column_sums_cuda(T* out, const T* x, int64_t rows, int64_t cols, cudaStream
   FT_CUDA_CHECK_LAUNCH();
 }
 
-#define FT_INSTANTIATE(T)                                                                                         \
-  template void gemm_cuda<T, T>(const cuda::Context&, const GemmShape&, const GemmBatch&, const T*, const T*, T*, \
-                                float);                                                                           \
-  template void gemm_bias_cuda<T>(const cuda::Context&, const GemmShape&, const T*, const T*, const T*, T*);      \
-  template void gemm_bias_grad_cuda<T>(const cuda::Context&, const GemmShape&, const T*, const T*, T*, T*);       \
-  template void gemm_bias_gelu_cuda<T>(const cuda::Context&, const GemmShape&, const T*, const T*, const T*, T*,  \
-                                       T*);                                                                       \
-  template void gemm_dgelu_cuda<T>(const cuda::Context&, const GemmShape&, const T*, const T*, const T*, T*, T*); \
+#define FT_INSTANTIATE(T)                                                                                             \
+  template void gemm_cuda<T, T>(const cuda::Context&, const GemmShape&, const GemmBatch&, const T*, const T*, T*,     \
+                                float);                                                                               \
+  template void gemm_bias_cuda<T>(const cuda::Context&, const GemmShape&, const T*, const T*, const T*, T*);          \
+  template void gemm_bias_grad_cuda<T>(const cuda::Context&, const GemmShape&, const T*, const T*, T*, T*);           \
+  template void gemm_bias_gelu_cuda<T>(const cuda::Context&, const GemmShape&, const T*, const T*, const T*, T*, T*); \
+  template void gemm_dgelu_cuda<T>(const cuda::Context&, const GemmShape&, const T*, const T*, const T*, T*, T*);     \
   template void column_sums_cuda<T>(T*, const T*, int64_t, int64_t, cudaStream_t);
 FT_INSTANTIATE(float)
 FT_INSTANTIATE(bfloat16)
