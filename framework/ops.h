@@ -96,4 +96,16 @@ struct ResidualNorm {
 ResidualNorm add_layer_norm(const Tensor& x, const Tensor& branch, const Tensor& weight, const Tensor& bias,
                             double eps = 1e-5);
 
+// ---- the GELU MLP (framework/ops/mlp.cpp): GPT-2's feed-forward block as one op -------------
+struct MlpOptions {
+  // Keep only the pre-activation for the backward and recompute gelu(pre) there: saves one
+  // [rows, H] tensor per block for an elementwise pass.
+  bool recompute_gelu = false;
+};
+// x: [..., C]; fc_weight: [H, C], fc_bias: [H]; proj_weight: [C_out, H], proj_bias: [C_out].
+// linear(gelu(linear(x, fc_weight, fc_bias)), proj_weight, proj_bias), GELU in its tanh form;
+// result [..., C_out]. On CUDA the bias, GELU and their gradients ride in cuBLASLt's epilogues.
+Tensor mlp(const Tensor& x, const Tensor& fc_weight, const Tensor& fc_bias, const Tensor& proj_weight,
+           const Tensor& proj_bias, const MlpOptions& options = {});
+
 }  // namespace ft

@@ -16,9 +16,19 @@
 // less), costs about as much as a small product (so its answer is cached per problem), and may
 // offer nothing for some shapes and dtypes (PyTorch avoids it for matrices with a dimension of
 // 1): then the product runs through cuBLAS and a small kernel adds the bias or sums its gradient.
+//
+// The GELU MLP's products (framework/ops/mlp.cpp) add two epilogues that carry an "aux" matrix
+// of the product's shape: GELU_AUX_BIAS writes h = gelu(C + bias) to D and the pre-activation
+// C + bias to aux; DGELU_BGRAD reads aux = pre, writes D = C * gelu'(pre) and the column sums of
+// that to the bias gradient. cuBLASLt's GELU is the tanh form (the one GPT-2 and our gelu use):
+// the cuBLAS docs say only "x := GELU(x)", but PyTorch computes gelu(approximate="tanh") on
+// every CUDA path of _addmm_activation because its cuBLASLt epilogue is that form (pytorch
+// PR #104061), and the GPU suite holds the epilogue to our tanh GELU in f32 at 1e-5, which the
+// erf form (4.7e-4 apart) would fail. The aux leading dimension must be a multiple of 8.
 #include <cublasLt.h>
 #include <cublas_v2.h>
 
+#include <atomic>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -30,6 +40,7 @@
 #include "framework/cuda/matmul_settings.h"
 #include "framework/error.h"
 #include "kernels/common/cuda_numeric.cuh"
+#include "kernels/elementwise/elementwise_cuda.h"
 #include "kernels/matmul/matmul_cuda.h"
 
 namespace ft::kernels {
@@ -37,6 +48,13 @@ namespace {
 
 // cuBLASLt's default (and largest) alignment assumption, in bytes.
 constexpr uint32_t kMaxAlignment = 256;
+// The GELU epilogues' aux leading dimension must be a multiple of this (cublasLt.h,
+// CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD).
+constexpr int64_t kAuxLdMultiple = 8;
+
+// The test hooks of matmul_cuda.h.
+std::atomic<bool> epilogues_enabled{true};
+std::atomic<int64_t> epilogue_fallbacks{0};
 
 template <class T>
 cudaDataType_t data_type();
@@ -79,7 +97,9 @@ struct LtProduct {
   LtMatrix a, b, d;
   cublasComputeType_t compute;
   cublasLtEpilogue_t epilogue;
-  const void* bias;  // the bias (BIAS) or where its gradient goes (BGRADB)
+  const void* bias;           // the bias (BIAS) or where its gradient goes (BGRADB, DGELU_BGRAD)
+  const void* aux = nullptr;  // GELU's input: written by GELU_AUX_BIAS, read by DGELU(_BGRAD)
+  int64_t aux_ld = 0;         // in elements, as D's
 };
 
 // Our row-major operand op(X) of shape [rows, cols], stored [rows, cols] (or [cols, rows] when
@@ -94,16 +114,19 @@ LtMatrix lt_matrix(const T* data, bool transposed, int64_t rows, int64_t cols, i
           ld};
 }
 
+// aux, when given, is an [m, n] matrix laid out as C (row stride s.ldc).
 template <class T>
-LtProduct epilogue_product(const GemmShape& s, const T* a, const T* b, T* c, cublasLtEpilogue_t epilogue,
-                           const T* bias) {
+LtProduct epilogue_product(const GemmShape& s, const T* a, const T* b, T* c, cublasLtEpilogue_t epilogue, const T* bias,
+                           const T* aux = nullptr) {
   // C^T = op(B)^T op(A)^T: cuBLASLt's A is our B, its B our A.
   return {lt_matrix(b, s.transpose_b, s.k, s.n, s.ldb),
           lt_matrix(a, s.transpose_a, s.m, s.k, s.lda),
           lt_matrix<T>(c, false, s.m, s.n, s.ldc),
           compute_type<T>(),
           epilogue,
-          bias};
+          bias,
+          aux,
+          aux ? s.ldc : 0};
 }
 
 using MatmulDesc = std::unique_ptr<cublasLtMatmulDescOpaque_t, decltype(&cublasLtMatmulDescDestroy)>;
@@ -128,6 +151,10 @@ MatmulDesc matmul_desc(const LtProduct& p) {
   set_attribute(raw, CUBLASLT_MATMUL_DESC_TRANSB, static_cast<int32_t>(p.b.op));
   set_attribute(raw, CUBLASLT_MATMUL_DESC_EPILOGUE, static_cast<uint32_t>(p.epilogue));
   set_attribute(raw, CUBLASLT_MATMUL_DESC_BIAS_POINTER, p.bias);
+  if (p.aux) {
+    set_attribute(raw, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, p.aux);
+    set_attribute(raw, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, p.aux_ld);
+  }
   return desc;
 }
 
@@ -147,7 +174,7 @@ uint32_t alignment(const void* data) {
 
 // What the heuristic's answer depends on: everything but the addresses, except their alignment.
 std::vector<int64_t> problem_key(int device, const LtProduct& p) {
-  std::vector<int64_t> key{device, p.compute, p.epilogue, alignment(p.bias)};
+  std::vector<int64_t> key{device, p.compute, p.epilogue, alignment(p.bias), alignment(p.aux), p.aux_ld};
   for (const LtMatrix* m : {&p.a, &p.b, &p.d})
     key.insert(key.end(), {m->type, m->op, static_cast<int64_t>(m->rows), static_cast<int64_t>(m->cols), m->ld,
                            alignment(m->data)});
@@ -174,8 +201,13 @@ std::optional<cublasLtMatmulAlgo_t> ask_heuristic(const cuda::Context& ctx, cons
   return result.algo;
 }
 
-// Runs one epilogue product on the context's stream; false when cuBLASLt has no algorithm for it.
+// Runs one epilogue product on the context's stream; false when cuBLASLt has no algorithm for it
+// (or the epilogues are switched off, or the aux leading dimension breaks cuBLASLt's rule).
 bool run_epilogue_product(const cuda::Context& ctx, const LtProduct& p) {
+  if (!epilogues_enabled || (p.aux && p.aux_ld % kAuxLdMultiple != 0)) {
+    ++epilogue_fallbacks;
+    return false;
+  }
   MatmulDesc desc = matmul_desc(p);
   Layout a = layout(p.a), b = layout(p.b), d = layout(p.d);
   static std::mutex mutex;
@@ -189,7 +221,10 @@ bool run_epilogue_product(const cuda::Context& ctx, const LtProduct& p) {
       it = algorithms->emplace(key, ask_heuristic(ctx, p, desc.get(), a.get(), b.get(), d.get())).first;
     algo = it->second;
   }
-  if (!algo) return false;
+  if (!algo) {
+    ++epilogue_fallbacks;
+    return false;
+  }
   const float alpha = 1.0f, beta = 0.0f;  // beta = 0: C is not read, D overwrites it
   void* out = const_cast<void*>(p.d.data);
   FT_CUBLAS_CHECK(cublasLtMatmul(ctx.cublaslt, desc.get(), &alpha, p.a.data, a.get(), p.b.data, b.get(), &beta, out,
@@ -273,6 +308,33 @@ void gemm_bias_grad_cuda(const cuda::Context& ctx, const GemmShape& s, const T* 
 }
 
 template <class T>
+void gemm_bias_gelu_cuda(const cuda::Context& ctx, const GemmShape& s, const T* a, const T* b, const T* bias, T* h,
+                         T* pre) {
+  FT_CHECK(s.k > 0 && s.ldc == s.n, "gemm_bias_gelu_cuda: needs k > 0 and a contiguous C, got ", shape_text(s));
+  if (s.m == 0 || s.n == 0) return;
+  if (run_epilogue_product(ctx, epilogue_product(s, a, b, h, CUBLASLT_EPILOGUE_GELU_AUX_BIAS, bias, pre))) return;
+  gemm_bias_cuda<T>(ctx, s, a, b, bias, pre);
+  gelu_forward_cuda<T>(h, pre, s.m * s.n, ctx.stream);
+}
+
+template <class T>
+void gemm_dgelu_cuda(const cuda::Context& ctx, const GemmShape& s, const T* a, const T* b, const T* pre, T* grad_pre,
+                     T* bias_grad) {
+  FT_CHECK(s.ldc == s.n, "gemm_dgelu_cuda: needs a contiguous C, got ", shape_text(s));
+  if (s.n == 0) return;
+  const cublasLtEpilogue_t epilogue = bias_grad ? CUBLASLT_EPILOGUE_DGELU_BGRAD : CUBLASLT_EPILOGUE_DGELU;
+  if (s.m > 0 && s.k > 0 && run_epilogue_product(ctx, epilogue_product(s, a, b, grad_pre, epilogue, bias_grad, pre)))
+    return;
+  gemm_cuda<T>(ctx, s, {}, a, b, grad_pre);
+  // In place: each element is read and then written by the same thread.
+  gelu_backward_cuda<T>(grad_pre, grad_pre, pre, s.m * s.n, ctx.stream);
+  if (bias_grad) column_sums_cuda<T>(bias_grad, grad_pre, s.m, s.n, ctx.stream);
+}
+
+void set_cublaslt_epilogues_enabled(bool enabled) { epilogues_enabled = enabled; }
+int64_t cublaslt_epilogue_fallbacks() { return epilogue_fallbacks; }
+
+template <class T>
 void column_sums_cuda(T* out, const T* x, int64_t rows, int64_t cols, cudaStream_t stream) {
   if (cols == 0) return;
   const dim3 threads(kSumColumns, kRowGroups);
@@ -281,11 +343,13 @@ void column_sums_cuda(T* out, const T* x, int64_t rows, int64_t cols, cudaStream
   FT_CUDA_CHECK_LAUNCH();
 }
 
-#define FT_INSTANTIATE(T)                                                                                         \
-  template void gemm_cuda<T, T>(const cuda::Context&, const GemmShape&, const GemmBatch&, const T*, const T*, T*, \
-                                float);                                                                           \
-  template void gemm_bias_cuda<T>(const cuda::Context&, const GemmShape&, const T*, const T*, const T*, T*);      \
-  template void gemm_bias_grad_cuda<T>(const cuda::Context&, const GemmShape&, const T*, const T*, T*, T*);       \
+#define FT_INSTANTIATE(T)                                                                                             \
+  template void gemm_cuda<T, T>(const cuda::Context&, const GemmShape&, const GemmBatch&, const T*, const T*, T*,     \
+                                float);                                                                               \
+  template void gemm_bias_cuda<T>(const cuda::Context&, const GemmShape&, const T*, const T*, const T*, T*);          \
+  template void gemm_bias_grad_cuda<T>(const cuda::Context&, const GemmShape&, const T*, const T*, T*, T*);           \
+  template void gemm_bias_gelu_cuda<T>(const cuda::Context&, const GemmShape&, const T*, const T*, const T*, T*, T*); \
+  template void gemm_dgelu_cuda<T>(const cuda::Context&, const GemmShape&, const T*, const T*, const T*, T*, T*);     \
   template void column_sums_cuda<T>(T*, const T*, int64_t, int64_t, cudaStream_t);
 FT_INSTANTIATE(float)
 FT_INSTANTIATE(bfloat16)

@@ -40,6 +40,29 @@ void gemm_bias_cuda(const cuda::Context& ctx, const GemmShape& s, const T* a, co
 template <class T>
 void gemm_bias_grad_cuda(const cuda::Context& ctx, const GemmShape& s, const T* a, const T* b, T* c, T* bias_grad);
 
+// The first layer of a GELU MLP: pre = op(A) op(B) + bias and h = gelu(pre) (tanh form), both
+// contiguous [m, n] (s.ldc == s.n), k > 0. One product with cuBLASLt's GELU_AUX_BIAS epilogue
+// (h is its output, pre its aux) where it offers an algorithm and n is a multiple of 8 (its
+// rule for the aux leading dimension); else gemm_bias_cuda into pre and gelu_forward_cuda.
+template <class T>
+void gemm_bias_gelu_cuda(const cuda::Context& ctx, const GemmShape& s, const T* a, const T* b, const T* bias, T* h,
+                         T* pre);
+
+// The backward through that GELU: grad_pre = (op(A) op(B)) * gelu'(pre) over a contiguous
+// [m, n], and bias_grad[j] = sum_i grad_pre[i, j] unless bias_grad is null. One product with
+// cuBLASLt's DGELU_BGRAD epilogue (DGELU without a bias gradient) reading pre as its aux; else
+// gemm_cuda, gelu_backward_cuda and column_sums_cuda.
+template <class T>
+void gemm_dgelu_cuda(const cuda::Context& ctx, const GemmShape& s, const T* a, const T* b, const T* pre, T* grad_pre,
+                     T* bias_grad);
+
+// Test hooks. Whether products may use cuBLASLt's epilogues at all (default true; false forces
+// every fallback above, so a suite can hold the two paths to the same numbers), and how many
+// epilogue products have fallen back since the start (for whatever reason), so a suite can see
+// which path a call took.
+void set_cublaslt_epilogues_enabled(bool enabled);
+int64_t cublaslt_epilogue_fallbacks();
+
 // out[j] = sum_i x[i, j] over a contiguous [rows, cols] matrix, accumulated in fp32: the bias
 // gradient when the weight's is not wanted. rows may be 0 (out becomes zeros).
 template <class T>
