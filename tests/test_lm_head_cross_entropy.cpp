@@ -85,6 +85,13 @@ TEST_CASE("lm_head_cross_entropy equals cross_entropy(linear) on rows large enou
   for (int64_t chunk_rows : {7, 64}) check_matches_unfused(h, weight, targets, chunk_rows);
 }
 
+TEST_CASE("lm_head_cross_entropy's automatic chunks cover every row") {
+  // In f64 at most 667 rows of 50257 fit the automatic 256 MiB buffer: 700 rows take 2 chunks.
+  const int64_t rows = 700, features = 4, vocab = 50257;
+  const Tensor h = random_f64({rows, features}, 30), weight = random_f64({vocab, features}, 31);
+  check_matches_unfused(h, weight, random_targets(rows, vocab, 32), 0);
+}
+
 TEST_CASE("lm_head_cross_entropy gradients match finite differences") {
   const Tensor targets = random_targets(5, 7, 7);
   for (int64_t chunk_rows : {2, 0}) {
@@ -150,7 +157,7 @@ TEST_CASE("lm_head_cross_entropy rejects bad targets and inputs, naming the op a
   CHECK_THROWS_WITH(lm_head_cross_entropy(random_f64({4, 3, 1}, 24), weight, Tensor::from_ints({0, 1, 2, 3}, {4})),
                     doctest::Contains("lm_head_cross_entropy: h has shape [4, 3, 1], expected 2 dimensions"));
   CHECK_THROWS_WITH(lm_head_cross_entropy(h, weight.to(DType::f32), Tensor::from_ints({0, 1, 2, 3}, {4})),
-                    doctest::Contains("lm_head_cross_entropy"));
+                    doctest::Contains("lm_head_cross_entropy: dtype mismatch"));
   CHECK_THROWS_WITH(lm_head_cross_entropy(h, random_f64({0, 3}, 25), Tensor::from_ints({kIgnore}, {1})),
                     doctest::Contains("lm_head_cross_entropy: weight [0, 3] has no rows"));
   CHECK_THROWS_WITH(lm_head_cross_entropy(h, weight, Tensor::from_ints({0, 1, 2, 3}, {4}), kIgnore, -1),

@@ -31,11 +31,11 @@ namespace {
 
 constexpr const char* kOp = "lm_head_cross_entropy";
 
-// The logits buffer's size when the caller names no chunk: 256 MiB is 2670 bf16 rows of GPT-2's
-// 50257 words (1335 in f32), a third of the 0.8 GB that 8 x 1024 bf16 rows take unchunked.
-// Products of 1000+ rows x 50257 x 768 (about 80+ GFLOP each) keep an H100's tensor cores busy
-// on their own, so smaller chunks would cost little speed, but the few hundred MB are no
-// burden either and keep the number of launches (four a chunk) small.
+// The logits buffer's largest size when the caller names no chunk: 256 MiB is 2670 bf16 rows
+// of GPT-2's 50257 words (1335 in f32), a third of the 0.8 GB that 8 x 1024 bf16 rows take
+// unchunked. Products of 1000+ rows x 50257 x 768 (80+ GFLOP each) keep an H100's tensor cores
+// busy on their own, so smaller chunks would cost little speed, but a few hundred MB are no
+// burden either and keep the launches (four a chunk) few.
 constexpr int64_t kLogitsChunkBytes = int64_t{256} << 20;
 
 // The inputs, contiguous, and what the forward computes.
@@ -62,9 +62,13 @@ kernels::GemmShape weight_grad_product(const Problem& p, int64_t n) {  // dW [V,
   return {p.vocab, p.features, n, true, false, p.vocab, p.features, p.features};
 }
 
-int64_t chunk_rows_for(int64_t requested, int64_t vocab, DType dtype) {
+// The caller's chunk, or the fewest chunks whose buffer fits kLogitsChunkBytes, made even: 8192
+// bf16 rows of 50257 run as 4 chunks of 2048, not 3 of 2670 and a last one of 182.
+int64_t chunk_rows_for(int64_t requested, int64_t rows, int64_t vocab, DType dtype) {
   if (requested > 0) return requested;
-  return std::max<int64_t>(1, kLogitsChunkBytes / static_cast<int64_t>(dtype_bytes(dtype, vocab)));
+  const int64_t max_rows = std::max<int64_t>(1, kLogitsChunkBytes / static_cast<int64_t>(dtype_bytes(dtype, vocab)));
+  const int64_t chunks = std::max<int64_t>(1, (rows + max_rows - 1) / max_rows);
+  return std::max<int64_t>(1, (rows + chunks - 1) / chunks);
 }
 
 // The number of targets not ignored; throws on one outside [0, V) that is not ignore_index.
@@ -197,7 +201,7 @@ Tensor lm_head_cross_entropy(const Tensor& h, const Tensor& weight, const Tensor
                   h.size(0),
                   h.size(1),
                   weight.size(0),
-                  chunk_rows_for(chunk_rows, weight.size(0), h.dtype()),
+                  chunk_rows_for(chunk_rows, h.size(0), weight.size(0), h.dtype()),
                   ignore_index,
                   recording && h.requires_grad(),
                   recording && weight.requires_grad()};

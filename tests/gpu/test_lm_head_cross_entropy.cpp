@@ -125,8 +125,8 @@ bool same_bytes(const Tensor& a, const Tensor& b) {
 TEST_CASE("lm_head_cross_entropy on CUDA matches cross_entropy(linear) on the CPU at a GPT-2 shape") {
   cuda::set_poison_allocations(true);
   AllowTf32 exact(false);
-  // f32's automatic chunk is 1335 rows of 50257 (a short second chunk of 713); 768 and 1000 do
-  // not divide 2048 either.
+  // f32's automatic chunks are 2 x 1024 rows of 50257 (at most 1335 fit 256 MiB); 768 and
+  // 1000 do not divide 2048.
   check_against_cpu(2048, 768, 50257, DType::f32, 0, 1);
   check_against_cpu(2048, 768, 50257, DType::bf16, 768, 2);
   check_against_cpu(2048, 768, 50257, DType::f16, 1000, 3);
