@@ -108,4 +108,13 @@ struct MlpOptions {
 Tensor mlp(const Tensor& x, const Tensor& fc_weight, const Tensor& fc_bias, const Tensor& proj_weight,
            const Tensor& proj_bias, const MlpOptions& options = {});
 
+// ---- language-model head + loss (framework/ops/lm_head_cross_entropy.cpp) -----------------
+// h: [N, C]; weight: [V, C] (the tied embedding); targets: i32 [N] in [0, V) or ignore_index.
+// cross_entropy(linear(h, weight, {}), targets), computed chunk_rows rows at a time (0: even
+// chunks whose logits buffer fits 256 MiB) so the [N, V] logits never exist at once; the
+// gradients are computed in the forward and only scaled by the backward. The loss is f32 on
+// CUDA, h's dtype on the CPU; 0 when every target is ignored.
+Tensor lm_head_cross_entropy(const Tensor& h, const Tensor& weight, const Tensor& targets, int ignore_index = -100,
+                             int64_t chunk_rows = 0);
+
 }  // namespace ft

@@ -12,6 +12,13 @@
 // counts the rows in a fixed order (deterministic) and leaves both on the device; the
 // backward reads the count and the upstream gradient there, and writes each row's gradient
 // (softmax - onehot) * g / count in one pass over the row.
+//
+// lm_head_cross_entropy (framework/ops/lm_head_cross_entropy.cpp) never holds all the logits:
+// it takes them a chunk of rows at a time and wants each chunk's loss and gradient at once, so
+// the fused kernel computes a row's loss and then overwrites that row, in place, with
+// softmax - onehot. It leaves out the 1/count and the upstream gradient: p / count is below
+// f16's smallest subnormal (6e-8) for a typical p = 2e-5 over 8192 rows, so both are applied in
+// fp32 to the products (dh, dW) at the very end (scale_loss_gradient_cuda).
 #include <climits>
 #include <cmath>
 
@@ -72,6 +79,17 @@ __device__ MaxSum block_merge(MaxSum v) {
   return total;
 }
 
+// The log-sum-exp of one row, read once by the whole block, returned to every thread.
+template <class T>
+__device__ float row_log_sum_exp(const T* x, int64_t vocab) {
+  MaxSum acc{-INFINITY, 0.0f};
+  for (int64_t v = threadIdx.x; v < vocab; v += blockDim.x) add_value(acc, to_float(x[v]));
+  acc = block_merge(acc);
+  return acc.max + logf(acc.sum);
+}
+
+__device__ __forceinline__ bool in_vocab(int32_t target, int64_t vocab) { return target >= 0 && target < vocab; }
+
 template <class T>
 __global__ void cross_entropy_forward_kernel(float* lse, float* row_loss, const T* logits, const int32_t* targets,
                                              int64_t vocab, int32_t ignore_index) {
@@ -82,13 +100,37 @@ __global__ void cross_entropy_forward_kernel(float* lse, float* row_loss, const 
     return;
   }
   const T* x = logits + row * vocab;
-  MaxSum acc{-INFINITY, 0.0f};
-  for (int64_t v = threadIdx.x; v < vocab; v += blockDim.x) add_value(acc, to_float(x[v]));
-  acc = block_merge(acc);
+  const float row_lse = row_log_sum_exp(x, vocab);
   if (threadIdx.x != 0) return;
-  const float row_lse = acc.max + logf(acc.sum);
   lse[row] = row_lse;
-  row_loss[row] = target >= 0 && target < vocab ? row_lse - to_float(x[target]) : NAN;
+  row_loss[row] = in_vocab(target, vocab) ? row_lse - to_float(x[target]) : NAN;
+}
+
+// One block per row: the row's loss, then (with write_gradient) the row overwritten with
+// softmax - onehot, 0 on an ignored row. A target outside the vocabulary makes the loss and the
+// whole row NaN.
+template <class T>
+__global__ void cross_entropy_loss_and_grad_kernel(float* row_loss, T* logits, const int32_t* targets, int64_t vocab,
+                                                   int32_t ignore_index, bool write_gradient) {
+  const int64_t row = blockIdx.x;
+  const int32_t target = targets[row];
+  T* x = logits + row * vocab;
+  if (target == ignore_index) {
+    if (threadIdx.x == 0) row_loss[row] = 0.0f;
+    if (write_gradient)
+      for (int64_t v = threadIdx.x; v < vocab; v += blockDim.x) x[v] = from_float<T>(0.0f);
+    return;
+  }
+  // Read by every thread before the barriers in row_log_sum_exp, hence before any thread
+  // overwrites the row.
+  const float target_logit = in_vocab(target, vocab) ? to_float(x[target]) : NAN;
+  const float row_lse = in_vocab(target, vocab) ? row_log_sum_exp(x, vocab) : NAN;
+  if (threadIdx.x == 0) row_loss[row] = row_lse - target_logit;
+  if (!write_gradient) return;
+  for (int64_t v = threadIdx.x; v < vocab; v += blockDim.x) {
+    const float p = expf(to_float(x[v]) - row_lse);
+    x[v] = from_float<T>(v == target ? p - 1.0f : p);
+  }
 }
 
 __global__ void cross_entropy_mean_kernel(float* loss, int32_t* count, const float* row_loss, const int32_t* targets,
@@ -131,11 +173,19 @@ __global__ void cross_entropy_backward_kernel(T* dlogits, const T* logits, const
   }
   const T* x = logits + row * vocab;
   const float scale = *grad_loss / static_cast<float>(*count);  // count >= 1: this row is counted
-  const float row_lse = target >= 0 && target < vocab ? lse[row] : NAN;
+  const float row_lse = in_vocab(target, vocab) ? lse[row] : NAN;
   for (int64_t v = threadIdx.x; v < vocab; v += blockDim.x) {
     const float p = expf(to_float(x[v]) - row_lse);
     d[v] = from_float<T>(scale * (v == target ? p - 1.0f : p));
   }
+}
+
+// out[i] = in[i] * g / count, or 0 when every row was ignored (count = 0).
+template <class T>
+__global__ void scale_loss_gradient_kernel(T* out, const float* in, const float* grad_loss, const int32_t* count,
+                                           int64_t n) {
+  const float scale = *count > 0 ? *grad_loss / static_cast<float>(*count) : 0.0f;
+  for (int64_t i = global_index(); i < n; i += grid_stride()) out[i] = from_float<T>(scale * in[i]);
 }
 
 void check_rows(const char* what, int64_t rows) {
@@ -155,7 +205,30 @@ void cross_entropy_forward_cuda(float* loss, int32_t* count, float* lse, float* 
                                                                                      targets, vocab, ignore_index);
     FT_CUDA_CHECK_LAUNCH();
   }
+  cross_entropy_mean_cuda(loss, count, row_loss, targets, rows, ignore_index, stream);
+}
+
+void cross_entropy_mean_cuda(float* loss, int32_t* count, const float* row_loss, const int32_t* targets, int64_t rows,
+                             int32_t ignore_index, cudaStream_t stream) {
   cross_entropy_mean_kernel<<<1, kMeanThreads, 0, stream>>>(loss, count, row_loss, targets, rows, ignore_index);
+  FT_CUDA_CHECK_LAUNCH();
+}
+
+template <class T>
+void cross_entropy_loss_and_grad_cuda(float* row_loss, T* logits, const int32_t* targets, int64_t rows, int64_t vocab,
+                                      int32_t ignore_index, bool write_gradient, cudaStream_t stream) {
+  check_rows("cross_entropy loss and gradient", rows);
+  if (rows == 0) return;
+  cross_entropy_loss_and_grad_kernel<<<static_cast<int>(rows), kRowThreads, 0, stream>>>(
+      row_loss, device_ptr(logits), targets, vocab, ignore_index, write_gradient);
+  FT_CUDA_CHECK_LAUNCH();
+}
+
+template <class T>
+void scale_loss_gradient_cuda(T* out, const float* gradient, const float* grad_loss, const int32_t* count, int64_t n,
+                              cudaStream_t stream) {
+  scale_loss_gradient_kernel<<<blocks_for(n), kBlockThreads, 0, stream>>>(device_ptr(out), gradient, grad_loss, count,
+                                                                          n);
   FT_CUDA_CHECK_LAUNCH();
 }
 
@@ -174,7 +247,10 @@ void cross_entropy_backward_cuda(T* dlogits, const T* logits, const float* lse, 
   template void cross_entropy_forward_cuda<T>(float*, int32_t*, float*, float*, const T*, const int32_t*, int64_t, \
                                               int64_t, int32_t, cudaStream_t);                                     \
   template void cross_entropy_backward_cuda<T>(T*, const T*, const float*, const int32_t*, const float*,           \
-                                               const int32_t*, int64_t, int64_t, int32_t, cudaStream_t);
+                                               const int32_t*, int64_t, int64_t, int32_t, cudaStream_t);           \
+  template void cross_entropy_loss_and_grad_cuda<T>(float*, T*, const int32_t*, int64_t, int64_t, int32_t, bool,   \
+                                                    cudaStream_t);                                                 \
+  template void scale_loss_gradient_cuda<T>(T*, const float*, const float*, const int32_t*, int64_t, cudaStream_t);
 FT_INSTANTIATE(float)
 FT_INSTANTIATE(ft::bfloat16)
 FT_INSTANTIATE(ft::half)

@@ -53,9 +53,33 @@ void cross_entropy_backward_cpu(T* dlogits, const T* logits, const T* lse, const
   }
 }
 
-#define FT_INSTANTIATE(T)                                                                                \
-  template double cross_entropy_forward_cpu<T>(T*, const T*, const int32_t*, int64_t, int64_t, int32_t); \
-  template void cross_entropy_backward_cpu<T>(T*, const T*, const T*, const int32_t*, int64_t, int64_t, int32_t, T);
+template <class T>
+double cross_entropy_loss_and_grad_cpu(T* logits, const int32_t* targets, int64_t rows, int64_t vocab,
+                                       int32_t ignore_index, bool write_gradient) {
+  std::vector<double> row_loss(rows, 0.0);
+#pragma omp parallel for schedule(static) if (rows * vocab > 32768)
+  for (int64_t n = 0; n < rows; ++n) {
+    T* x = logits + n * vocab;
+    const int32_t target = targets[n];
+    if (target == ignore_index) {
+      if (write_gradient) std::fill_n(x, vocab, T(0));
+      continue;
+    }
+    const double row_lse = log_sum_exp(x, vocab);
+    row_loss[n] = row_lse - static_cast<double>(x[target]);
+    if (!write_gradient) continue;
+    for (int64_t v = 0; v < vocab; ++v) x[v] = static_cast<T>(std::exp(static_cast<double>(x[v]) - row_lse));
+    x[target] -= T(1);
+  }
+  double total = 0.0;
+  for (double loss : row_loss) total += loss;
+  return total;
+}
+
+#define FT_INSTANTIATE(T)                                                                                            \
+  template double cross_entropy_forward_cpu<T>(T*, const T*, const int32_t*, int64_t, int64_t, int32_t);             \
+  template void cross_entropy_backward_cpu<T>(T*, const T*, const T*, const int32_t*, int64_t, int64_t, int32_t, T); \
+  template double cross_entropy_loss_and_grad_cpu<T>(T*, const int32_t*, int64_t, int64_t, int32_t, bool);
 FT_INSTANTIATE(float)
 FT_INSTANTIATE(double)
 #undef FT_INSTANTIATE

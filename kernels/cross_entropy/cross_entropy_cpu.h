@@ -25,4 +25,12 @@ template <class T>
 void cross_entropy_backward_cpu(T* dlogits, const T* logits, const T* lse, const int32_t* targets, int64_t rows,
                                 int64_t vocab, int32_t ignore_index, T scale);
 
+// The fused step of lm_head_cross_entropy on a chunk of rows (the reference of
+// cross_entropy_loss_and_grad_cuda): returns the sum of the losses of the rows not ignored, in
+// row order, in double, and with write_gradient overwrites logits [rows, vocab] in place with
+// softmax - onehot (0 on ignored rows), the gradient of that sum before the mean's 1/count.
+template <class T>
+double cross_entropy_loss_and_grad_cpu(T* logits, const int32_t* targets, int64_t rows, int64_t vocab,
+                                       int32_t ignore_index, bool write_gradient);
+
 }  // namespace ft::kernels

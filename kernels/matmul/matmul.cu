@@ -269,15 +269,16 @@ __global__ void column_sums_kernel(T* out, const T* x, int64_t rows, int64_t col
 
 template <class T, class Out>
 void gemm_cuda(const cuda::Context& ctx, const GemmShape& s, const GemmBatch& batch, const T* a, const T* b, Out* c,
-               float alpha) {
+               float alpha, bool accumulate) {
   if (s.m == 0 || s.n == 0 || batch.count == 0) return;
   if (s.k == 0) {  // an empty sum; cuBLAS rejects the zero leading dimensions
+    if (accumulate) return;
     FT_CHECK(s.ldc == s.n && (batch.count == 1 || batch.stride_c == s.m * s.n),
              "gemm_cuda: k = 0 needs a contiguous C, got ", shape_text(s), " batch ", batch.count);
     FT_CUDA_CHECK(cudaMemsetAsync(c, 0, sizeof(Out) * s.m * s.n * batch.count, ctx.stream));
     return;
   }
-  const float beta = 0.0f;
+  const float beta = accumulate ? 1.0f : 0.0f;
   FT_CUBLAS_CHECK(cublasGemmStridedBatchedEx_64(
       ctx.cublas, operation(s.transpose_b), operation(s.transpose_a), s.n, s.m, s.k, &alpha, b, data_type<T>(), s.ldb,
       batch.stride_b, a, data_type<T>(), s.lda, batch.stride_a, &beta, c, data_type<Out>(), s.ldc, batch.stride_c,
@@ -345,7 +346,7 @@ void column_sums_cuda(T* out, const T* x, int64_t rows, int64_t cols, cudaStream
 
 #define FT_INSTANTIATE(T)                                                                                             \
   template void gemm_cuda<T, T>(const cuda::Context&, const GemmShape&, const GemmBatch&, const T*, const T*, T*,     \
-                                float);                                                                               \
+                                float, bool);                                                                         \
   template void gemm_bias_cuda<T>(const cuda::Context&, const GemmShape&, const T*, const T*, const T*, T*);          \
   template void gemm_bias_grad_cuda<T>(const cuda::Context&, const GemmShape&, const T*, const T*, T*, T*);           \
   template void gemm_bias_gelu_cuda<T>(const cuda::Context&, const GemmShape&, const T*, const T*, const T*, T*, T*); \
@@ -356,8 +357,8 @@ FT_INSTANTIATE(bfloat16)
 FT_INSTANTIATE(half)
 #undef FT_INSTANTIATE
 template void gemm_cuda<bfloat16, float>(const cuda::Context&, const GemmShape&, const GemmBatch&, const bfloat16*,
-                                         const bfloat16*, float*, float);
+                                         const bfloat16*, float*, float, bool);
 template void gemm_cuda<half, float>(const cuda::Context&, const GemmShape&, const GemmBatch&, const half*, const half*,
-                                     float*, float);
+                                     float*, float, bool);
 
 }  // namespace ft::kernels

@@ -22,11 +22,12 @@ struct GemmBatch {
 };
 
 // C[i] = alpha op(A[i]) op(B[i]) for i < batch.count, overwriting C (with k = 0, C must be
-// contiguous and becomes zeros). T is float, bfloat16 or half; Out is T, or float for a 16-bit
-// T (fp32 outputs, as attention's scores).
+// contiguous and becomes zeros), or adding to it with `accumulate` (C += ..., as gemm_cpu: an
+// fp32 C then sums products over several calls without rounding to T in between). T is float,
+// bfloat16 or half; Out is T, or float for a 16-bit T (fp32 outputs, as attention's scores).
 template <class T, class Out = T>
 void gemm_cuda(const cuda::Context& ctx, const GemmShape& s, const GemmBatch& batch, const T* a, const T* b, Out* c,
-               float alpha = 1.0f);
+               float alpha = 1.0f, bool accumulate = false);
 
 // C = op(A) op(B) + bias, bias [n] added to every row: in cuBLASLt's epilogue where it offers
 // an algorithm, else a plain product and a kernel adding the bias (k > 0).
