@@ -97,6 +97,37 @@ TEST_CASE("gpt2: gradients reach every parameter") {
   }
 }
 
+TEST_CASE("gpt2: the fused loss equals cross_entropy of the logits, with the same gradients") {
+  for (bool recompute : {false, true}) {
+    CAPTURE(recompute);
+    Gpt2Config c = small();
+    c.recompute_gelu = recompute;
+    Generator init(8);
+    Gpt2 model(c, init, DType::f64);
+    const Tensor ids = Tensor::from_ints({1, 2, 3, 4, 5, 6}, {2, 3});
+    const Tensor targets = Tensor::from_ints({2, 3, -100, 5, 6, 39}, {2, 3});
+    Tensor reference = cross_entropy(reshape(model.forward(ids), {6, 40}), reshape(targets, {6}));
+    reference.backward();
+    std::vector<std::vector<double>> reference_grads;
+    for (const NamedParameter& p : model.parameters()) {
+      reference_grads.push_back(p.tensor.grad().to_double_vector());
+      p.tensor.zero_grad();
+    }
+    Tensor fused = model.loss(Gpt2Batch{ids, {}, {}}, targets);
+    CHECK(fused.item() == doctest::Approx(reference.item()).epsilon(1e-13));
+    fused.backward();
+    for (size_t i = 0; i < reference_grads.size(); ++i) {
+      CAPTURE(model.parameters()[i].name);
+      CHECK(testing::relative_error(model.parameters()[i].tensor.grad().to_double_vector(), reference_grads[i]) <
+            1e-12);
+    }
+  }
+  Generator init(9);
+  Gpt2 model(small(), init);
+  CHECK_THROWS_WITH(model.loss(Gpt2Batch{Tensor::from_ints({1, 2}, {1, 2}), {}, {}}, Tensor::from_ints({1}, {1})),
+                    doctest::Contains("targets must have the ids' shape [1, 2], got [1]"));
+}
+
 TEST_CASE("generate: greedy is deterministic, sampling follows the seed, top-k 1 is greedy") {
   Generator init(6);
   Gpt2 model(small(), init);

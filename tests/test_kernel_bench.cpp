@@ -103,9 +103,23 @@ TEST_CASE("--only keeps the rows whose name contains it") {
   KernelBenchOptions o = small_options();
   o.only = "layer_norm";
   const std::vector<KernelRow> rows = kernel_rows(o);
-  REQUIRE(rows.size() == 2);
+  REQUIRE(rows.size() == 3);
   CHECK(rows[0].name == "layer_norm fwd");
   CHECK(rows[1].name == "layer_norm bwd");
+  CHECK(rows[2].name == "add_layer_norm fwd");
+  CHECK(rows[2].baseline == "add + layer_norm");
+}
+
+TEST_CASE("the fused rows count their bytes and flops and name the unfused path") {
+  KernelBenchOptions o = small_options();  // N=8, C=8, V=10, bf16
+  o.only = "fwd+bwd";
+  const std::vector<KernelRow> rows = kernel_rows(o);
+  REQUIRE(rows.size() == 2);
+  CHECK(rows[0].name == "mlp fwd+bwd");
+  CHECK(rows[0].cost == 12.0 * 8 * 8 * 32);  // 2 GEMMs x (2 forward + 4 backward) x N C H
+  CHECK(rows[0].baseline == "linear + gelu + linear");
+  CHECK(rows[1].cost == 6.0 * 8 * 8 * 10);
+  CHECK(rows[1].baseline == "linear + cross_entropy");
 }
 
 TEST_CASE("a table line gives the achieved rate, the percentage of the roofline and the speedup") {

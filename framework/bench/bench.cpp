@@ -113,8 +113,7 @@ TrainBenchResult bench_train(const TrainBenchOptions& o) {
 
   auto step = [&] {
     optimizer.zero_grad();
-    Tensor logits = model.forward(inputs);
-    cross_entropy(reshape(logits, {-1, config.vocab_size}), reshape(targets, {-1})).backward();
+    model.loss(models::Gpt2Batch{inputs, Tensor(), Tensor()}, targets).backward();
     if (masters) masters->gradients_to_masters(1.0);
     optimizer.step();
     if (masters) masters->masters_to_params();

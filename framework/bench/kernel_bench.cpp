@@ -7,9 +7,12 @@
 // node, and the timed call hands that node an upstream gradient, as backward() would, without the
 // tape walk or the accumulation into grad().
 //
-// A fused kernel is one more entry of bandwidth_rows, whose setup returns both paths on the same
-// inputs: row("add_layer_norm fwd", nc, bytes, [=] { ...; return KernelWork{fused, unfused}; },
-// "add + layer_norm").
+// A fused op's row returns both paths on the same inputs (KernelWork{fused, unfused}) and names
+// the unfused one as its baseline. Fused ops whose backward is a chain of nodes in the unfused
+// form are timed forward + backward together, through backward() from sum(out * g).
+//
+// The bandwidth rows' roofline is the device's own copy bandwidth, measured at the start of the
+// run (a 1 GiB device-to-device copy), so the percentages hold on an H100 and an H200 alike.
 #include "framework/bench/kernel_bench.h"
 
 #include <algorithm>
@@ -148,6 +151,62 @@ double per_call_ms(Device device, const std::function<void()>& fn) {
   };
   return time_ms(device, sample, 2, 10) / calls;
 }
+
+// Forward and backward of `f` through backward() from sum(f() * g): the autograd tape of a
+// chain of ops, as training runs it (the final sum and product are a small fixed cost).
+std::function<void()> forward_backward(std::function<Tensor()> f, const Tensor& g) {
+  return [f, g] { sum(mul(f(), g)).backward(); };
+}
+
+// The fused ops, each beside the unfused chain it replaces.
+std::vector<KernelRow> fused_rows(const KernelBenchOptions& o) {
+  const DType dt = o.dtype;
+  const Device dev = o.device;
+  const double s = static_cast<double>(dtype_bytes(dt, 1)), f32 = 4;
+  const int64_t N = o.rows, C = o.model.n_embd, H = 4 * C, V = o.model.vocab_size;
+  const double NC = static_cast<double>(N) * C;
+  const bool tf32 = dt == DType::f32 && tf32_allowed();
+  const std::string precision = tf32 ? "tf32" : dtype_name(dt);
+  const double flops_ceiling = dt == DType::f32 ? (tf32 ? kPeakTf32Tflops : kPeakFp32Tflops) : kPeakBf16Tflops;
+  auto x_of = [=](const Shape& shape, bool grad) { return random_input(shape, dt, dev, grad); };
+  return {
+      // x and branch read, their sum and its normalisation written, weight and bias read, mean
+      // and rstd written in f32.
+      {"add_layer_norm fwd", shape_text(N, C), precision, CostUnit::bytes, 4 * NC * s + 2 * C * s + 2 * N * f32,
+       kCopyCeilingGBps, "add + layer_norm",
+       [=] {
+         Tensor x = x_of({N, C}, false), b = x_of({N, C}, false), w = x_of({C}, false), bias = x_of({C}, false);
+         return KernelWork{[=] { add_layer_norm(x, b, w, bias); }, [=] { layer_norm(add(x, b), w, bias); }};
+       }},
+      // Two GEMMs of 2 N C H flops forward, four backward.
+      {"mlp fwd+bwd", str(N, " x ", C, " -> ", H, " -> ", C), precision, CostUnit::flops, 12.0 * N * C * H,
+       flops_ceiling, "linear + gelu + linear",
+       [=] {
+         Tensor x = x_of({N, C}, true), w1 = x_of({H, C}, true), b1 = x_of({H}, true), w2 = x_of({C, H}, true),
+                b2 = x_of({C}, true), g = x_of({N, C}, false);
+         return KernelWork{forward_backward([=] { return mlp(x, w1, b1, w2, b2); }, g),
+                           forward_backward([=] { return linear(gelu(linear(x, w1, b1)), w2, b2); }, g)};
+       }},
+      // The projection forward (2 N C V) and its two backward products (4 N C V).
+      {"lm_head + cross_entropy fwd+bwd", str(N, " x ", C, " -> ", V), precision, CostUnit::flops, 6.0 * N * C * V,
+       flops_ceiling, "linear + cross_entropy",
+       [=] {
+         Tensor h = x_of({N, C}, true), w = x_of({V, C}, true), t = random_ids(N, V, dev);
+         return KernelWork{[=] { lm_head_cross_entropy(h, w, t).backward(); },
+                           [=] { cross_entropy(linear(h, w, Tensor()), t).backward(); }};
+       }},
+  };
+}
+
+// Device-to-device copy bandwidth (bytes read + written per second) of a 1 GiB buffer: the
+// bandwidth rows' roofline.
+double measured_copy_gbps(Device device) {
+  constexpr int64_t kBytes = int64_t{1} << 30;
+  const Tensor from = Tensor::zeros({kBytes / 4}, DType::f32, device);
+  const Tensor to = Tensor::empty({kBytes / 4}, DType::f32, device);
+  return 2.0 * kBytes / (per_call_ms(device, [&] { to.copy_(from); }) * 1e-3) / 1e9;
+}
+
 
 std::string format(const char* spec, double value) {
   char buffer[64];
@@ -309,6 +368,7 @@ std::vector<KernelRow> kernel_rows(const KernelBenchOptions& o) {
   add_linear_rows(all, "linear mlp fc", N, C, 4 * C, true, o.dtype, o.device);
   add_linear_rows(all, "linear mlp proj", N, 4 * C, C, true, o.dtype, o.device);
   add_linear_rows(all, "linear lm_head", N, C, o.model.vocab_size, false, o.dtype, o.device);
+  for (KernelRow& r : fused_rows(o)) all.push_back(std::move(r));
   std::vector<KernelRow> chosen;
   std::string names;
   for (KernelRow& r : all) {
@@ -337,12 +397,15 @@ std::string kernel_table_line(const KernelRow& row, const KernelTiming& t) {
 }
 
 void bench_kernels(const KernelBenchOptions& o, std::ostream& out) {
-  const std::vector<KernelRow> rows = kernel_rows(o);
+  std::vector<KernelRow> rows = kernel_rows(o);
   const std::string device = gpu_name(o.device);
+  const double copy_gbps = measured_copy_gbps(o.device);
   out << local_date() << ", " << o.device.str() << " (" << device << ")\n"
-      << command_text(o) << "\n\n"
+      << command_text(o) << "\n"
+      << format("device-to-device copy: %.0f GB/s measured now, the bandwidth rows' roofline", copy_gbps) << "\n\n"
       << kernel_table_head() << std::flush;
-  for (const KernelRow& row : rows) {
+  for (KernelRow& row : rows) {
+    if (row.unit == CostUnit::bytes) row.ceiling = copy_gbps;
     KernelTiming timing;
     {
       const KernelWork work = row.setup();

@@ -177,6 +177,8 @@ const std::vector<KeySpec>& schema() {
           "the longest sequence; 0: from `model.size`, raised to `data.seq_len` when shorter"),
       KEY(model.positions, choice({"learned", "rotary"}), "learned position embeddings or rotary q/k"),
       KEY(model.mlp, choice({"plain"}), "the MLP block"),
+      KEY(model.recompute_gelu, of_type(KeyType::boolean),
+          "keep only the MLP's pre-activation and recompute GELU in the backward (less memory, a little more time)"),
       KEY(model.dropout, fraction(), "dropout on the embeddings and each residual branch"),
       KEY(model.init_from, of_type(KeyType::path),
           "a Hugging Face GPT-2 folder (`config.json`, `model.safetensors`) to start from, which fixes the shape; "

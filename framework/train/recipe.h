@@ -22,6 +22,7 @@ struct ModelRecipe {
   int64_t block_size = 0;             // 0: take from size (at least data.seq_len)
   std::string positions = "learned";  // learned | rotary
   std::string mlp = "plain";          // plain (blockwise later)
+  bool recompute_gelu = false;        // trade an elementwise pass for one [tokens, 4C] tensor per block
   double dropout = 0.0;
   std::string init_from;  // a Hugging Face checkpoint directory to start from, or empty
 };

@@ -52,6 +52,7 @@ models::Gpt2Config model_config(const Recipe& r, int64_t vocab_size) {
     FT_CHECK(c.vocab_size == vocab_size, r.source_path, ": model.init_from: the model's vocabulary has ", c.vocab_size,
              " tokens, the tokenizer's ", vocab_size);
     c.dropout = r.model.dropout;
+    c.recompute_gelu = r.model.recompute_gelu;
     return c;
   }
   models::Gpt2Config c = models::gpt2_config(r.model.size);
@@ -63,6 +64,7 @@ models::Gpt2Config model_config(const Recipe& r, int64_t vocab_size) {
   c.block_size = std::max(c.block_size, r.data.seq_len);
   c.rotary = r.model.positions == "rotary";
   c.dropout = r.model.dropout;
+  c.recompute_gelu = r.model.recompute_gelu;
   return c;
 }
 

@@ -65,8 +65,7 @@ Tensor batch_loss(const models::Gpt2& model, const data::Batch& b, Generator* dr
   const Device d = model.device();
   if (d.is_cuda()) check_token_ids(b, model.config().vocab_size);
   const models::Gpt2Batch batch{on_device(b.inputs, d), on_device(b.positions, d), on_device(b.segment_ids, d)};
-  Tensor logits = model.forward(batch, dropout_gen);
-  return cross_entropy(reshape(logits, {-1, logits.size(-1)}), reshape(on_device(b.targets, d), {-1}));
+  return model.loss(batch, on_device(b.targets, d), dropout_gen, data::kIgnoreTarget);
 }
 
 // Token-weighted mean loss over the first `batches` batches of the validation split.

@@ -70,10 +70,11 @@ Tensor Gpt2::maybe_dropout(const Tensor& x, Generator* dropout_gen) const {
   return dropout_gen && config_.dropout > 0 ? dropout(x, config_.dropout, *dropout_gen) : x;
 }
 
-// x: [B, T, C] -> x + proj(attention(split_heads(c_attn(ln_1(x))))).
-Tensor Gpt2::attention_block(const Block& b, const Tensor& x, const Gpt2Batch& batch, Generator* dropout_gen) const {
-  const int64_t n = x.size(0), t = x.size(1), c = config_.n_embd, h = config_.n_head;
-  Tensor qkv = linear(layer_norm(x, b.ln_1_weight, b.ln_1_bias), b.c_attn_weight, b.c_attn_bias);
+// ln_1(x): [B, T, C] -> proj(attention(split_heads(c_attn(ln_1(x))))), the attention branch.
+Tensor Gpt2::attention_branch(const Block& b, const Tensor& normed, const Gpt2Batch& batch,
+                              Generator* dropout_gen) const {
+  const int64_t n = normed.size(0), t = normed.size(1), c = config_.n_embd, h = config_.n_head;
+  Tensor qkv = linear(normed, b.c_attn_weight, b.c_attn_bias);
   auto heads = [&](int64_t part) {  // [B, T, C] slice -> [B, H, T, D]
     return transpose(reshape(slice(qkv, 2, part * c, (part + 1) * c), {n, t, h, c / h}), 1, 2);
   };
@@ -86,16 +87,13 @@ Tensor Gpt2::attention_block(const Block& b, const Tensor& x, const Gpt2Batch& b
   options.segment_ids = batch.segment_ids;
   Tensor y = attention(q, k, heads(2), options);
   y = reshape(transpose(y, 1, 2), {n, t, c});
-  return add(x, maybe_dropout(linear(y, b.attn_proj_weight, b.attn_proj_bias), dropout_gen));
+  return maybe_dropout(linear(y, b.attn_proj_weight, b.attn_proj_bias), dropout_gen);
 }
 
-// x -> x + proj(gelu(fc(ln_2(x)))).
-Tensor Gpt2::mlp_block(const Block& b, const Tensor& x, Generator* dropout_gen) const {
-  Tensor hidden = gelu(linear(layer_norm(x, b.ln_2_weight, b.ln_2_bias), b.c_fc_weight, b.c_fc_bias));
-  return add(x, maybe_dropout(linear(hidden, b.mlp_proj_weight, b.mlp_proj_bias), dropout_gen));
-}
-
-Tensor Gpt2::forward(const Gpt2Batch& batch, Generator* dropout_gen) const {
+// Each block is x += attention_branch(ln_1(x)); x += mlp(ln_2(x)). Every residual add is fused
+// with the layer norm that reads its result (ln_2, the next block's ln_1, or ln_f), so the
+// loop carries both the residual stream x and its normalised form.
+Tensor Gpt2::hidden(const Gpt2Batch& batch, Generator* dropout_gen) const {
   const Tensor& ids = batch.ids;
   FT_CHECK(ids.defined() && ids.dim() == 2, "gpt2: ids must be [batch, time], got ",
            ids.defined() ? shape_str(ids.shape()) : "undefined");
@@ -105,8 +103,31 @@ Tensor Gpt2::forward(const Gpt2Batch& batch, Generator* dropout_gen) const {
   if (!config_.rotary)
     x = add(x, batch.positions.defined() ? embedding(batch.positions, wpe_) : slice(wpe_, 0, 0, t));
   x = maybe_dropout(x, dropout_gen);
-  for (const Block& b : blocks_) x = mlp_block(b, attention_block(b, x, batch, dropout_gen), dropout_gen);
-  return linear(layer_norm(x, ln_f_weight_, ln_f_bias_), wte_, Tensor());
+  Tensor normed = layer_norm(x, blocks_.front().ln_1_weight, blocks_.front().ln_1_bias);
+  const MlpOptions mlp_options{config_.recompute_gelu};
+  for (size_t l = 0; l < blocks_.size(); ++l) {
+    const Block& b = blocks_[l];
+    ResidualNorm r = add_layer_norm(x, attention_branch(b, normed, batch, dropout_gen), b.ln_2_weight, b.ln_2_bias);
+    Tensor m = maybe_dropout(
+        mlp(r.normed, b.c_fc_weight, b.c_fc_bias, b.mlp_proj_weight, b.mlp_proj_bias, mlp_options), dropout_gen);
+    const bool last = l + 1 == blocks_.size();
+    r = add_layer_norm(r.sum, m, last ? ln_f_weight_ : blocks_[l + 1].ln_1_weight,
+                       last ? ln_f_bias_ : blocks_[l + 1].ln_1_bias);
+    x = r.sum;
+    normed = r.normed;
+  }
+  return normed;
+}
+
+Tensor Gpt2::forward(const Gpt2Batch& batch, Generator* dropout_gen) const {
+  return linear(hidden(batch, dropout_gen), wte_, Tensor());
+}
+
+Tensor Gpt2::loss(const Gpt2Batch& batch, const Tensor& targets, Generator* dropout_gen, int ignore_index) const {
+  FT_CHECK(targets.defined() && targets.shape() == batch.ids.shape(), "gpt2: targets must have the ids' shape ",
+           shape_str(batch.ids.shape()), ", got ", targets.defined() ? shape_str(targets.shape()) : "undefined");
+  Tensor h = hidden(batch, dropout_gen);
+  return lm_head_cross_entropy(reshape(h, {-1, config_.n_embd}), wte_, reshape(targets, {-1}), ignore_index);
 }
 
 }  // namespace ft::models

@@ -24,6 +24,7 @@ struct Gpt2Config {
   bool rotary = false;       // rotary positions on q and k instead of learned position embeddings
   double rope_base = 10000.0;
   double dropout = 0.0;      // on the embeddings and on each block's two residual branches
+  bool recompute_gelu = false;  // keep only the MLP's pre-activation; recompute GELU in the backward
 };
 
 // What a forward pass reads besides the token ids.
@@ -47,6 +48,10 @@ class Gpt2 {
   // generator is given (training); evaluation passes none.
   Tensor forward(const Gpt2Batch& batch, Generator* dropout_gen = nullptr) const;
   Tensor forward(const Tensor& ids) const { return forward(Gpt2Batch{ids, Tensor(), Tensor()}); }
+  // The mean next-token cross-entropy against targets (i32 [B, T], ignore_index where none):
+  // the output projection and the loss fused, so the [B*T, vocab] logits are never all held.
+  Tensor loss(const Gpt2Batch& batch, const Tensor& targets, Generator* dropout_gen = nullptr,
+              int ignore_index = -100) const;
 
   const Gpt2Config& config() const { return config_; }
   Device device() const { return wte_.device(); }
@@ -59,8 +64,9 @@ class Gpt2 {
     Tensor ln_1_weight, ln_1_bias, c_attn_weight, c_attn_bias, attn_proj_weight, attn_proj_bias;
     Tensor ln_2_weight, ln_2_bias, c_fc_weight, c_fc_bias, mlp_proj_weight, mlp_proj_bias;
   };
-  Tensor attention_block(const Block& b, const Tensor& x, const Gpt2Batch& batch, Generator* dropout_gen) const;
-  Tensor mlp_block(const Block& b, const Tensor& x, Generator* dropout_gen) const;
+  // The final layer norm's output [B, T, C]: what the output projection reads.
+  Tensor hidden(const Gpt2Batch& batch, Generator* dropout_gen) const;
+  Tensor attention_branch(const Block& b, const Tensor& normed, const Gpt2Batch& batch, Generator* dropout_gen) const;
   Tensor maybe_dropout(const Tensor& x, Generator* dropout_gen) const;
 
   Gpt2Config config_;
