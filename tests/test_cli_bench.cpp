@@ -3,32 +3,17 @@
 // that names the option and what it needs, instead of crashing. (On a GPU it runs the benchmark,
 // which no test times.)
 #include <doctest/doctest.h>
-#include <sys/wait.h>
 
 #include <cstdio>
 #include <string>
 
 #include "framework/device.h"
+#include "tests/support/run_tool.h"
 
 namespace {
 
-struct ToolResult {
-  int exit_code = -1;
-  std::string output;  // stdout and stderr
-};
-
-// Runs flashtrain with `arguments` (shell words) and waits for it.
-ToolResult run_tool(const std::string& arguments) {
-  const std::string command = std::string(FLASHTRAIN_BINARY) + " " + arguments + " 2>&1";
-  FILE* pipe = popen(command.c_str(), "r");
-  REQUIRE(pipe != nullptr);
-  ToolResult r;
-  char buffer[4096];
-  for (size_t n; (n = fread(buffer, 1, sizeof buffer, pipe)) > 0;) r.output.append(buffer, n);
-  const int status = pclose(pipe);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
+using ft::testing::run_tool;
+using ft::testing::ToolResult;
 
 void check_fails_with(const std::string& arguments, const std::string& message) {
   CAPTURE(arguments);

@@ -20,6 +20,7 @@
 
 #include "framework/error.h"
 #include "framework/io/hdf5_file.h"
+#include "tests/support/run_tool.h"
 #include "tests/support/temp_dir.h"
 
 extern char** environ;
@@ -29,23 +30,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct ToolResult {
-  int exit_code = -1;
-  std::string output;  // stdout and stderr
-};
-
-// Runs flashtrain with `arguments` (shell words) and waits for it.
-ToolResult run_tool(const std::string& arguments) {
-  const std::string command = std::string(FLASHTRAIN_BINARY) + " " + arguments + " 2>&1";
-  FILE* pipe = popen(command.c_str(), "r");
-  REQUIRE(pipe != nullptr);
-  ToolResult r;
-  char buffer[4096];
-  for (size_t n; (n = fread(buffer, 1, sizeof buffer, pipe)) > 0;) r.output.append(buffer, n);
-  const int status = pclose(pipe);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
+using ft::testing::run_tool;
+using ft::testing::ToolResult;
 
 // The first ~600 lines of WikiText-2's validation text as plain text (its " " lines made blank,
 // so paragraphs are documents): a corpus small enough to prepare in a moment.

@@ -38,8 +38,8 @@ TEST_CASE("gpt2: sizes, parameters and initialisation") {
                     doctest::Contains("sequence length 17 exceeds block_size 16"));
   for (const NamedParameter& p : model.parameters()) {
     CHECK(p.tensor.requires_grad());
-    CHECK(p.weight_decay == (p.tensor.dim() == 2 && p.name.find("wte") == std::string::npos &&
-                             p.name.find("wpe") == std::string::npos));
+    CHECK(p.weight_decay ==
+          (p.tensor.dim() == 2 && p.name.find("wte") == std::string::npos && p.name.find("wpe") == std::string::npos));
   }
 }
 

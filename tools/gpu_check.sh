@@ -57,6 +57,10 @@ for precision in fp32 bf16; do
   run_step "bench_train_$precision" "$build/flashtrain" bench train --model gpt2-124m --seq 1024 --batch 16 \
     --precision $precision --device cuda
 done
+# Every kernel against its roofline, beside the unfused path it replaces.
+for dtype in bf16 f32; do
+  run_step "bench_kernels_$dtype" "$build/flashtrain" bench kernels --dtype $dtype
+done
 # Hugging Face parity, where transformers is installed.
 if python3 -c "import transformers" 2>/dev/null; then
   run_step hf_gpt2_parity python3 tools/hf_gpt2_parity.py --flashtrain "$build/flashtrain"

@@ -207,7 +207,6 @@ double measured_copy_gbps(Device device) {
   return 2.0 * kBytes / (per_call_ms(device, [&] { to.copy_(from); }) * 1e-3) / 1e9;
 }
 
-
 std::string format(const char* spec, double value) {
   char buffer[64];
   std::snprintf(buffer, sizeof buffer, spec, value);

@@ -12,8 +12,7 @@ LossScaler::LossScaler(bool dynamic, LossScalerOptions options) : dynamic_(dynam
   FT_CHECK(options.growth_factor > 1 && options.backoff_factor > 0 && options.backoff_factor < 1,
            "loss scaler: growth_factor must exceed 1 and backoff_factor lie in (0, 1), got ", options.growth_factor,
            " and ", options.backoff_factor);
-  FT_CHECK(options.growth_interval > 0, "loss scaler: growth_interval must be positive, got ",
-           options.growth_interval);
+  FT_CHECK(options.growth_interval > 0, "loss scaler: growth_interval must be positive, got ", options.growth_interval);
   if (dynamic_) state_.scale = options.initial_scale;
 }
 

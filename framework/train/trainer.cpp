@@ -177,8 +177,8 @@ TrainSummary run_training(const Recipe& r, const TrainHooks& hooks) {
 
   const int64_t start = restore(r, checkpoint_dir, trained, optimizer, scaler, loader, dropout_gen, sample_gen);
   std::printf("%s: GPT-2 %lld parameters on %s, %s | %lld steps of %lld x %lld x %lld tokens | run dir %s\n",
-              r.name.c_str(), static_cast<long long>(model.parameter_count()), device.str().c_str(), r.precision.c_str(),
-              static_cast<long long>(steps), static_cast<long long>(r.optim.grad_accum),
+              r.name.c_str(), static_cast<long long>(model.parameter_count()), device.str().c_str(),
+              r.precision.c_str(), static_cast<long long>(steps), static_cast<long long>(r.optim.grad_accum),
               static_cast<long long>(r.optim.batch_size), static_cast<long long>(r.data.seq_len), run_dir.c_str());
 
   auto save = [&](int64_t step) {
@@ -217,8 +217,8 @@ TrainSummary run_training(const Recipe& r, const TrainHooks& hooks) {
     } else {
       FT_CHECK(scaler.dynamic(), "step ", step, ": the gradient norm is ", norm, "; stopping (try a lower optim.lr)");
       ++skipped_steps;
-      progress.note(str("step ", step, ": the fp16 gradients overflowed; step skipped, loss scale now ",
-                        scaler.scale()));
+      progress.note(
+          str("step ", step, ": the fp16 gradients overflowed; step skipped, loss scale now ", scaler.scale()));
     }
     progress.update(step, loss, tokens);
 

@@ -14,14 +14,16 @@ Gpt2Config gpt2_config(const std::string& name) {
 }
 
 Gpt2::Gpt2(const Gpt2Config& config, Generator& init, DType dtype, Device device) : config_(config) {
-  FT_CHECK(config.n_layer > 0 && config.n_head > 0 && config.n_embd > 0 && config.vocab_size > 0 &&
-               config.block_size > 0,
-           "gpt2: every size must be positive");
+  FT_CHECK(
+      config.n_layer > 0 && config.n_head > 0 && config.n_embd > 0 && config.vocab_size > 0 && config.block_size > 0,
+      "gpt2: every size must be positive");
   FT_CHECK(config.n_embd % config.n_head == 0, "gpt2: n_embd ", config.n_embd, " is not divisible by n_head ",
            config.n_head);
   FT_CHECK(config.dropout >= 0 && config.dropout < 1, "gpt2: dropout must be in [0, 1), got ", config.dropout);
-  FT_CHECK(!config.rotary || (config.n_embd / config.n_head) % 2 == 0, "gpt2: rotary positions need an even head "
-           "dimension, got ", config.n_embd / config.n_head);
+  FT_CHECK(!config.rotary || (config.n_embd / config.n_head) % 2 == 0,
+           "gpt2: rotary positions need an even head "
+           "dimension, got ",
+           config.n_embd / config.n_head);
   const int64_t c = config.n_embd;
   const double residual_std = 0.02 / std::sqrt(2.0 * config.n_layer);
   auto param = [&](const std::string& name, Shape shape, double std, bool decay) {
@@ -100,16 +102,15 @@ Tensor Gpt2::hidden(const Gpt2Batch& batch, Generator* dropout_gen) const {
   const int64_t t = ids.size(1);
   FT_CHECK(t <= config_.block_size, "gpt2: sequence length ", t, " exceeds block_size ", config_.block_size);
   Tensor x = embedding(ids, wte_);
-  if (!config_.rotary)
-    x = add(x, batch.positions.defined() ? embedding(batch.positions, wpe_) : slice(wpe_, 0, 0, t));
+  if (!config_.rotary) x = add(x, batch.positions.defined() ? embedding(batch.positions, wpe_) : slice(wpe_, 0, 0, t));
   x = maybe_dropout(x, dropout_gen);
   Tensor normed = layer_norm(x, blocks_.front().ln_1_weight, blocks_.front().ln_1_bias);
   const MlpOptions mlp_options{config_.recompute_gelu};
   for (size_t l = 0; l < blocks_.size(); ++l) {
     const Block& b = blocks_[l];
     ResidualNorm r = add_layer_norm(x, attention_branch(b, normed, batch, dropout_gen), b.ln_2_weight, b.ln_2_bias);
-    Tensor m = maybe_dropout(
-        mlp(r.normed, b.c_fc_weight, b.c_fc_bias, b.mlp_proj_weight, b.mlp_proj_bias, mlp_options), dropout_gen);
+    Tensor m = maybe_dropout(mlp(r.normed, b.c_fc_weight, b.c_fc_bias, b.mlp_proj_weight, b.mlp_proj_bias, mlp_options),
+                             dropout_gen);
     const bool last = l + 1 == blocks_.size();
     r = add_layer_norm(r.sum, m, last ? ln_f_weight_ : blocks_[l + 1].ln_1_weight,
                        last ? ln_f_bias_ : blocks_[l + 1].ln_1_bias);

@@ -21,9 +21,9 @@ struct Gpt2Config {
   int64_t n_layer = 12;
   int64_t n_head = 12;
   int64_t n_embd = 768;
-  bool rotary = false;       // rotary positions on q and k instead of learned position embeddings
+  bool rotary = false;  // rotary positions on q and k instead of learned position embeddings
   double rope_base = 10000.0;
-  double dropout = 0.0;      // on the embeddings and on each block's two residual branches
+  double dropout = 0.0;         // on the embeddings and on each block's two residual branches
   bool recompute_gelu = false;  // keep only the MLP's pre-activation; recompute GELU in the backward
 };
 

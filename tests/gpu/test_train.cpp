@@ -28,15 +28,13 @@ std::string corpus_path() {
 }
 
 // A two-block GPT-2 (n_embd 64) on 8 x 64 tokens per step, dropout on, metrics every step.
-Recipe tiny_recipe(const std::string& run_dir, const std::string& device, const std::string& precision,
-                   int64_t steps) {
-  const std::string yaml = str("name: parity\nrun_dir: ", run_dir, "\ndevice: ", device, "\nprecision: ", precision,
-                               "\ntf32: false\nseed: 5\n",
-                               "model: {n_layer: 2, n_head: 2, n_embd: 64, block_size: 64, dropout: 0.1}\n",
-                               "data: {source: ", corpus_path(), ", format: text, val_fraction: 0.05, seq_len: 64}\n",
-                               "optim: {batch_size: 8, steps: ", steps, ", warmup_steps: 10, lr: 1.0e-3}\n",
-                               "checkpoint: {every: 0, keep: 1}\n",
-                               "logging: {every: 1, val_every: 0, val_batches: 2, sample_every: 0}\n");
+Recipe tiny_recipe(const std::string& run_dir, const std::string& device, const std::string& precision, int64_t steps) {
+  const std::string yaml =
+      str("name: parity\nrun_dir: ", run_dir, "\ndevice: ", device, "\nprecision: ", precision,
+          "\ntf32: false\nseed: 5\n", "model: {n_layer: 2, n_head: 2, n_embd: 64, block_size: 64, dropout: 0.1}\n",
+          "data: {source: ", corpus_path(), ", format: text, val_fraction: 0.05, seq_len: 64}\n",
+          "optim: {batch_size: 8, steps: ", steps, ", warmup_steps: 10, lr: 1.0e-3}\n",
+          "checkpoint: {every: 0, keep: 1}\n", "logging: {every: 1, val_every: 0, val_batches: 2, sample_every: 0}\n");
   return parse_recipe(yaml, "parity.yaml");
 }
 
