@@ -58,7 +58,7 @@ constexpr int kVectorBytes = 16;
 constexpr int64_t kSharedRowBytes = 48 * 1024;
 
 // The parameter gradients' row chunks: about this many (one block each), so that GPT-2's 8 or
-// 16 x 1024 rows fill an H100/H200 (132 SMs x 2 blocks of 8 warps at ~100 registers a thread)
+// 16 x 1024 rows fill an H100/H200 (132 SMs x 2 blocks of 8 warps at <= 128 registers a thread)
 // in one wave while the partials (2 x 256 x 768 floats, 1.5 MiB) stay ~2% of the traffic.
 constexpr int64_t kTargetChunks = 256;
 // The resident path holds at most this many 16-byte packs of a row per lane in registers.
