@@ -14,15 +14,28 @@
 // elements it wrote itself, so the warps need no barrier. A row too long for shared memory
 // (over 48 KiB) is reread from the sum just written instead.
 //
-// Backward: dx is again one warp per row (two row sums, then the formula). The parameter
-// gradients are sums over all rows, and the one subtle decision is how to add them up: float
-// atomics would make dweight change in its last bits from run to run, so each block instead
-// sums a tile of 32 columns over a chunk of rows into its own fp32 partial, and a second small
-// kernel adds the chunks' partials in order. Same inputs, same bits.
+// Backward: dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)) with dxhat = dy *
+// weight, one warp per row; dweight = sum over rows of dy * xhat and dbias = sum of dy. The
+// backward is pure memory traffic (read dy and x, write dx), so the fast path reads each row
+// once: a lane keeps its share of the row's x and dy in registers (P packs of 16 bytes, P fixed
+// at compile time for rows up to 8 packs a lane: 2048 bf16 or 1024 f32 values) from the row
+// sums to the dx store, and adds dy * xhat and dy into per-lane fp32 sums for its own columns
+// as it goes, so the parameter gradients cost no second read of dy and x.
+//
+// The one subtle decision is how the parameter gradients are added up: float atomics would
+// make dweight change in its last bits from run to run. Instead each block owns a fixed chunk
+// of rows (a function of the row count alone, about 256 chunks: enough blocks to fill the GPU,
+// few enough that the fp32 partials stay a few percent of the traffic), its warps' per-lane
+// sums are added in warp order through shared memory into one fp32 partial per chunk, and a
+// second small kernel adds the chunks' partials in chunk order. Same inputs, same bits. Rows
+// that do not fit the registers or are not 16-byte aligned take a slower path with the same
+// chunks: dx as above but rereading the row through L1, and the partials from a kernel that
+// walks 32 columns of a chunk.
 #include <algorithm>
 #include <climits>
 #include <cstdint>
 #include <initializer_list>
+#include <type_traits>
 
 #include "framework/cuda/check.h"
 #include "framework/dtype.h"
@@ -44,13 +57,19 @@ constexpr int kVectorBytes = 16;
 // to more. Up to kRowsPerBlock rows (8 x 768 f32 = 24 KiB); wider rows get fewer warps a block.
 constexpr int64_t kSharedRowBytes = 48 * 1024;
 
-// The parameter gradients: a block owns 32 columns (one per lane, so each warp reads 32
+// The parameter gradients' row chunks: about this many (one block each), so that GPT-2's 8 or
+// 16 x 1024 rows fill an H100/H200 (132 SMs x 2 blocks of 8 warps at <= 128 registers a thread)
+// in one wave while the partials (2 x 256 x 768 floats, 1.5 MiB) stay ~2% of the traffic.
+constexpr int64_t kTargetChunks = 256;
+// The resident path holds at most this many 16-byte packs of a row per lane in registers.
+constexpr int kMaxResidentPacks = 8;
+// The slow path's partials: a block owns 32 columns (one per lane, so each warp reads 32
 // neighbouring values of a row: coalesced) and a chunk of rows, shared out over its 8 warps.
-// 128 rows a chunk gives GPT-2's 8192 x 768 activations 64 chunks x 24 column tiles = 1536
-// blocks, several waves over any current GPU, and keeps the partials small (2 x 64 x 768).
 constexpr int kParamColumns = 32;
 constexpr int kParamWarps = 8;
-constexpr int kParamRowsPerChunk = 128;
+// The final sum: a block adds 32 columns' partials, its warps taking every 16th chunk, so each
+// thread adds ~16 of GPT-2's 256 chunks instead of all of them one after another.
+constexpr int kSumWarps = 16;
 
 template <class T, int N>
 struct alignas(sizeof(T) * N) Pack {
@@ -193,20 +212,115 @@ __global__ void layer_norm_backward_dx_kernel(T* dx, const T* dy, const T* x, co
 
 #undef FOR_EACH_PACK
 
-// partials: [2][chunks][cols], dweight's then dbias's; block (chunk, column tile) writes its
-// chunk's sums for its 32 columns.
+// The first column of a lane's pack p in the resident path: lane l holds packs l, l + 32, ...
+template <int N>
+__device__ __forceinline__ int resident_column(int p) {
+  return (p * 32 + threadIdx.x % 32) * N;
+}
+
+// Each warp's per-lane sums go through shared memory one pack slot at a time (32 N columns),
+// and the block adds them in warp order into its chunk's partials [2][chunks][cols].
+template <int N, int P>
+__device__ __forceinline__ void write_chunk_partials(float* partials, const float (&dweight)[P][N],
+                                                     const float (&dbias)[P][N], int cols) {
+  constexpr int kSlotColumns = 32 * N;
+  __shared__ float warp_sums[kRowsPerBlock][2][kSlotColumns];
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const int64_t chunk = blockIdx.x, chunks = gridDim.x;
+#pragma unroll
+  for (int p = 0; p < P; ++p) {
+    __syncthreads();  // the previous slot's sums have been read
+#pragma unroll
+    for (int k = 0; k < N; ++k) {
+      warp_sums[warp][0][lane * N + k] = dweight[p][k];
+      warp_sums[warp][1][lane * N + k] = dbias[p][k];
+    }
+    __syncthreads();
+    for (int i = threadIdx.x; i < 2 * kSlotColumns; i += kRowThreads) {
+      const int which = i / kSlotColumns, j = i % kSlotColumns, col = p * kSlotColumns + j;
+      if (col >= cols) continue;
+      float total = 0.0f;
+      for (int w = 0; w < kRowsPerBlock; ++w) total += warp_sums[w][which][j];
+      partials[(which * chunks + chunk) * cols + col] = total;
+    }
+  }
+}
+
+// Blocks a multiprocessor should hold for P packs a lane: two (at most 128 registers a thread)
+// while a row is at most 3 packs a lane (GPT-2's 768 bf16 values: 16 warps x 3 KiB of x and dy
+// in flight, about what HBM needs); wider rows keep enough bytes in flight with one block, and
+// capping their ~150-250 registers at 128 would spill their sums.
+constexpr int resident_blocks_per_sm(int packs) { return packs <= 3 ? 2 : 1; }
+
+// The fast backward: block b owns rows [b, b + 1) * rows_per_chunk, its warps take every 8th;
+// a lane keeps its P packs of x and dy in registers (packs past the row's end are skipped) and
+// its columns' dweight and dbias sums over all its rows. dx and partials may each be null.
+template <class T, int N, int P>
+__global__ void __launch_bounds__(kRowThreads, resident_blocks_per_sm(P))
+    layer_norm_backward_resident_kernel(T* dx, float* partials, const T* dy, const T* x, const T* weight,
+                                        const float* mean, const float* rstd, int64_t rows, int cols,
+                                        int64_t rows_per_chunk) {
+  float dweight[P][N] = {}, dbias[P][N] = {};
+  const int64_t chunk_begin = blockIdx.x * rows_per_chunk;
+  const int64_t chunk_end = chunk_begin + rows_per_chunk < rows ? chunk_begin + rows_per_chunk : rows;
+  for (int64_t row = chunk_begin + threadIdx.x / 32; row < chunk_end; row += kRowsPerBlock) {
+    const int64_t offset = row * cols;
+    Pack<T, N> xs[P], gs[P], w[P];
+#pragma unroll
+    for (int p = 0; p < P; ++p) {
+      if (resident_column<N>(p) >= cols) continue;
+      xs[p] = load_pack<N>(x + offset + resident_column<N>(p));
+      gs[p] = load_pack<N>(dy + offset + resident_column<N>(p));
+      w[p] = load_pack<N>(weight + resident_column<N>(p));
+    }
+    const float m = mean[row], s = rstd[row];
+    float sum_dxhat = 0.0f, sum_dxhat_xhat = 0.0f;
+#pragma unroll
+    for (int p = 0; p < P; ++p) {
+      if (resident_column<N>(p) >= cols) continue;
+#pragma unroll
+      for (int k = 0; k < N; ++k) {
+        const float g = to_float(gs[p].v[k]), xhat = (to_float(xs[p].v[k]) - m) * s;
+        const float dxhat = g * to_float(w[p].v[k]);
+        sum_dxhat += dxhat;
+        sum_dxhat_xhat += dxhat * xhat;
+        dweight[p][k] += g * xhat;
+        dbias[p][k] += g;
+      }
+    }
+    if (!dx) continue;
+    const float mean_dxhat = warp_sum(sum_dxhat) / cols;
+    const float mean_dxhat_xhat = warp_sum(sum_dxhat_xhat) / cols;
+#pragma unroll
+    for (int p = 0; p < P; ++p) {
+      if (resident_column<N>(p) >= cols) continue;
+      Pack<T, N> out;
+#pragma unroll
+      for (int k = 0; k < N; ++k) {
+        const float xhat = (to_float(xs[p].v[k]) - m) * s;
+        const float dxhat = to_float(gs[p].v[k]) * to_float(w[p].v[k]);
+        out.v[k] = from_float<T>(s * (dxhat - mean_dxhat - xhat * mean_dxhat_xhat));
+      }
+      store_pack<N>(dx + offset + resident_column<N>(p), out);
+    }
+  }
+  if (partials) write_chunk_partials<N, P>(partials, dweight, dbias, cols);  // uniform: every thread or none
+}
+
+// The slow path's partials, in the same layout: block (chunk, column tile) adds its chunk's
+// rows for its 32 columns.
 template <class T>
 __global__ void layer_norm_param_partials_kernel(float* partials, const T* dy, const T* x, const float* mean,
-                                                 const float* rstd, int64_t rows, int cols) {
+                                                 const float* rstd, int64_t rows, int cols, int64_t rows_per_chunk) {
   __shared__ float dweight_sums[kParamWarps][kParamColumns];
   __shared__ float dbias_sums[kParamWarps][kParamColumns];
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const int col = blockIdx.y * kParamColumns + lane;
   const int64_t chunk = blockIdx.x, chunks = gridDim.x;
-  const int64_t chunk_end = (chunk + 1) * kParamRowsPerChunk, row_end = chunk_end < rows ? chunk_end : rows;
+  const int64_t chunk_end = (chunk + 1) * rows_per_chunk, row_end = chunk_end < rows ? chunk_end : rows;
   float dweight = 0.0f, dbias = 0.0f;
   if (col < cols) {
-    for (int64_t r = chunk * kParamRowsPerChunk + warp; r < row_end; r += kParamWarps) {
+    for (int64_t r = chunk * rows_per_chunk + warp; r < row_end; r += kParamWarps) {
       const float g = to_float(dy[r * cols + col]);
       dweight += g * (to_float(x[r * cols + col]) - mean[r]) * rstd[r];
       dbias += g;
@@ -226,21 +340,42 @@ __global__ void layer_norm_param_partials_kernel(float* partials, const T* dy, c
   partials[(chunks + chunk) * cols + col] = dbias;
 }
 
-// One thread per column adds the chunks' partials in chunk order.
+// Block b adds columns [32 b, 32 b + 32): warp w sums chunks w, w + 16, ... in order, then warp
+// 0 adds the 16 warps' sums in order. Writes zeros when there are no chunks (no rows).
 template <class T>
 __global__ void layer_norm_param_sums_kernel(T* dweight, T* dbias, const float* partials, int64_t chunks, int cols) {
-  for (int64_t col = global_index(); col < cols; col += grid_stride()) {
-    float w = 0.0f, b = 0.0f;
-    for (int64_t c = 0; c < chunks; ++c) {
+  __shared__ float sums[2][kSumWarps][32];
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const int64_t col = blockIdx.x * 32LL + lane;
+  float w = 0.0f, b = 0.0f;
+  if (col < cols) {
+    for (int64_t c = warp; c < chunks; c += kSumWarps) {
       w += partials[c * cols + col];
       b += partials[(chunks + c) * cols + col];
     }
-    if (dweight) dweight[col] = from_float<T>(w);
-    if (dbias) dbias[col] = from_float<T>(b);
   }
+  sums[0][warp][lane] = w;
+  sums[1][warp][lane] = b;
+  __syncthreads();
+  if (warp != 0 || col >= cols) return;
+  w = sums[0][0][lane];
+  b = sums[1][0][lane];
+  for (int i = 1; i < kSumWarps; ++i) {
+    w += sums[0][i][lane];
+    b += sums[1][i][lane];
+  }
+  if (dweight) dweight[col] = from_float<T>(w);
+  if (dbias) dbias[col] = from_float<T>(b);
 }
 
-int64_t param_chunks(int64_t rows) { return (rows + kParamRowsPerChunk - 1) / kParamRowsPerChunk; }
+// Rows per chunk: a function of the row count alone (so of nothing that varies run to run), a
+// multiple of the block's 8 warps, giving at most kTargetChunks chunks.
+int64_t rows_per_chunk(int64_t rows) {
+  const int64_t target = std::max<int64_t>(1, (rows + kTargetChunks - 1) / kTargetChunks);
+  return (target + kRowsPerBlock - 1) / kRowsPerBlock * kRowsPerBlock;
+}
+
+int64_t param_chunks(int64_t rows) { return (rows + rows_per_chunk(rows) - 1) / rows_per_chunk(rows); }
 
 // Whether every pointer is 16-byte aligned and rows split into whole packs of N elements.
 template <int N>
@@ -305,35 +440,79 @@ void add_layer_norm_forward_cuda(T* sum, T* y, float* mean, float* rstd, const T
 
 int64_t layer_norm_backward_scratch_floats(int64_t rows, int64_t cols) { return 2 * param_chunks(rows) * cols; }
 
+namespace {
+
+// Calls f(std::integral_constant<int, P>) with the fewest packs a lane, among those compiled (1,
+// 2, 3, 4, 6, 8), that hold a row of `packs` packs; false when the row is wider than 8 a lane.
+template <class F>
+bool with_resident_packs(int64_t packs, F&& f) {
+  const int64_t per_lane = (packs + 31) / 32;
+  if (per_lane <= 1) return f(std::integral_constant<int, 1>{}), true;
+  if (per_lane <= 2) return f(std::integral_constant<int, 2>{}), true;
+  if (per_lane <= 3) return f(std::integral_constant<int, 3>{}), true;
+  if (per_lane <= 4) return f(std::integral_constant<int, 4>{}), true;
+  if (per_lane <= 6) return f(std::integral_constant<int, 6>{}), true;
+  if (per_lane <= kMaxResidentPacks) return f(std::integral_constant<int, kMaxResidentPacks>{}), true;
+  return false;
+}
+
+// The fast path, when the rows split into 16-byte packs and fit in registers; false otherwise.
+template <class D>
+bool try_resident_backward(D* dx, float* partials, const D* dy, const D* x, const D* weight, const float* mean,
+                           const float* rstd, int64_t rows, int64_t cols, cudaStream_t stream) {
+  constexpr int kPack = kVectorBytes / sizeof(D);
+  if (!packs_fit<kPack>(cols, {dx, dy, x, weight})) return false;
+  const int64_t chunks = param_chunks(rows), chunk_rows = rows_per_chunk(rows);
+  return with_resident_packs(cols / kPack, [&](auto packs) {
+    constexpr int P = decltype(packs)::value;
+    if (chunks == 0) return;
+    layer_norm_backward_resident_kernel<D, kPack, P><<<static_cast<int>(chunks), kRowThreads, 0, stream>>>(
+        dx, partials, dy, x, weight, mean, rstd, rows, static_cast<int>(cols), chunk_rows);
+    FT_CUDA_CHECK_LAUNCH();
+  });
+}
+
+// The slow path: dx rereading each row through L1, then the partials from a second read.
+template <class D>
+void streamed_backward(D* dx, float* partials, const D* dy, const D* x, const D* weight, const float* mean,
+                       const float* rstd, int64_t rows, int64_t cols, cudaStream_t stream) {
+  const int c = static_cast<int>(cols);
+  if (dx && rows > 0) {
+    constexpr int kPack = kVectorBytes / sizeof(D);
+    const int blocks = static_cast<int>((rows + kRowsPerBlock - 1) / kRowsPerBlock);
+    if (packs_fit<kPack>(cols, {dx, dy, x, weight}))
+      layer_norm_backward_dx_kernel<D, kPack>
+          <<<blocks, kRowThreads, 0, stream>>>(dx, dy, x, weight, mean, rstd, rows, c);
+    else
+      layer_norm_backward_dx_kernel<D, 1><<<blocks, kRowThreads, 0, stream>>>(dx, dy, x, weight, mean, rstd, rows, c);
+    FT_CUDA_CHECK_LAUNCH();
+  }
+  const int64_t chunks = param_chunks(rows), column_tiles = (cols + kParamColumns - 1) / kParamColumns;
+  if (!partials || chunks == 0) return;
+  FT_CHECK(column_tiles <= 65535, "layer_norm backward: ", cols,
+           " columns exceed the parameter-gradient grid (at most ", 65535 * kParamColumns, " columns)");
+  const dim3 grid(static_cast<unsigned>(chunks), static_cast<unsigned>(column_tiles));
+  layer_norm_param_partials_kernel<D>
+      <<<grid, kParamWarps * 32, 0, stream>>>(partials, dy, x, mean, rstd, rows, c, rows_per_chunk(rows));
+  FT_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace
+
 template <class T>
 void layer_norm_backward_cuda(T* dx, T* dweight, T* dbias, float* scratch, const T* dy, const T* x, const T* weight,
                               const float* mean, const float* rstd, int64_t rows, int64_t cols, cudaStream_t stream) {
   check_sizes("layer_norm backward", rows, cols);
   using D = cuda_t<T>;
-  const int c = static_cast<int>(cols);
-  if (dx && rows > 0) {
-    constexpr int kPack = kVectorBytes / sizeof(T);
-    const int blocks = static_cast<int>((rows + kRowsPerBlock - 1) / kRowsPerBlock);
-    if (packs_fit<kPack>(cols, {dx, dy, x, weight}))
-      layer_norm_backward_dx_kernel<D, kPack><<<blocks, kRowThreads, 0, stream>>>(
-          device_ptr(dx), device_ptr(dy), device_ptr(x), device_ptr(weight), mean, rstd, rows, c);
-    else
-      layer_norm_backward_dx_kernel<D, 1><<<blocks, kRowThreads, 0, stream>>>(
-          device_ptr(dx), device_ptr(dy), device_ptr(x), device_ptr(weight), mean, rstd, rows, c);
-    FT_CUDA_CHECK_LAUNCH();
-  }
-  if (!dweight && !dbias) return;
-  const int64_t chunks = param_chunks(rows), column_tiles = (cols + kParamColumns - 1) / kParamColumns;
-  FT_CHECK(column_tiles <= 65535 && chunks <= INT_MAX, "layer_norm backward: ", cols, " columns and ", rows,
-           " rows exceed the parameter-gradient grid (at most ", 65535 * kParamColumns, " columns)");
-  if (chunks > 0) {
-    const dim3 grid(static_cast<unsigned>(chunks), static_cast<unsigned>(column_tiles));
-    layer_norm_param_partials_kernel<D>
-        <<<grid, kParamWarps * 32, 0, stream>>>(scratch, device_ptr(dy), device_ptr(x), mean, rstd, rows, c);
-    FT_CUDA_CHECK_LAUNCH();
-  }
-  layer_norm_param_sums_kernel<D>
-      <<<blocks_for(cols), kBlockThreads, 0, stream>>>(device_ptr(dweight), device_ptr(dbias), scratch, chunks, c);
+  float* partials = dweight || dbias ? scratch : nullptr;
+  if (!try_resident_backward<D>(device_ptr(dx), partials, device_ptr(dy), device_ptr(x), device_ptr(weight), mean, rstd,
+                                rows, cols, stream))
+    streamed_backward<D>(device_ptr(dx), partials, device_ptr(dy), device_ptr(x), device_ptr(weight), mean, rstd, rows,
+                         cols, stream);
+  if (!partials) return;
+  const int64_t column_blocks = (cols + 31) / 32;
+  layer_norm_param_sums_kernel<D><<<static_cast<int>(column_blocks), kSumWarps * 32, 0, stream>>>(
+      device_ptr(dweight), device_ptr(dbias), partials, param_chunks(rows), static_cast<int>(cols));
   FT_CUDA_CHECK_LAUNCH();
 }
 

@@ -1,7 +1,7 @@
 // layer_norm on CUDA against the CPU reference in f64, from the same random inputs: forward and
 // backward (dx, dweight, dbias for a random upstream gradient) in f32, bf16 and f16, for GPT-2's
 // shapes and odd ones that catch tails; rows that are not 16-byte aligned; frozen parameters;
-// bit-identical parameter gradients on a second run; layer_norm into cross_entropy through
+// bit-identical gradients on a second run (both backward paths); layer_norm into cross_entropy through
 // backward(); and the errors. Allocations are poisoned, so an unwritten output is NaN.
 #include <doctest/doctest.h>
 
@@ -87,7 +87,8 @@ TEST_CASE("layer_norm on CUDA matches the CPU forward and backward in f32, bf16 
   // GPT-2 small's activations (8 x 1024 tokens of 768) and GPT-2 XL's width; then tails: one
   // 5 columns (with 1 or 2 columns xhat is constant and dx is exactly 0: only rounding noise), 3 columns, 1023 (no
   // 16-byte packs), a single row, a row count not a multiple of 8.
-  const Shape shapes[] = {{8, 1024, 768}, {5, 1600}, {9, 5}, {1023, 3}, {7, 1023}, {1, 768}, {13, 64}};
+  // 3001 rows of 768: chunks of 16 rows, the last one short (9 rows), several rows a warp.
+  const Shape shapes[] = {{8, 1024, 768}, {3001, 768}, {5, 1600}, {9, 5}, {1023, 3}, {7, 1023}, {1, 768}, {13, 64}};
   uint64_t seed = 1;
   for (DType dtype : {DType::f32, DType::bf16, DType::f16}) {
     for (const Shape& shape : shapes) {
@@ -126,12 +127,19 @@ TEST_CASE("layer_norm on CUDA with frozen weight and bias computes dx only") {
   cuda::set_poison_allocations(false);
 }
 
-TEST_CASE("layer_norm's parameter gradients on CUDA are the same bits on every run") {
-  const Inputs in = random_inputs({8 * 1024, 768}, DType::f32, 60);
-  const Result first = run(in, DType::f32, kGpu), second = run(in, DType::f32, kGpu);
-  CHECK(first.dweight.to_double_vector() == second.dweight.to_double_vector());
-  CHECK(first.dbias.to_double_vector() == second.dbias.to_double_vector());
-  CHECK(first.dx.to_double_vector() == second.dx.to_double_vector());
+TEST_CASE("layer_norm's gradients on CUDA are the same bits on every run") {
+  // GPT-2's rows in f32 and bf16 (rows held in registers), and rows of 1023 (the streamed path).
+  const std::pair<Shape, DType> cases[] = {
+      {{8 * 1024, 768}, DType::f32}, {{8 * 1024, 768}, DType::bf16}, {{2000, 1023}, DType::f32}};
+  for (const auto& [shape, dtype] : cases) {
+    CAPTURE(shape_str(shape));
+    CAPTURE(dtype_name(dtype));
+    const Inputs in = random_inputs(shape, dtype, 60);
+    const Result first = run(in, dtype, kGpu), second = run(in, dtype, kGpu);
+    CHECK(first.dweight.to_double_vector() == second.dweight.to_double_vector());
+    CHECK(first.dbias.to_double_vector() == second.dbias.to_double_vector());
+    CHECK(first.dx.to_double_vector() == second.dx.to_double_vector());
+  }
 }
 
 TEST_CASE("layer_norm into cross_entropy on CUDA: backward() gives the CPU's leaf gradients") {
