@@ -24,6 +24,7 @@
 // gathers a row of zeros and sorts into a run of its own (key `vocab`) that is never summed.
 #include <climits>
 #include <cub/device/device_radix_sort.cuh>
+#include <type_traits>
 
 #include "framework/cuda/check.h"
 #include "framework/error.h"
@@ -37,10 +38,11 @@ namespace {
 constexpr int kPackBytes = 16;
 // Packs of a row one warp takes: one per lane.
 constexpr int kWarpPacks = 32;
-// Positions of a run whose loads the backward issues before adding them (in order): enough
-// bytes in flight per SM for HBM when a row has few warps, few enough registers for full
-// occupancy.
-constexpr int kRunUnroll = 4;
+// Positions of a run whose loads the backward issues together before adding them in order. A
+// run is a chain of dependent additions, so a long one (a frequent token: hundreds of
+// positions) takes about length / kRunUnroll memory latencies; 8 packs of 16 bytes in
+// registers still leave half occupancy or better.
+constexpr int kRunUnroll = 8;
 // Alignment of each buffer carved out of the workspace (CUB's own alignment for temp storage).
 constexpr size_t kBufferAlignment = 256;
 
@@ -167,6 +169,12 @@ __device__ __forceinline__ int lower_bound(const uint32_t* __restrict__ keys, in
   return lo;
 }
 
+template <int kPack, class P>
+__device__ __forceinline__ void add_pack(float (&acc)[kPack], const P& d) {
+#pragma unroll
+  for (int j = 0; j < kPack; ++j) acc[j] += to_float(d.v[j]);
+}
+
 // Every row of dweight: the sum of the run of its id in the sorted keys, in increasing
 // position, or zeros when the id occurs nowhere. Each warp takes a contiguous range of items,
 // so it searches for a row's run once for all its groups, and the end of one row's run is the
@@ -191,14 +199,18 @@ __global__ void embedding_backward_kernel(T* __restrict__ dweight, const uint32_
     }
     const int64_t pack = (item - row * g.groups_per_row) * kWarpPacks + lane;
     if (pack >= g.packs_per_row) continue;
+    const P* column = reinterpret_cast<const P*>(dout) + pack;
     float acc[kPack] = {};
-    // Unrolled, the loads are issued ahead while the additions keep their order.
-#pragma unroll kRunUnroll
-    for (int k = start; k < end; ++k) {
-      const P d = reinterpret_cast<const P*>(dout)[positions[k] * g.packs_per_row + pack];
+    int k = start;
+    // The loads of kRunUnroll positions are issued together, then added in order.
+    for (; k + kRunUnroll <= end; k += kRunUnroll) {
+      P d[kRunUnroll];
 #pragma unroll
-      for (int j = 0; j < kPack; ++j) acc[j] += to_float(d.v[j]);
+      for (int u = 0; u < kRunUnroll; ++u) d[u] = column[positions[k + u] * g.packs_per_row];
+#pragma unroll
+      for (int u = 0; u < kRunUnroll; ++u) add_pack(acc, d[u]);
     }
+    for (; k < end; ++k) add_pack(acc, column[positions[k] * g.packs_per_row]);
     P result;
 #pragma unroll
     for (int j = 0; j < kPack; ++j) result.v[j] = from_float<T>(acc[j]);
