@@ -1,13 +1,15 @@
 // embedding on CUDA against the CPU reference: the gather exactly, the weight gradient (sorted
 // by id, summed per row in position order) within the dtype's bound in f32, bf16 and f16 and
-// bit for bit against the CPU's f32 in f32, the same bits on every run, ids out of range made
-// harmless, and the errors of a wrong device or dtype.
+// bit for bit against the CPU's f32 in f32, the same bits on every run (token ids, and position
+// ids repeated once per sequence), views off a 16-byte boundary (the one-element path), ids out
+// of range made harmless, and the errors of a wrong device or dtype.
 #include <doctest/doctest.h>
 
 #include <random>
 
 #include "framework/cuda/caching_allocator.h"
 #include "framework/cuda/context.h"
+#include "kernels/embedding/embedding_cuda.h"
 #include "tests/gpu/cpu_reference.h"
 #include "tests/support/error_message.h"
 
@@ -26,6 +28,26 @@ std::vector<int32_t> token_ids(int64_t n, int64_t vocab, uint64_t seed) {
   for (int32_t& id : ids) id = rng() % 3 == 0 ? frequent(rng) : any(rng);
   ids.front() = static_cast<int32_t>(vocab - 1);
   return ids;
+}
+
+// The backward launcher on a gradient that starts `offset` elements into dout_storage, called
+// directly: through autograd the op only ever sees fresh (aligned) upstream gradients.
+void backward_from_offset(Tensor& dweight, const Tensor& ids, const Tensor& dout_storage, int64_t offset, int64_t vocab,
+                          int64_t channels) {
+  const int64_t tokens = ids.numel();
+  const auto bytes = static_cast<int64_t>(kernels::embedding_backward_workspace_bytes(tokens, vocab));
+  Tensor workspace = Tensor::empty({bytes}, DType::u8, kGpu);
+  auto launch = [&](auto tag) {
+    using T = decltype(tag);
+    kernels::embedding_backward_cuda<T>(dweight.data<T>(), ids.data<int32_t>(), dout_storage.data<T>() + offset, tokens,
+                                        vocab, channels, workspace.raw_data(), cuda::context(0).stream);
+  };
+  if (dweight.dtype() == DType::f32)
+    launch(float{});
+  else if (dweight.dtype() == DType::bf16)
+    launch(ft::bfloat16{});
+  else
+    launch(ft::half{});
 }
 
 struct Shapes {
@@ -83,6 +105,66 @@ TEST_CASE("the embedding gradient on CUDA is the same bits on every run") {
       else
         CHECK(weight.grad().to_double_vector() == first);
     }
+  }
+}
+
+TEST_CASE("the position table's gradient on CUDA, each id once per sequence, is the CPU's and the same bits") {
+  cuda::set_poison_allocations(true);
+  Generator gen(305);
+  // GPT-2's position ids over a batch of 16 sequences: runs of 16 positions, 1024 apart.
+  const int64_t seq = 1024, rows = 16 * seq, channels = 768;
+  std::vector<int32_t> ids(rows);
+  for (int64_t t = 0; t < rows; ++t) ids[t] = static_cast<int32_t>(t % seq);
+  Tensor ids_cpu = Tensor::from_ints(ids, {rows}), ids_gpu = ids_cpu.to(kGpu);
+  for (DType dtype : kCudaFloatTypes) {
+    CAPTURE(dtype_name(dtype));
+    Values weight = random_leaves({seq, channels}, dtype, gen);
+    Values w = random_values({rows, channels}, dtype, gen);
+    weighted_sum(embedding(ids_cpu, weight.cpu), w.cpu).backward();
+    std::vector<double> first;
+    for (int run = 0; run < 3; ++run) {
+      weight.gpu.zero_grad();
+      weighted_sum(embedding(ids_gpu, weight.gpu), w.gpu).backward();
+      if (run > 0) {
+        CHECK(weight.gpu.grad().to_double_vector() == first);
+        continue;
+      }
+      first = weight.gpu.grad().to_double_vector();
+      CHECK(error_against(weight.gpu.grad(), weight.cpu.grad()) <= tolerance(dtype));
+    }
+    if (dtype != DType::f32) continue;
+    Tensor weight32 = weight.cpu.detach().to(DType::f32).set_requires_grad(true);
+    weighted_sum(embedding(ids_cpu, weight32), w.cpu.to(DType::f32)).backward();
+    CHECK(first == weight32.grad().to_double_vector());
+  }
+}
+
+TEST_CASE("embedding on CUDA reads a weight and a gradient that start off a 16-byte boundary") {
+  cuda::set_poison_allocations(true);
+  Generator gen(306);
+  // Rows of 8 bf16 or 4 f32 would take the 16-byte loads; starting one element into the
+  // storage they cannot, and the kernels must take the one-element path.
+  const int64_t vocab = 37, channels = 64, tokens = 300;
+  const std::vector<int32_t> ids = token_ids(tokens, vocab, 9);
+  Tensor ids_gpu = Tensor::from_ints(ids, {tokens}, kGpu), ids_cpu = ids_gpu.to(Device::cpu());
+  for (DType dtype : kCudaFloatTypes) {
+    CAPTURE(dtype_name(dtype));
+    Values storage = random_values({vocab * channels + 1}, dtype, gen);
+    Tensor weight_gpu = reshape(slice(storage.gpu, 0, 1, vocab * channels + 1), {vocab, channels});
+    Tensor weight_cpu = reshape(slice(storage.cpu, 0, 1, vocab * channels + 1), {vocab, channels});
+    REQUIRE(weight_gpu.storage_offset() == 1);
+    weight_cpu.set_requires_grad(true);
+    Tensor y = embedding(ids_gpu, weight_gpu), expected = embedding(ids_cpu, weight_cpu);
+    CHECK(error_against(y, expected) == 0);
+
+    // The gradient: an upstream view one element into its storage (autograd always hands the op
+    // fresh tensors, so the launcher is called directly).
+    Values upstream = random_values({tokens * channels + 1}, dtype, gen);
+    Tensor dweight = Tensor::empty({vocab, channels}, dtype, kGpu);
+    backward_from_offset(dweight, ids_gpu, upstream.gpu, 1, vocab, channels);
+    Tensor g_cpu = reshape(slice(upstream.cpu, 0, 1, tokens * channels + 1), {tokens, channels});
+    weighted_sum(expected, g_cpu).backward();
+    CHECK(error_against(dweight, weight_cpu.grad()) <= tolerance(dtype));
   }
 }
 
