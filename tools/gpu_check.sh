@@ -52,6 +52,13 @@ if [ -n "${FLASHTRAIN_DATA:-}" ]; then
     grep -q "on cuda:0" "$logs/train_auto_$precision.log" || { echo "train did not run on cuda:0"; failed=1; }
   done
 fi
+# The main GPU job (tools/train.sh's recipe), briefly: GPT-2 124M in bf16 at 8 x 1024 tokens.
+if [ -n "${FLASHTRAIN_DATA:-}" ]; then
+  run_step train_gpt2_124m "$build/flashtrain" train recipes/gpt2-124m-wikitext2.yaml \
+    --set run_dir="$logs/train_gpt2_124m" --set optim.steps=60 --set optim.warmup_steps=10 \
+    --set logging.val_every=30 --set logging.sample_every=60 --set checkpoint.every=0 \
+    ${TRAIN_SOURCE:+--set data.source=$TRAIN_SOURCE}
+fi
 # The benchmarks: whole training steps (fp32 with TF32, and bf16 with fp32 masters).
 for precision in fp32 bf16; do
   run_step "bench_train_$precision" "$build/flashtrain" bench train --model gpt2-124m --seq 1024 --batch 16 \
