@@ -13,12 +13,14 @@ using ft::testing::random_f64;
 
 namespace {
 
-// The mask scaled by 1/(1-p), from the documented rule: element i is kept iff
-// philox_uniform(seed, first + i) > p.
+// The mask scaled by 1/(1-p), from the documented rule: element i is kept iff the uniform of
+// word i % 4 of the Philox block at counter first + i / 4 exceeds p.
 std::vector<double> scaled_mask(const GeneratorState& state, int64_t n, double p) {
   std::vector<double> mask(n);
-  for (int64_t i = 0; i < n; ++i)
-    mask[i] = kernels::philox_uniform(state.seed, state.offset + i) > static_cast<float>(p) ? 1.0 / (1.0 - p) : 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    const kernels::PhiloxBlock block = kernels::philox4x32(state.seed, state.offset + i / 4);
+    mask[i] = kernels::uint_to_unit(block.x[i % 4]) > static_cast<float>(p) ? 1.0 / (1.0 - p) : 0.0;
+  }
   return mask;
 }
 

@@ -8,7 +8,7 @@ template <class T>
 void dropout_cpu(T* out, const T* in, int64_t n, float p, T scale, uint64_t seed, uint64_t first) {
 #pragma omp parallel for schedule(static) if (n > 16384)
   for (int64_t i = 0; i < n; ++i)
-    out[i] = philox_uniform(seed, first + static_cast<uint64_t>(i)) > p ? in[i] * scale : T(0);
+    out[i] = philox_uniform_of_four(seed, first, static_cast<uint64_t>(i)) > p ? in[i] * scale : T(0);
 }
 
 template void dropout_cpu<float>(float*, const float*, int64_t, float, float, uint64_t, uint64_t);

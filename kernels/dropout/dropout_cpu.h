@@ -1,9 +1,11 @@
 // Dropout on the CPU with a mask drawn from counter-based Philox (kernels/random/philox.h).
-//   keep_i = philox_uniform(seed, first + i) > p
+//   keep_i = philox_uniform_of_four(seed, first, i) > p   (word i % 4 of block first + i / 4)
 //   forward:  y[i]  = keep_i ? x[i]  / (1 - p) : 0
 //   backward: dx[i] = keep_i ? dy[i] / (1 - p) : 0
 // The mask is a pure function of (seed, first, i), so it is never stored: the backward calls
-// the same kernel on dy with the same counters, and a GPU kernel reproduces the same mask.
+// the same kernel on dy with the same counters, and a GPU kernel reproduces the same mask. A
+// mask of n elements uses the blocks first .. first + ceil(n / 4) - 1; the op still reserves n
+// counters per call, so the generator advances as it always did.
 #pragma once
 
 #include <cstdint>

@@ -8,8 +8,8 @@
 
 namespace ft::kernels {
 
-// out[i] = keep_i ? in[i] * scale : 0, for i in [0, n), keep_i = philox_uniform(seed, first + i)
-// > p; scale is 1 / (1 - p) in fp32 and the product is taken in fp32.
+// out[i] = keep_i ? in[i] * scale : 0, for i in [0, n), keep_i = philox_uniform_of_four(seed,
+// first, i) > p, p in [0, 1); scale is 1 / (1 - p) in fp32 and the product is taken in fp32.
 template <class T>
 void dropout_cuda(T* out, const T* in, int64_t n, float p, float scale, uint64_t seed, uint64_t first,
                   cudaStream_t stream);

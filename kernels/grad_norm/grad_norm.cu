@@ -3,9 +3,16 @@
 //
 // The norm must not change from run to run, or two identical runs would clip differently and
 // drift apart; float atomics would do exactly that. So each block squares and adds one fixed
-// chunk of one gradient into its own fp32 partial (a chunk is 4096 values: fp32 keeps the sum
-// to ~1e-7), and one block then adds all partials in order, in double, as sum_squares_cpu
-// does. The result stays on the device; the caller copies it out (its one wait for the GPU).
+// chunk of one gradient into its own fp32 partial (a chunk is 8192 values; each thread adds 32
+// of them, then a tree: fp32 keeps the sum to ~1e-7), and one block then adds all partials in a
+// fixed order, in double, as sum_squares_cpu does. The result stays on the device; the caller
+// copies it out (its one wait for the GPU).
+//
+// The sum of squares is pure memory traffic, so a thread issues all of its chunk's loads, 16
+// bytes each, before it adds anything: 64 bytes (bf16, f16) or 128 bytes (fp32) in flight per
+// thread, 16-32 KB per block, enough to keep HBM busy with a few blocks per SM. The chunk is
+// the same number of elements for every dtype, so the partial count depends on sizes only.
+#include <cstdint>
 #include <type_traits>
 #include <utility>
 
@@ -19,14 +26,65 @@ namespace ft::kernels {
 namespace {
 
 constexpr int kNormThreads = 256;
-// 16 values a thread: a block's partial stands for 4096 values, so GPT-2 small's 124M
-// gradients leave ~30k partials, which one block adds in microseconds.
-constexpr int64_t kNormChunk = kNormThreads * 16;
+// A block's chunk: 256 threads x 32 values, so GPT-2 small's 124M gradients leave ~15k partials,
+// which one block adds in a few microseconds, and a thread's loads are 4 (bf16, f16) or 8 (fp32)
+// 16-byte packs.
+constexpr int64_t kNormChunk = kNormThreads * 32;
+// The widest load the GPU does in one instruction.
+constexpr int kPackBytes = 16;
 // The final sum: one block, each thread adding partials t, t + 1024, ... before a tree.
 constexpr int kPartialSumThreads = 1024;
+static_assert(kPartialSumThreads == 32 * 32, "the final sum's tree is a warp of warp sums");
 // Scaling touches each value once: 8 a thread amortises the block's tensor lookup.
 constexpr int kScaleThreads = 256;
 constexpr int64_t kScaleChunk = kScaleThreads * 8;
+
+template <class T, int N>
+struct alignas(sizeof(T) * N) Pack {
+  T v[N];
+};
+
+template <class T>
+__device__ __forceinline__ float squares(const T (&values)[kPackBytes / sizeof(T)]) {
+  float sum = 0.0f;
+#pragma unroll
+  for (const T& value : values) {
+    const float v = to_float(value);
+    sum += v * v;
+  }
+  return sum;
+}
+
+// The thread's share of the sum of squares of a whole chunk at a 16-byte aligned address: every
+// load is issued before the first add.
+template <class T>
+__device__ __forceinline__ float thread_sum_squares_of_chunk(const T* data) {
+  using P = Pack<T, kPackBytes / sizeof(T)>;
+  constexpr int kLoads = kNormChunk * sizeof(T) / (kNormThreads * kPackBytes);
+  P loaded[kLoads];
+#pragma unroll
+  for (int j = 0; j < kLoads; ++j) loaded[j] = reinterpret_cast<const P*>(data)[j * kNormThreads + threadIdx.x];
+  float sum = 0.0f;
+#pragma unroll
+  for (int j = 0; j < kLoads; ++j) sum += squares(loaded[j].v);
+  return sum;
+}
+
+// The thread's share over data[0 .. count) for a tensor's last, shorter chunk, or any chunk of an
+// unaligned tensor (`packed` false): packs where it can, single values for the rest.
+template <class T>
+__device__ __forceinline__ float thread_sum_squares(const T* data, int64_t count, bool packed) {
+  constexpr int kVector = kPackBytes / sizeof(T);
+  using P = Pack<T, kVector>;
+  const int64_t packs = packed ? count / kVector : 0;
+  float sum = 0.0f;
+  for (int64_t q = threadIdx.x; q < packs; q += kNormThreads) sum += squares(reinterpret_cast<const P*>(data)[q].v);
+  for (int64_t i = packs * kVector + threadIdx.x; i < count; i += kNormThreads) {
+    const float v = to_float(data[i]);
+    sum += v * v;
+  }
+  return sum;
+}
 
 template <class T>
 __global__ void sum_squares_partials_kernel(const __grid_constant__ MultiTensorBatch<DeviceSpan<const T>> batch,
@@ -35,28 +93,35 @@ __global__ void sum_squares_partials_kernel(const __grid_constant__ MultiTensorB
   const BlockTarget target = block_target(batch);
   const DeviceSpan<const T>& t = batch.records[target.slot];
   const int64_t begin = target.chunk * kNormChunk;
-  const int64_t end = begin + kNormChunk < t.numel ? begin + kNormChunk : t.numel;
-  float sum = 0.0f;
-  for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) {
-    const float v = to_float(t.data[i]);
-    sum += v * v;
-  }
-  sum = block_sum(sum, scratch);
+  const int64_t count = begin + kNormChunk < t.numel ? kNormChunk : t.numel - begin;
+  // A chunk starts at a multiple of kNormChunk elements, so it is aligned when its tensor is.
+  const bool packed = reinterpret_cast<uintptr_t>(t.data) % kPackBytes == 0;
+  const float mine = count == kNormChunk && packed ? thread_sum_squares_of_chunk(t.data + begin)
+                                                   : thread_sum_squares(t.data + begin, count, packed);
+  const float sum = block_sum(mine, scratch);
   if (threadIdx.x == 0) partials[blockIdx.x] = sum;
 }
 
+__device__ __forceinline__ double warp_sum_double(double v) {
+  for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
+  return v;
+}
+
+// Each thread adds its partials in order, then warps and the block add in a fixed tree: the same
+// bits on every run.
 __global__ void sum_partials_kernel(double* total, const float* partials, int64_t count) {
-  __shared__ double sums[kPartialSumThreads];
+  __shared__ double warp_sums[kPartialSumThreads / 32];
   const int t = threadIdx.x;
   double sum = 0.0;
+#pragma unroll 8
   for (int64_t i = t; i < count; i += kPartialSumThreads) sum += partials[i];
-  sums[t] = sum;
+  sum = warp_sum_double(sum);
+  if (t % 32 == 0) warp_sums[t / 32] = sum;
   __syncthreads();
-  for (int stride = kPartialSumThreads / 2; stride > 0; stride /= 2) {
-    if (t < stride) sums[t] += sums[t + stride];
-    __syncthreads();
+  if (t < 32) {
+    sum = warp_sum_double(warp_sums[t]);
+    if (t == 0) *total = sum;
   }
-  if (t == 0) *total = sums[0];
 }
 
 template <class T>

@@ -5,6 +5,8 @@
 //
 // flashtrain's convention: element i of a draw that starts at counter `offset` uses the block
 // philox(key = seed, counter = offset + i); uniforms take word 0, normals words 0 and 1.
+// Dropout masks, the one draw hot enough for Philox's cost to matter, take all four words
+// instead (philox_uniform_of_four): one block decides four neighbouring elements.
 #pragma once
 
 #include <cmath>
@@ -51,6 +53,12 @@ FT_HOST_DEVICE float uint_to_unit(uint32_t u) { return (static_cast<float>(u >> 
 
 FT_HOST_DEVICE float philox_uniform(uint64_t seed, uint64_t counter) {
   return uint_to_unit(philox4x32(seed, counter).x[0]);
+}
+
+// Element i of a draw of four uniforms per block that starts at counter `offset`: word i % 4 of
+// the block at counter offset + i / 4.
+FT_HOST_DEVICE float philox_uniform_of_four(uint64_t seed, uint64_t offset, uint64_t i) {
+  return uint_to_unit(philox4x32(seed, offset + i / 4).x[i % 4]);
 }
 
 // A standard normal by Box-Muller from words 0 and 1 of the block.

@@ -1,6 +1,7 @@
 // dropout on CUDA draws the CPU's mask: for the same generator state, the same elements drop
-// and the kept ones carry the same bits, forward and backward, in f32, bf16 and f16; the
-// generator advances alike; and a dtype without a kernel is an error that draws nothing.
+// and the kept ones carry the same bits, forward and backward, in f32, bf16 and f16, also for a
+// view that is not 16-byte aligned; the generator advances alike; and a dtype without a kernel
+// is an error that draws nothing.
 #include <doctest/doctest.h>
 
 #include "framework/cuda/caching_allocator.h"
@@ -45,6 +46,30 @@ TEST_CASE("dropout on CUDA drops the elements the CPU drops, with the same bits"
       }
     }
   }
+}
+
+TEST_CASE("dropout on CUDA of a view that starts off a 16-byte boundary draws the CPU's mask") {
+  // A slice from element 1 is contiguous but unaligned, which takes the kernel's
+  // one-element-per-load path; 4099 elements leave a group of four incomplete.
+  cuda::set_poison_allocations(true);
+  Generator data(404);
+  for (DType dtype : kCudaFloatTypes) {
+    for (int64_t n : {int64_t{4099}, int64_t{8 * 1024 * 768}}) {
+      CAPTURE(dtype_name(dtype));
+      CAPTURE(n);
+      Values x = random_values({n + 1}, dtype, data);
+      Tensor view = slice(x.gpu, 0, 1, n + 1);
+      Generator on_gpu(78), on_cpu(78);
+      on_gpu.take(99);
+      on_cpu.take(99);
+      Tensor y = dropout(view, 0.1, on_gpu);
+      Tensor expected = dropout(slice(x.cpu, 0, 1, n + 1).to(DType::f32), 0.1, on_cpu);
+      CHECK(on_gpu.state() == on_cpu.state());
+      CHECK(all_finite(y));
+      CHECK(y.to_double_vector() == expected.to(dtype).to_double_vector());
+    }
+  }
+  cuda::set_poison_allocations(false);
 }
 
 TEST_CASE("dropout on CUDA with p = 0 returns its input and draws nothing") {

@@ -2,7 +2,7 @@
 // tensors (more than one multi-tensor launch holds) up to GPT-2's 50257 x 768 embedding, in
 // f32, bf16 and f16; the same norm bits on every call; clipping scales like the CPU and leaves
 // gradients alone below the threshold or when the norm is not finite; gradients on the CPU
-// and the GPU together.
+// and the GPU together; gradients that are unaligned views.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -11,6 +11,7 @@
 #include <limits>
 
 #include "framework/cuda/caching_allocator.h"
+#include "framework/ops.h"
 #include "framework/optim/grad_norm.h"
 #include "framework/random.h"
 #include "tests/support/device_compare.h"
@@ -86,6 +87,27 @@ TEST_CASE("global_grad_norm and clip_grad_norm on CUDA match the CPU in f32, bf1
     check_relative(global_grad_norm(gpu), expected / 3, std::max(1e-6, tolerance(dtype)));
   }
   cuda::set_poison_allocations(false);
+}
+
+TEST_CASE("global_grad_norm on CUDA reads gradients that start off a 16-byte boundary") {
+  // Slices from element 1: contiguous, unaligned, so the kernel reads them one value at a time;
+  // the sizes give whole chunks, a shorter last chunk and a tensor smaller than a pack.
+  Generator gen(4);
+  for (DType dtype : {DType::f32, DType::bf16}) {
+    CAPTURE(dtype_name(dtype));
+    std::vector<Tensor> cpu_params, gpu_params;
+    for (int64_t n : {int64_t{3 * 8192}, int64_t{20001}, int64_t{3}}) {
+      Tensor values = randn({n + 1}, gen).to(dtype).to(DType::f32);
+      cpu_params.push_back(params_with_grads({slice(values, 0, 1, n + 1)}, DType::f32, Device::cpu())[0]);
+      Tensor p = Tensor::zeros({n}, dtype, kGpu);
+      p.set_requires_grad(true);
+      p.set_grad(slice(values.to(dtype).to(kGpu), 0, 1, n + 1));
+      gpu_params.push_back(p);
+    }
+    const double norm = global_grad_norm(gpu_params);
+    check_relative(norm, global_grad_norm(cpu_params), 1e-6);
+    CHECK(global_grad_norm(gpu_params) == norm);
+  }
 }
 
 TEST_CASE("clip_grad_norm on CUDA leaves gradients alone when the norm is not finite") {
