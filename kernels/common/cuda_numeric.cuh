@@ -70,7 +70,9 @@ inline int blocks_for(int64_t n, int threads = kBlockThreads) {
   return static_cast<int>(std::max<int64_t>(1, std::min((n + threads - 1) / threads, kMaxBlocks)));
 }
 
-__device__ __forceinline__ int64_t global_index() { return blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; }
+__device__ __forceinline__ int64_t global_index() {
+  return blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+}
 __device__ __forceinline__ int64_t grid_stride() { return static_cast<int64_t>(gridDim.x) * blockDim.x; }
 
 // ---- reductions -------------------------------------------------------------------------------
@@ -106,5 +108,18 @@ __device__ __forceinline__ float block_max(float v, float* scratch) {
   v = lane < warps ? scratch[lane] : -INFINITY;
   return warp_max(v);
 }
+
+// ---- 16-byte vector access -------------------------------------------------------------------
+
+// The widest load and store the GPU does in one instruction: bandwidth-bound kernels move
+// Pack<T, kPackBytes / sizeof(T)> at a time where their pointers allow (is_pack_aligned).
+constexpr int kPackBytes = 16;
+
+template <class T, int N>
+struct alignas(sizeof(T) * N) Pack {
+  T v[N];
+};
+
+__host__ __device__ inline bool is_pack_aligned(const void* p) { return reinterpret_cast<uintptr_t>(p) % kPackBytes == 0; }
 
 }  // namespace ft::kernels

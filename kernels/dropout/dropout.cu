@@ -27,13 +27,6 @@ namespace {
 
 // A Philox block's four words decide four neighbouring elements.
 constexpr int kWordsPerBlock = 4;
-// The widest load and store the GPU does in one instruction.
-constexpr int kPackBytes = 16;
-
-template <class T, int N>
-struct alignas(sizeof(T) * N) Pack {
-  T v[N];
-};
 
 struct Mask {
   uint64_t seed, first;
@@ -84,7 +77,6 @@ __global__ void dropout_kernel(T* out, const T* in, int64_t n, Mask m) {
     drop_group(out, in, g, n, m);
 }
 
-bool is_aligned(const void* p) { return reinterpret_cast<uintptr_t>(p) % kPackBytes == 0; }
 
 }  // namespace
 
@@ -98,7 +90,7 @@ void dropout_cuda(T* out, const T* in, int64_t n, float p, float scale, uint64_t
   auto* o = device_ptr(out);
   const auto* i = device_ptr(in);
   constexpr int kVector = kPackBytes / sizeof(T);
-  if (is_aligned(o) && is_aligned(i))
+  if (is_pack_aligned(o) && is_pack_aligned(i))
     dropout_kernel<kVector><<<blocks_for(n / kVector), kBlockThreads, 0, stream>>>(o, i, n, mask);
   else
     dropout_kernel<0>

@@ -73,13 +73,6 @@ void with_binary_op(BinaryOp op, F&& f) {
 
 // ---- contiguous map ---------------------------------------------------------------------------
 
-// The widest load and store the GPU does in one instruction.
-constexpr int kPackBytes = 16;
-
-template <class T, int N>
-struct alignas(sizeof(T) * N) Pack {
-  T v[N];
-};
 
 template <class T, int kInputs>
 struct Inputs {
@@ -124,14 +117,13 @@ __global__ void map_kernel(T* out, Inputs<T, kInputs> in, int64_t n, Op op) {
   }
 }
 
-bool is_aligned(const void* p) { return reinterpret_cast<uintptr_t>(p) % kPackBytes == 0; }
 
 template <int kInputs, class T, class Op>
 void launch_map(T* out, Inputs<T, kInputs> in, int64_t n, Op op, cudaStream_t stream) {
   if (n == 0) return;
   constexpr int kVector = kPackBytes / sizeof(T);
-  bool aligned = is_aligned(out);
-  for (int j = 0; j < kInputs; ++j) aligned = aligned && is_aligned(in.data[j]);
+  bool aligned = is_pack_aligned(out);
+  for (int j = 0; j < kInputs; ++j) aligned = aligned && is_pack_aligned(in.data[j]);
   if (aligned)
     map_kernel<kVector><<<blocks_for((n + kVector - 1) / kVector), kBlockThreads, 0, stream>>>(out, in, n, op);
   else

@@ -34,8 +34,6 @@
 namespace ft::kernels {
 namespace {
 
-// The widest load and store the GPU does in one instruction.
-constexpr int kPackBytes = 16;
 // Packs of a row one warp takes: one per lane.
 constexpr int kWarpPacks = 32;
 // Positions of a run whose loads the backward issues together before adding them in order. A
@@ -45,11 +43,6 @@ constexpr int kWarpPacks = 32;
 constexpr int kRunUnroll = 8;
 // Alignment of each buffer carved out of the workspace (CUB's own alignment for temp storage).
 constexpr size_t kBufferAlignment = 256;
-
-template <class T, int N>
-struct alignas(sizeof(T) * N) Pack {
-  T v[N];
-};
 
 size_t aligned_size(size_t bytes) { return (bytes + kBufferAlignment - 1) / kBufferAlignment * kBufferAlignment; }
 
@@ -100,8 +93,7 @@ void check_sizes(int64_t tokens, int64_t vocab) {
 // else one (a view of a weight may start anywhere; odd widths break the rows' alignment).
 template <class T>
 int pack_elements(const void* a, const void* b, int64_t channels) {
-  const bool aligned = reinterpret_cast<uintptr_t>(a) % kPackBytes == 0 &&
-                       reinterpret_cast<uintptr_t>(b) % kPackBytes == 0 && channels * sizeof(T) % kPackBytes == 0;
+  const bool aligned = is_pack_aligned(a) && is_pack_aligned(b) && channels * sizeof(T) % kPackBytes == 0;
   return aligned ? kPackBytes / static_cast<int>(sizeof(T)) : 1;
 }
 

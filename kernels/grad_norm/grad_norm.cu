@@ -30,19 +30,12 @@ constexpr int kNormThreads = 256;
 // which one block adds in a few microseconds, and a thread's loads are 4 (bf16, f16) or 8 (fp32)
 // 16-byte packs.
 constexpr int64_t kNormChunk = kNormThreads * 32;
-// The widest load the GPU does in one instruction.
-constexpr int kPackBytes = 16;
 // The final sum: one block, each thread adding partials t, t + 1024, ... before a tree.
 constexpr int kPartialSumThreads = 1024;
 static_assert(kPartialSumThreads == 32 * 32, "the final sum's tree is a warp of warp sums");
 // Scaling touches each value once: 8 a thread amortises the block's tensor lookup.
 constexpr int kScaleThreads = 256;
 constexpr int64_t kScaleChunk = kScaleThreads * 8;
-
-template <class T, int N>
-struct alignas(sizeof(T) * N) Pack {
-  T v[N];
-};
 
 template <class T>
 __device__ __forceinline__ float squares(const T (&values)[kPackBytes / sizeof(T)]) {
@@ -95,7 +88,7 @@ __global__ void sum_squares_partials_kernel(const __grid_constant__ MultiTensorB
   const int64_t begin = target.chunk * kNormChunk;
   const int64_t count = begin + kNormChunk < t.numel ? kNormChunk : t.numel - begin;
   // A chunk starts at a multiple of kNormChunk elements, so it is aligned when its tensor is.
-  const bool packed = reinterpret_cast<uintptr_t>(t.data) % kPackBytes == 0;
+  const bool packed = is_pack_aligned(t.data);
   const float mine = count == kNormChunk && packed ? thread_sum_squares_of_chunk(t.data + begin)
                                                    : thread_sum_squares(t.data + begin, count, packed);
   const float sum = block_sum(mine, scratch);

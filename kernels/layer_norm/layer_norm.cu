@@ -71,11 +71,6 @@ constexpr int kParamWarps = 8;
 // thread adds ~16 of GPT-2's 256 chunks instead of all of them one after another.
 constexpr int kSumWarps = 16;
 
-template <class T, int N>
-struct alignas(sizeof(T) * N) Pack {
-  T v[N];
-};
-
 template <int N, class T>
 __device__ __forceinline__ Pack<T, N> load_pack(const T* p) {
   return *reinterpret_cast<const Pack<T, N>*>(p);
