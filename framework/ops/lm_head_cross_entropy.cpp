@@ -11,8 +11,8 @@
 // would round away the smaller terms; 150 MB for GPT-2, and dh, [N, C], adds 25 MB), and the
 // backward turns them into h's and the weight's dtype. On CUDA the buffer's rows are padded
 // (kLogitsRowAlignment) so that every product sees aligned leading dimensions; the products
-// take n = V or k = V with that padded stride, so the padding is never read. The CPU path is the same algorithm in
-// f32/f64, so the CPU tests check the chunking. On CUDA the loss is f32 and the targets are not
+// take n = V or k = V with that padded stride, so the padding is never read. The CPU path is
+// the same algorithm in f32/f64, so the CPU tests check the chunking. On CUDA the loss is f32 and the targets are not
 // checked (a target out of range makes the loss NaN, as for cross_entropy); the count of rows
 // not ignored stays on the device.
 #include <algorithm>
