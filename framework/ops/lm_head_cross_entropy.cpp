@@ -9,8 +9,10 @@
 // scaling, in fp32, not into the logits buffer (softmax / 8192 rows underflows f16). So dh and
 // dW are kept in fp32 on CUDA (dW sums over the chunks there: in bf16, each chunk's addition
 // would round away the smaller terms; 150 MB for GPT-2, and dh, [N, C], adds 25 MB), and the
-// backward turns them into h's and the weight's dtype. The CPU path is the same algorithm in
-// f32/f64, so the CPU tests check the chunking. On CUDA the loss is f32 and the targets are not
+// backward turns them into h's and the weight's dtype. On CUDA the buffer's rows are padded
+// (kLogitsRowAlignment) so that every product sees aligned leading dimensions; the products
+// take n = V or k = V with that padded stride, so the padding is never read. The CPU path is
+// the same algorithm in f32/f64, so the CPU tests check the chunking. On CUDA the loss is f32 and the targets are not
 // checked (a target out of range makes the loss NaN, as for cross_entropy); the count of rows
 // not ignored stays on the device.
 #include <algorithm>
@@ -38,6 +40,16 @@ constexpr const char* kOp = "lm_head_cross_entropy";
 // burden either and keep the launches (four a chunk) few.
 constexpr int64_t kLogitsChunkBytes = int64_t{256} << 20;
 
+// The CUDA buffer's row stride is the vocabulary rounded up to this many elements (50257 ->
+// 50304): cuBLAS's fast tensor-core kernels want 16-byte aligned rows, and a bf16 row of 50257
+// is not (an LM head at that stride ran at 12% of the GPU's peak). 64 also makes each row start
+// on a 128-byte line for every dtype, as the loss kernel's 16-byte loads like.
+constexpr int64_t kLogitsRowAlignment = 64;
+
+int64_t padded_row(int64_t vocab) {
+  return (vocab + kLogitsRowAlignment - 1) / kLogitsRowAlignment * kLogitsRowAlignment;
+}
+
 // The inputs, contiguous, and what the forward computes.
 struct Problem {
   Tensor h, weight, targets;
@@ -51,15 +63,16 @@ struct Problem {
   int64_t buffer_rows() const { return std::min(chunk_rows, rows); }
 };
 
-// The three products of a chunk of n rows, row-major as kernels/matmul/matmul_cpu.h describes.
-kernels::GemmShape logits_product(const Problem& p, int64_t n) {  // logits [n, V] = h [n, C] W^T
-  return {n, p.vocab, p.features, false, true, p.features, p.features, p.vocab};
+// The three products of a chunk of n rows, row-major as kernels/matmul/matmul_cpu.h describes,
+// the logits' rows `stride` elements apart (V on the CPU, padded on CUDA).
+kernels::GemmShape logits_product(const Problem& p, int64_t n, int64_t stride) {  // logits [n, V] = h [n, C] W^T
+  return {n, p.vocab, p.features, false, true, p.features, p.features, stride};
 }
-kernels::GemmShape input_grad_product(const Problem& p, int64_t n) {  // dh [n, C] = dlogits [n, V] W [V, C]
-  return {n, p.features, p.vocab, false, false, p.vocab, p.features, p.features};
+kernels::GemmShape input_grad_product(const Problem& p, int64_t n, int64_t stride) {  // dh [n, C] = dlogits [n, V] W
+  return {n, p.features, p.vocab, false, false, stride, p.features, p.features};
 }
-kernels::GemmShape weight_grad_product(const Problem& p, int64_t n) {  // dW [V, C] (+)= dlogits^T h [n, C]
-  return {p.vocab, p.features, n, true, false, p.vocab, p.features, p.features};
+kernels::GemmShape weight_grad_product(const Problem& p, int64_t n, int64_t stride) {  // dW [V, C] (+)= dlogits^T h
+  return {p.vocab, p.features, n, true, false, stride, p.features, p.features};
 }
 
 // The caller's chunk, or the fewest chunks whose buffer fits kLogitsChunkBytes, made even: 8192
@@ -101,11 +114,12 @@ Tensor lm_head_cross_entropy_cpu(const Problem& p, const std::vector<Tensor>& in
     for (int64_t start = 0; start < p.rows; start += p.chunk_rows) {
       const int64_t n = p.rows_in_chunk(start);
       const T* h_chunk = h + start * p.features;
-      kernels::gemm_cpu<T>(logits_product(p, n), h_chunk, w, chunk, false);
+      kernels::gemm_cpu<T>(logits_product(p, n, p.vocab), h_chunk, w, chunk, false);
       total += kernels::cross_entropy_loss_and_grad_cpu<T>(chunk, p.targets.data<int32_t>() + start, n, p.vocab,
                                                            p.ignore_index, p.any_grad());
-      if (p.grad_h) kernels::gemm_cpu<T>(input_grad_product(p, n), chunk, w, dh.data<T>() + start * p.features, false);
-      if (p.grad_weight) kernels::gemm_cpu<T>(weight_grad_product(p, n), chunk, h_chunk, dw.data<T>(), true);
+      if (p.grad_h)
+        kernels::gemm_cpu<T>(input_grad_product(p, n, p.vocab), chunk, w, dh.data<T>() + start * p.features, false);
+      if (p.grad_weight) kernels::gemm_cpu<T>(weight_grad_product(p, n, p.vocab), chunk, h_chunk, dw.data<T>(), true);
     }
     *loss.data<T>() = static_cast<T>(count > 0 ? total / static_cast<double>(count) : 0.0);
   });
@@ -135,7 +149,8 @@ Tensor lm_head_cross_entropy_cuda(const Problem& p, const std::vector<Tensor>& i
   const DType dtype = p.h.dtype();
   cuda::DeviceGuard guard(device.index);
   const cuda::Context& ctx = cuda::context(device.index);
-  Tensor logits = Tensor::empty({p.buffer_rows(), p.vocab}, dtype, device);
+  const int64_t stride = padded_row(p.vocab);
+  Tensor logits = Tensor::empty({p.buffer_rows(), stride}, dtype, device);
   Tensor row_loss = Tensor::empty({p.rows}, DType::f32, device);
   Tensor dh = p.grad_h ? Tensor::empty({p.rows, p.features}, DType::f32, device) : Tensor();
   Tensor dw = p.grad_weight ? Tensor::zeros({p.vocab, p.features}, DType::f32, device) : Tensor();
@@ -150,14 +165,15 @@ Tensor lm_head_cross_entropy_cuda(const Problem& p, const std::vector<Tensor>& i
     for (int64_t start = 0; start < p.rows; start += p.chunk_rows) {
       const int64_t n = p.rows_in_chunk(start);
       const T* h_chunk = h + start * p.features;
-      kernels::gemm_cuda<T>(ctx, logits_product(p, n), {}, h_chunk, w, chunk);
-      kernels::cross_entropy_loss_and_grad_cuda<T>(row_loss.data<float>() + start, chunk, targets + start, n, p.vocab,
-                                                   p.ignore_index, p.any_grad(), ctx.stream);
+      kernels::gemm_cuda<T>(ctx, logits_product(p, n, stride), {}, h_chunk, w, chunk);
+      kernels::cross_entropy_loss_and_grad_cuda<T>(row_loss.data<float>() + start, chunk, stride, targets + start, n,
+                                                   p.vocab, p.ignore_index, p.any_grad(), ctx.stream);
       if (p.grad_h)
-        kernels::gemm_cuda<T, float>(ctx, input_grad_product(p, n), {}, chunk, w,
+        kernels::gemm_cuda<T, float>(ctx, input_grad_product(p, n, stride), {}, chunk, w,
                                      dh.data<float>() + start * p.features);
       if (p.grad_weight)
-        kernels::gemm_cuda<T, float>(ctx, weight_grad_product(p, n), {}, chunk, h_chunk, dw.data<float>(), 1.0f, true);
+        kernels::gemm_cuda<T, float>(ctx, weight_grad_product(p, n, stride), {}, chunk, h_chunk, dw.data<float>(), 1.0f,
+                                     true);
     }
   });
   kernels::cross_entropy_mean_cuda(loss.data<float>(), count.data<int32_t>(), row_loss.data<float>(), targets, p.rows,

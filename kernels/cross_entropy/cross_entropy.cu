@@ -7,6 +7,11 @@
 // the sum; the block then merges the pairs. lse = max + log(sum) is kept per row in fp32
 // (the backward rebuilds the softmax from it, never storing [rows, vocab] probabilities).
 //
+// These kernels are memory-bound, so rows move 16 bytes a load (8 bf16), several loads issued
+// before any is used, and the running max is updated once per 16-byte pack rather than once
+// per value. A row of 50257 16-bit logits starts on any 2-byte boundary, so each row splits
+// into a scalar head up to its first 16-byte boundary, whole packs, and a scalar tail.
+//
 // The subtle part is the mean: it divides by the number of rows not ignored, which the host
 // does not know without waiting for the GPU. So a one-block kernel adds the per-row losses and
 // counts the rows in a fixed order (deterministic) and leaves both on the device; the
@@ -16,11 +21,19 @@
 // lm_head_cross_entropy (framework/ops/lm_head_cross_entropy.cpp) never holds all the logits:
 // it takes them a chunk of rows at a time and wants each chunk's loss and gradient at once, so
 // the fused kernel computes a row's loss and then overwrites that row, in place, with
-// softmax - onehot. It leaves out the 1/count and the upstream gradient: p / count is below
-// f16's smallest subnormal (6e-8) for a typical p = 2e-5 over 8192 rows, so both are applied in
-// fp32 to the products (dh, dW) at the very end (scale_loss_gradient_cuda).
+// softmax - onehot. That needs the row twice (the gradient needs the whole row's lse), so
+// where two rows fit in an SM's shared memory (a 16-bit row of 50257 is 100 KB; an H100 or
+// H200 SM has 228 KB) the block copies its row there with asynchronous copies (the whole row
+// in flight at once) and HBM sees one read and one write; elsewhere (f32, smaller GPUs) the
+// row is read twice, the second time partly from L2. It leaves out the 1/count and the
+// upstream gradient: p / count is below f16's smallest subnormal (6e-8) for a typical p = 2e-5
+// over 8192 rows, so both are applied in fp32 to the products (dh, dW) at the very end
+// (scale_loss_gradient_cuda).
+#include <cuda_pipeline.h>
+
 #include <climits>
 #include <cmath>
+#include <cstdint>
 
 #include "framework/cuda/check.h"
 #include "framework/dtype.h"
@@ -31,11 +44,32 @@
 namespace ft::kernels {
 namespace {
 
-// A row of 50257 is ~100 values a thread at 512 threads; four such blocks fill an SM (2048
-// threads), so one block's reduction tail overlaps the others' loads.
+// A row of 50257 bf16 is 6282 packs of 16 bytes, about 12 a thread at 512 threads: few enough
+// that a block finishes its row quickly, enough that the two barriers of the row's reduction
+// are short beside the loads, and 2-4 such blocks share an SM, one's tail overlapping the
+// others' loads.
 constexpr int kRowThreads = 512;
+// At least two row blocks an SM (at most 64 registers a thread): with one, the SM's loads stop
+// at each of its row's barriers.
+constexpr int kMinRowBlocks = 2;
+// Packs a thread loads before it uses any: 4 x 16 bytes, 32 KB in flight per block, so two or
+// more blocks give an SM the 32-64 KB in flight that HBM's latency asks for.
+constexpr int kUnroll = 4;
+// The widest load and store the GPU does in one instruction.
+constexpr int kPackBytes = 16;
 // The mean over rows: one block, each thread adding rows t, t + 1024, ... before a tree.
 constexpr int kMeanThreads = 1024;
+// Shared memory an SM keeps per resident block beyond its dynamic share: the 1 KB the
+// runtime reserves (sm_80 and later) and block_merge's static arrays, rounded up.
+constexpr int kSharedPerBlockOverhead = 2048;
+
+template <class T>
+constexpr int kVector = kPackBytes / static_cast<int>(sizeof(T));
+
+template <class T, int N>
+struct alignas(sizeof(T) * N) Pack {
+  T v[N];
+};
 
 // max and sum of exp(x - max) over part of a row. The empty part is (-inf, 0).
 struct MaxSum {
@@ -49,16 +83,25 @@ __device__ __forceinline__ MaxSum merge(MaxSum a, MaxSum b) {
   return {m, a.sum * expf(a.max - m) + b.sum * expf(b.max - m)};
 }
 
-// Adds one value: one exp, rescaling the sum only when a new max arrives. A -inf logit (a
-// masked vocabulary entry) adds nothing; a NaN reaches the sum and makes the loss NaN.
-__device__ __forceinline__ void add_value(MaxSum& acc, float x) {
-  if (x > acc.max) {
-    acc.sum = acc.sum * expf(acc.max - x) + 1.0f;
-    acc.max = x;
-  } else {
-    acc.sum += x == -INFINITY ? 0.0f : expf(x - acc.max);
+// Adds N values: the sum is rescaled once, when the values' max exceeds the running one. A -inf
+// logit (a masked vocabulary entry) adds nothing; a NaN (which fmaxf skips) reaches the sum and
+// makes the loss NaN.
+struct OnlineSoftmax {
+  MaxSum acc{-INFINITY, 0.0f};
+
+  template <int N>
+  __device__ __forceinline__ void operator()(int64_t, const float (&x)[N]) {
+    float m = acc.max;
+#pragma unroll
+    for (int k = 0; k < N; ++k) m = fmaxf(m, x[k]);
+    if (m > acc.max) {
+      acc.sum *= expf(acc.max - m);
+      acc.max = m;
+    }
+#pragma unroll
+    for (int k = 0; k < N; ++k) acc.sum += x[k] == -INFINITY ? 0.0f : expf(x[k] - m);
   }
-}
+};
 
 // The merge over the block, returned to every thread.
 __device__ MaxSum block_merge(MaxSum v) {
@@ -79,20 +122,128 @@ __device__ MaxSum block_merge(MaxSum v) {
   return total;
 }
 
-// The log-sum-exp of one row, read once by the whole block, returned to every thread.
+// ---- a row in 16-byte packs -------------------------------------------------------------------
+
+// A row of n elements as a head (elements before its first 16-byte boundary), whole packs of
+// kVec from there, and the tail after them. kVec = 1: no head, every element a pack.
+struct RowSplit {
+  int64_t head, packs;
+};
+
+// How many T lie between x and the 16-byte boundary before it.
 template <class T>
+__device__ __forceinline__ int64_t elements_past_boundary(const T* x) {
+  return static_cast<int64_t>(reinterpret_cast<uintptr_t>(x) % kPackBytes / sizeof(T));
+}
+
+template <int kVec, class T>
+__device__ __forceinline__ RowSplit split_row(const T* x, int64_t n) {
+  if (kVec == 1) return {0, n};
+  const int64_t misaligned = elements_past_boundary(x);
+  const int64_t head = misaligned == 0 ? 0 : (kVec - misaligned < n ? kVec - misaligned : n);
+  return {head, (n - head) / kVec};
+}
+
+template <class T, int N>
+__device__ __forceinline__ void to_floats(float (&out)[N], const Pack<T, N>& p) {
+#pragma unroll
+  for (int k = 0; k < N; ++k) out[k] = to_float(p.v[k]);
+}
+
+// Calls f(v, values) over this thread's share of the row x[0, n): values are x[v, v + N) in
+// fp32, N = 1 in the head and tail, kVec for the packs, kUnroll packs loaded before any is used.
+template <int kVec, class T, class F>
+__device__ __forceinline__ void visit_row(const T* x, int64_t n, F& f) {
+  using P = Pack<T, kVec>;
+  const RowSplit s = split_row<kVec>(x, n);
+  for (int64_t v = threadIdx.x; v < s.head; v += blockDim.x) f(v, {to_float(x[v])});
+  const P* packs = reinterpret_cast<const P*>(x + s.head);
+  for (int64_t first = threadIdx.x; first < s.packs; first += kUnroll * blockDim.x) {
+    P loaded[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u)
+      if (first + u * blockDim.x < s.packs) loaded[u] = packs[first + u * blockDim.x];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int64_t p = first + u * blockDim.x;
+      if (p >= s.packs) break;
+      float values[kVec];
+      to_floats(values, loaded[u]);
+      f(s.head + p * kVec, values);
+    }
+  }
+  for (int64_t v = s.head + s.packs * kVec + threadIdx.x; v < n; v += blockDim.x) f(v, {to_float(x[v])});
+}
+
+// out[v] = f(v, in[v]) over this thread's share of [0, n), computed in fp32. out and in are
+// the same row, or rows with the same offset from a 16-byte boundary (they split alike).
+template <int kVec, class T, class F>
+__device__ __forceinline__ void transform_row(T* out, const T* in, int64_t n, const F& f) {
+  using P = Pack<T, kVec>;
+  const RowSplit s = split_row<kVec>(out, n);
+  for (int64_t v = threadIdx.x; v < s.head; v += blockDim.x) out[v] = from_float<T>(f(v, to_float(in[v])));
+  const P* in_packs = reinterpret_cast<const P*>(in + s.head);
+  P* out_packs = reinterpret_cast<P*>(out + s.head);
+  for (int64_t first = threadIdx.x; first < s.packs; first += kUnroll * blockDim.x) {
+    P loaded[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u)
+      if (first + u * blockDim.x < s.packs) loaded[u] = in_packs[first + u * blockDim.x];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int64_t p = first + u * blockDim.x;
+      if (p >= s.packs) break;
+      P result;
+#pragma unroll
+      for (int k = 0; k < kVec; ++k) result.v[k] = from_float<T>(f(s.head + p * kVec + k, to_float(loaded[u].v[k])));
+      out_packs[p] = result;
+    }
+  }
+  for (int64_t v = s.head + s.packs * kVec + threadIdx.x; v < n; v += blockDim.x)
+    out[v] = from_float<T>(f(v, to_float(in[v])));
+}
+
+// out[0, n) = 0, 16 bytes a store.
+template <int kVec, class T>
+__device__ __forceinline__ void zero_row(T* out, int64_t n) {
+  using P = Pack<T, kVec>;
+  const RowSplit s = split_row<kVec>(out, n);
+  for (int64_t v = threadIdx.x; v < s.head; v += blockDim.x) out[v] = from_float<T>(0.0f);
+  P zeros;
+#pragma unroll
+  for (int k = 0; k < kVec; ++k) zeros.v[k] = from_float<T>(0.0f);
+  P* packs = reinterpret_cast<P*>(out + s.head);
+  for (int64_t p = threadIdx.x; p < s.packs; p += blockDim.x) packs[p] = zeros;
+  for (int64_t v = s.head + s.packs * kVec + threadIdx.x; v < n; v += blockDim.x) out[v] = from_float<T>(0.0f);
+}
+
+// ---- rows ------------------------------------------------------------------------------------
+
+// The log-sum-exp of one row, read once by the whole block, returned to every thread.
+template <int kVec, class T>
 __device__ float row_log_sum_exp(const T* x, int64_t vocab) {
-  MaxSum acc{-INFINITY, 0.0f};
-  for (int64_t v = threadIdx.x; v < vocab; v += blockDim.x) add_value(acc, to_float(x[v]));
-  acc = block_merge(acc);
-  return acc.max + logf(acc.sum);
+  OnlineSoftmax online;
+  visit_row<kVec>(x, vocab, online);
+  const MaxSum total = block_merge(online.acc);
+  return total.max + logf(total.sum);
 }
 
 __device__ __forceinline__ bool in_vocab(int32_t target, int64_t vocab) { return target >= 0 && target < vocab; }
 
-template <class T>
-__global__ void cross_entropy_forward_kernel(float* lse, float* row_loss, const T* logits, const int32_t* targets,
-                                             int64_t vocab, int32_t ignore_index) {
+// d/dx of a row's loss times scale: scale * (softmax - onehot).
+struct SoftmaxGradient {
+  float lse, scale;
+  int64_t target;
+  __device__ __forceinline__ float operator()(int64_t v, float x) const {
+    const float p = expf(x - lse);
+    return scale * (v == target ? p - 1.0f : p);
+  }
+};
+
+template <int kVec, class T>
+__global__ void __launch_bounds__(kRowThreads, kMinRowBlocks)
+    cross_entropy_forward_kernel(float* lse, float* row_loss, const T* logits, const int32_t* targets, int64_t vocab,
+                                 int32_t ignore_index) {
   const int64_t row = blockIdx.x;
   const int32_t target = targets[row];
   if (target == ignore_index) {  // the same for the whole block: no thread skips a barrier alone
@@ -100,37 +251,68 @@ __global__ void cross_entropy_forward_kernel(float* lse, float* row_loss, const 
     return;
   }
   const T* x = logits + row * vocab;
-  const float row_lse = row_log_sum_exp(x, vocab);
+  const float row_lse = row_log_sum_exp<kVec>(x, vocab);
   if (threadIdx.x != 0) return;
   lse[row] = row_lse;
   row_loss[row] = in_vocab(target, vocab) ? row_lse - to_float(x[target]) : NAN;
 }
 
-// One block per row: the row's loss, then (with write_gradient) the row overwritten with
-// softmax - onehot, 0 on an ignored row. A target outside the vocabulary makes the loss and the
+// One block per row of `stride` elements, the first `vocab` of them logits: the row's loss,
+// then (with write_gradient) the row overwritten with softmax - onehot, read a second time from
+// global memory; 0 on an ignored row. A target outside the vocabulary makes the loss and the
 // whole row NaN.
 template <class T>
-__global__ void cross_entropy_loss_and_grad_kernel(float* row_loss, T* logits, const int32_t* targets, int64_t vocab,
-                                                   int32_t ignore_index, bool write_gradient) {
+__global__ void __launch_bounds__(kRowThreads, kMinRowBlocks)
+    cross_entropy_loss_and_grad_kernel(float* row_loss, T* logits, int64_t stride, const int32_t* targets,
+                                       int64_t vocab, int32_t ignore_index, bool write_gradient) {
+  constexpr int kVec = kVector<T>;
   const int64_t row = blockIdx.x;
   const int32_t target = targets[row];
-  T* x = logits + row * vocab;
+  T* x = logits + row * stride;
   if (target == ignore_index) {
     if (threadIdx.x == 0) row_loss[row] = 0.0f;
-    if (write_gradient)
-      for (int64_t v = threadIdx.x; v < vocab; v += blockDim.x) x[v] = from_float<T>(0.0f);
+    if (write_gradient) zero_row<kVec>(x, vocab);
     return;
   }
-  // Read by every thread before the barriers in row_log_sum_exp, hence before any thread
-  // overwrites the row.
+  // Read before the barriers in row_log_sum_exp, hence before any thread overwrites the row.
   const float target_logit = in_vocab(target, vocab) ? to_float(x[target]) : NAN;
-  const float row_lse = in_vocab(target, vocab) ? row_log_sum_exp(x, vocab) : NAN;
+  const float row_lse = in_vocab(target, vocab) ? row_log_sum_exp<kVec>(x, vocab) : NAN;
   if (threadIdx.x == 0) row_loss[row] = row_lse - target_logit;
-  if (!write_gradient) return;
-  for (int64_t v = threadIdx.x; v < vocab; v += blockDim.x) {
-    const float p = expf(to_float(x[v]) - row_lse);
-    x[v] = from_float<T>(v == target ? p - 1.0f : p);
+  if (write_gradient) transform_row<kVec>(x, x, vocab, SoftmaxGradient{row_lse, 1.0f, target});
+}
+
+// The same with the gradient, the row held in shared memory: copied there once with
+// asynchronous 16-byte copies (no registers held, the whole row in flight), then read from
+// there for the lse and again for the gradient. The copy keeps the row's offset from a 16-byte
+// boundary, so the two split alike.
+template <class T>
+__global__ void __launch_bounds__(kRowThreads, kMinRowBlocks)
+    cross_entropy_loss_and_grad_shared_kernel(float* row_loss, T* logits, int64_t stride, const int32_t* targets,
+                                              int64_t vocab, int32_t ignore_index) {
+  constexpr int kVec = kVector<T>;
+  using P = Pack<T, kVec>;
+  extern __shared__ uint4 shared_row[];  // uint4: 16-byte aligned
+  const int64_t row = blockIdx.x;
+  const int32_t target = targets[row];
+  T* x = logits + row * stride;
+  if (target == ignore_index) {
+    if (threadIdx.x == 0) row_loss[row] = 0.0f;
+    zero_row<kVec>(x, vocab);
+    return;
   }
+  const RowSplit s = split_row<kVec>(x, vocab);
+  T* copy = reinterpret_cast<T*>(shared_row) + elements_past_boundary(x);
+  for (int64_t v = threadIdx.x; v < s.head; v += blockDim.x) copy[v] = x[v];
+  for (int64_t p = threadIdx.x; p < s.packs; p += blockDim.x)
+    __pipeline_memcpy_async(copy + s.head + p * kVec, x + s.head + p * kVec, sizeof(P));
+  for (int64_t v = s.head + s.packs * kVec + threadIdx.x; v < vocab; v += blockDim.x) copy[v] = x[v];
+  __pipeline_commit();
+  __pipeline_wait_prior(0);
+  __syncthreads();
+  const float target_logit = in_vocab(target, vocab) ? to_float(copy[target]) : NAN;
+  const float row_lse = in_vocab(target, vocab) ? row_log_sum_exp<kVec>(copy, vocab) : NAN;
+  if (threadIdx.x == 0) row_loss[row] = row_lse - target_logit;
+  transform_row<kVec>(x, copy, vocab, SoftmaxGradient{row_lse, 1.0f, target});
 }
 
 __global__ void cross_entropy_mean_kernel(float* loss, int32_t* count, const float* row_loss, const int32_t* targets,
@@ -160,24 +342,20 @@ __global__ void cross_entropy_mean_kernel(float* loss, int32_t* count, const flo
   }
 }
 
-template <class T>
-__global__ void cross_entropy_backward_kernel(T* dlogits, const T* logits, const float* lse, const int32_t* targets,
-                                              const float* grad_loss, const int32_t* count, int64_t vocab,
-                                              int32_t ignore_index) {
+template <int kVec, class T>
+__global__ void __launch_bounds__(kRowThreads, kMinRowBlocks)
+    cross_entropy_backward_kernel(T* dlogits, const T* logits, const float* lse, const int32_t* targets,
+                                  const float* grad_loss, const int32_t* count, int64_t vocab, int32_t ignore_index) {
   const int64_t row = blockIdx.x;
   const int32_t target = targets[row];
   T* d = dlogits + row * vocab;
   if (target == ignore_index) {
-    for (int64_t v = threadIdx.x; v < vocab; v += blockDim.x) d[v] = from_float<T>(0.0f);
+    zero_row<kVec>(d, vocab);
     return;
   }
-  const T* x = logits + row * vocab;
   const float scale = *grad_loss / static_cast<float>(*count);  // count >= 1: this row is counted
   const float row_lse = in_vocab(target, vocab) ? lse[row] : NAN;
-  for (int64_t v = threadIdx.x; v < vocab; v += blockDim.x) {
-    const float p = expf(to_float(x[v]) - row_lse);
-    d[v] = from_float<T>(scale * (v == target ? p - 1.0f : p));
-  }
+  transform_row<kVec>(d, logits + row * vocab, vocab, SoftmaxGradient{row_lse, scale, target});
 }
 
 // out[i] = in[i] * g / count, or 0 when every row was ignored (count = 0).
@@ -193,6 +371,22 @@ void check_rows(const char* what, int64_t rows) {
            ")");
 }
 
+int64_t offset_in_pack(const void* p) { return static_cast<int64_t>(reinterpret_cast<uintptr_t>(p) % kPackBytes); }
+
+// The shared memory that holds a row of `vocab` T at any offset from a 16-byte boundary, or 0
+// when two such blocks do not fit on one SM of the current device: with one, a block's
+// barrier-separated phases (copy in, reduce, write out) would leave HBM idle in between.
+template <class T>
+int shared_row_bytes(int64_t vocab) {
+  const int64_t bytes = (vocab + kVector<T>)*static_cast<int64_t>(sizeof(T));
+  int device = 0, per_block = 0, per_sm = 0;
+  FT_CUDA_CHECK(cudaGetDevice(&device));
+  FT_CUDA_CHECK(cudaDeviceGetAttribute(&per_block, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  FT_CUDA_CHECK(cudaDeviceGetAttribute(&per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, device));
+  const bool two_fit = bytes + kSharedPerBlockOverhead <= per_block && 2 * (bytes + kSharedPerBlockOverhead) <= per_sm;
+  return two_fit ? static_cast<int>(bytes) : 0;
+}
+
 }  // namespace
 
 template <class T>
@@ -201,8 +395,8 @@ void cross_entropy_forward_cuda(float* loss, int32_t* count, float* lse, float* 
                                 cudaStream_t stream) {
   check_rows("cross_entropy forward", rows);
   if (rows > 0) {
-    cross_entropy_forward_kernel<<<static_cast<int>(rows), kRowThreads, 0, stream>>>(lse, row_loss, device_ptr(logits),
-                                                                                     targets, vocab, ignore_index);
+    cross_entropy_forward_kernel<kVector<T>><<<static_cast<int>(rows), kRowThreads, 0, stream>>>(
+        lse, row_loss, device_ptr(logits), targets, vocab, ignore_index);
     FT_CUDA_CHECK_LAUNCH();
   }
   cross_entropy_mean_cuda(loss, count, row_loss, targets, rows, ignore_index, stream);
@@ -215,12 +409,25 @@ void cross_entropy_mean_cuda(float* loss, int32_t* count, const float* row_loss,
 }
 
 template <class T>
-void cross_entropy_loss_and_grad_cuda(float* row_loss, T* logits, const int32_t* targets, int64_t rows, int64_t vocab,
-                                      int32_t ignore_index, bool write_gradient, cudaStream_t stream) {
+void cross_entropy_loss_and_grad_cuda(float* row_loss, T* logits, int64_t row_stride, const int32_t* targets,
+                                      int64_t rows, int64_t vocab, int32_t ignore_index, bool write_gradient,
+                                      cudaStream_t stream) {
   check_rows("cross_entropy loss and gradient", rows);
+  FT_CHECK(row_stride >= vocab, "cross_entropy loss and gradient: row stride ", row_stride,
+           " is shorter than the vocabulary (", vocab, ")");
   if (rows == 0) return;
-  cross_entropy_loss_and_grad_kernel<<<static_cast<int>(rows), kRowThreads, 0, stream>>>(
-      row_loss, device_ptr(logits), targets, vocab, ignore_index, write_gradient);
+  const int shared_bytes = write_gradient ? shared_row_bytes<T>(vocab) : 0;
+  if (shared_bytes > 0) {
+    const auto kernel = cross_entropy_loss_and_grad_shared_kernel<cuda_t<T>>;
+    FT_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, shared_bytes));
+    FT_CUDA_CHECK(
+        cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared));
+    kernel<<<static_cast<int>(rows), kRowThreads, shared_bytes, stream>>>(row_loss, device_ptr(logits), row_stride,
+                                                                          targets, vocab, ignore_index);
+  } else {
+    cross_entropy_loss_and_grad_kernel<<<static_cast<int>(rows), kRowThreads, 0, stream>>>(
+        row_loss, device_ptr(logits), row_stride, targets, vocab, ignore_index, write_gradient);
+  }
   FT_CUDA_CHECK_LAUNCH();
 }
 
@@ -238,18 +445,23 @@ void cross_entropy_backward_cuda(T* dlogits, const T* logits, const float* lse, 
                                  int32_t ignore_index, cudaStream_t stream) {
   check_rows("cross_entropy backward", rows);
   if (rows == 0) return;
-  cross_entropy_backward_kernel<<<static_cast<int>(rows), kRowThreads, 0, stream>>>(
-      device_ptr(dlogits), device_ptr(logits), lse, targets, grad_loss, count, vocab, ignore_index);
+  // Row r of each starts r * vocab elements in: they split into packs alike when their bases
+  // sit at the same offset from a 16-byte boundary (always, for fresh tensors).
+  const auto kernel = offset_in_pack(dlogits) == offset_in_pack(logits)
+                          ? cross_entropy_backward_kernel<kVector<T>, cuda_t<T>>
+                          : cross_entropy_backward_kernel<1, cuda_t<T>>;
+  kernel<<<static_cast<int>(rows), kRowThreads, 0, stream>>>(device_ptr(dlogits), device_ptr(logits), lse, targets,
+                                                             grad_loss, count, vocab, ignore_index);
   FT_CUDA_CHECK_LAUNCH();
 }
 
-#define FT_INSTANTIATE(T)                                                                                          \
-  template void cross_entropy_forward_cuda<T>(float*, int32_t*, float*, float*, const T*, const int32_t*, int64_t, \
-                                              int64_t, int32_t, cudaStream_t);                                     \
-  template void cross_entropy_backward_cuda<T>(T*, const T*, const float*, const int32_t*, const float*,           \
-                                               const int32_t*, int64_t, int64_t, int32_t, cudaStream_t);           \
-  template void cross_entropy_loss_and_grad_cuda<T>(float*, T*, const int32_t*, int64_t, int64_t, int32_t, bool,   \
-                                                    cudaStream_t);                                                 \
+#define FT_INSTANTIATE(T)                                                                                           \
+  template void cross_entropy_forward_cuda<T>(float*, int32_t*, float*, float*, const T*, const int32_t*, int64_t,  \
+                                              int64_t, int32_t, cudaStream_t);                                      \
+  template void cross_entropy_backward_cuda<T>(T*, const T*, const float*, const int32_t*, const float*,            \
+                                               const int32_t*, int64_t, int64_t, int32_t, cudaStream_t);            \
+  template void cross_entropy_loss_and_grad_cuda<T>(float*, T*, int64_t, const int32_t*, int64_t, int64_t, int32_t, \
+                                                    bool, cudaStream_t);                                            \
   template void scale_loss_gradient_cuda<T>(T*, const float*, const float*, const int32_t*, int64_t, cudaStream_t);
 FT_INSTANTIATE(float)
 FT_INSTANTIATE(ft::bfloat16)

@@ -38,10 +38,13 @@ void cross_entropy_mean_cuda(float* loss, int32_t* count, const float* row_loss,
 // The fused step of lm_head_cross_entropy, on a chunk of rows: writes row_loss[n] (0 on ignored
 // rows) and, with write_gradient, overwrites logits [rows, vocab] in place with the gradient of
 // the summed loss, softmax - onehot (0 on ignored rows); without, the logits are only read.
-// The mean's 1/count and the upstream gradient are left to scale_loss_gradient_cuda.
+// Row n starts at logits + n * row_stride (row_stride >= vocab); the elements past vocab (a
+// padding that aligns the rows for cuBLAS) are neither read nor written. The mean's 1/count
+// and the upstream gradient are left to scale_loss_gradient_cuda.
 template <class T>
-void cross_entropy_loss_and_grad_cuda(float* row_loss, T* logits, const int32_t* targets, int64_t rows, int64_t vocab,
-                                      int32_t ignore_index, bool write_gradient, cudaStream_t stream);
+void cross_entropy_loss_and_grad_cuda(float* row_loss, T* logits, int64_t row_stride, const int32_t* targets,
+                                      int64_t rows, int64_t vocab, int32_t ignore_index, bool write_gradient,
+                                      cudaStream_t stream);
 
 // out[i] = gradient[i] * (*grad_loss) / (*count) over n elements (0 when *count is 0): a sum's
 // fp32 gradient turned into the mean's, times the upstream gradient, in T. Both scalars live on

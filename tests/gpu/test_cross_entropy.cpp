@@ -128,6 +128,22 @@ TEST_CASE("cross_entropy on CUDA matches the CPU loss and dlogits in f32, bf16 a
   cuda::set_poison_allocations(false);
 }
 
+// Logits viewed 3 elements into their allocation: every row sits at another offset from a
+// 16-byte boundary than the same row of the fresh dlogits, so the forward's rows split into a
+// head, 16-byte packs and a tail at those offsets, and the backward takes its one-element path.
+TEST_CASE("cross_entropy on CUDA with logits that start off a 16-byte boundary") {
+  cuda::set_poison_allocations(true);
+  const int64_t rows = 37, vocab = 1029;
+  for (DType dtype : {DType::f32, DType::bf16}) {
+    CAPTURE(dtype_name(dtype));
+    const Tensor flat = random_logits(1, rows * vocab + 3, dtype, 20);
+    const Tensor logits = flat.as_strided({rows, vocab}, {vocab, 1}, 3);
+    REQUIRE(logits.is_contiguous());
+    check_against_cpu(logits, random_targets(rows, vocab, 21), 1.0);
+  }
+  cuda::set_poison_allocations(false);
+}
+
 TEST_CASE("cross_entropy on CUDA stays finite for logits far from 0") {
   cuda::set_poison_allocations(true);
   // exp(100) overflows f32: only the max subtraction keeps the sums finite.

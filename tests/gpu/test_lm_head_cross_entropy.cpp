@@ -149,6 +149,19 @@ TEST_CASE("lm_head_cross_entropy on CUDA matches the CPU at odd shapes") {
   cuda::set_poison_allocations(false);
 }
 
+// On CUDA the logits buffer's rows are padded to a multiple of 64 elements, left unwritten
+// (NaN under poisoning): the products must skip the padding (n = V, k = V with the padded
+// stride) and the loss kernel must neither read nor write it. Vocabularies just below and above
+// a multiple of 64 and GPT-2's, in several chunks, in every dtype.
+TEST_CASE("lm_head_cross_entropy on CUDA: vocabularies that are not a multiple of the padded row") {
+  cuda::set_poison_allocations(true);
+  AllowTf32 exact(false);
+  uint64_t seed = 90;
+  for (int64_t vocab : {63, 65, 50257})
+    for (DType dtype : kGpuDTypes) check_against_cpu(11, 40, vocab, dtype, 4, seed += 3);
+  cuda::set_poison_allocations(false);
+}
+
 TEST_CASE("lm_head_cross_entropy on CUDA with every row ignored: loss 0 and zero gradients") {
   cuda::set_poison_allocations(true);
   for (DType dtype : kGpuDTypes) {
