@@ -366,7 +366,9 @@ std::vector<KernelRow> kernel_rows(const KernelBenchOptions& o) {
   add_linear_rows(all, "linear c_attn", N, C, 3 * C, true, o.dtype, o.device);
   add_linear_rows(all, "linear mlp fc", N, C, 4 * C, true, o.dtype, o.device);
   add_linear_rows(all, "linear mlp proj", N, 4 * C, C, true, o.dtype, o.device);
-  add_linear_rows(all, "linear lm_head", N, C, o.model.vocab_size, false, o.dtype, o.device);
+  // The LM head is not a plain linear row: training computes it inside lm_head_cross_entropy
+  // (a fused row below), whose logits buffer pads each row to an aligned stride. A plain
+  // [N, 50257] output has rows that are not 16-byte aligned, which leaves cuBLAS on slow kernels.
   for (KernelRow& r : fused_rows(o)) all.push_back(std::move(r));
   std::vector<KernelRow> chosen;
   std::string names;
@@ -401,7 +403,7 @@ void bench_kernels(const KernelBenchOptions& o, std::ostream& out) {
   const double copy_gbps = measured_copy_gbps(o.device);
   out << local_date() << ", " << o.device.str() << " (" << device << ")\n"
       << command_text(o) << "\n"
-      << format("device-to-device copy: %.0f GB/s measured now, the bandwidth rows' roofline", copy_gbps) << "\n\n"
+      << "device-to-device copy: " << format("%.0f", copy_gbps) << " GB/s measured now, the bandwidth rows' roofline" << "\n\n"
       << kernel_table_head() << std::flush;
   for (KernelRow& row : rows) {
     if (row.unit == CostUnit::bytes) row.ceiling = copy_gbps;

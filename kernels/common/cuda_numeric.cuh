@@ -120,6 +120,8 @@ struct alignas(sizeof(T) * N) Pack {
   T v[N];
 };
 
-__host__ __device__ inline bool is_pack_aligned(const void* p) { return reinterpret_cast<uintptr_t>(p) % kPackBytes == 0; }
+__host__ __device__ inline bool is_pack_aligned(const void* p) {
+  return reinterpret_cast<uintptr_t>(p) % kPackBytes == 0;
+}
 
 }  // namespace ft::kernels

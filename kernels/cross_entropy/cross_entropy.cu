@@ -55,8 +55,6 @@ constexpr int kMinRowBlocks = 2;
 // Packs a thread loads before it uses any: 4 x 16 bytes, 32 KB in flight per block, so two or
 // more blocks give an SM the 32-64 KB in flight that HBM's latency asks for.
 constexpr int kUnroll = 4;
-// The widest load and store the GPU does in one instruction.
-constexpr int kPackBytes = 16;
 // The mean over rows: one block, each thread adding rows t, t + 1024, ... before a tree.
 constexpr int kMeanThreads = 1024;
 // Shared memory an SM keeps per resident block beyond its dynamic share: the 1 KB the
@@ -65,11 +63,6 @@ constexpr int kSharedPerBlockOverhead = 2048;
 
 template <class T>
 constexpr int kVector = kPackBytes / static_cast<int>(sizeof(T));
-
-template <class T, int N>
-struct alignas(sizeof(T) * N) Pack {
-  T v[N];
-};
 
 // max and sum of exp(x - max) over part of a row. The empty part is (-inf, 0).
 struct MaxSum {
