@@ -30,6 +30,7 @@
 #ifdef FLASHTRAIN_HAS_CUDA
 #include "framework/cuda/context.h"
 #include "framework/cuda/matmul_settings.h"
+#include "kernels/matmul/matmul_cuda.h"
 #endif
 
 namespace ft::bench {
@@ -178,6 +179,31 @@ std::vector<KernelRow> fused_rows(const KernelBenchOptions& o) {
          Tensor x = x_of({N, C}, false), b = x_of({N, C}, false), w = x_of({C}, false), bias = x_of({C}, false);
          return KernelWork{[=] { add_layer_norm(x, b, w, bias); }, [=] { layer_norm(add(x, b), w, bias); }};
        }},
+      // Two GEMMs of 2 N C H flops.
+      {"mlp fwd", str(N, " x ", C, " -> ", H, " -> ", C), precision, CostUnit::flops, 4.0 * N * C * H, flops_ceiling,
+       "linear + gelu + linear",
+       [=] {
+         Tensor x = x_of({N, C}, false), w1 = x_of({H, C}, false), b1 = x_of({H}, false), w2 = x_of({C, H}, false),
+                b2 = x_of({C}, false);
+         return KernelWork{[=] { mlp(x, w1, b1, w2, b2); }, [=] { linear(gelu(linear(x, w1, b1)), w2, b2); }};
+       }},
+#ifdef FLASHTRAIN_HAS_CUDA
+      // The same op with cuBLASLt's epilogues turned off (plain products, then the bias, GELU
+      // and their gradients as kernels): whether the epilogues pay on this GPU.
+      {"mlp fwd+bwd, epilogues off", str(N, " x ", C, " -> ", H, " -> ", C), precision, CostUnit::flops,
+       12.0 * N * C * H, flops_ceiling, "mlp fwd+bwd with epilogues",
+       [=] {
+         Tensor x = x_of({N, C}, true), w1 = x_of({H, C}, true), b1 = x_of({H}, true), w2 = x_of({C, H}, true),
+                b2 = x_of({C}, true), g = x_of({N, C}, false);
+         const std::function<void()> fused = forward_backward([=] { return mlp(x, w1, b1, w2, b2); }, g);
+         return KernelWork{[=] {
+                             kernels::set_cublaslt_epilogues_enabled(false);
+                             fused();
+                             kernels::set_cublaslt_epilogues_enabled(true);
+                           },
+                           fused};
+       }},
+#endif
       // Two GEMMs of 2 N C H flops forward, four backward.
       {"mlp fwd+bwd", str(N, " x ", C, " -> ", H, " -> ", C), precision, CostUnit::flops, 12.0 * N * C * H,
        flops_ceiling, "linear + gelu + linear",

@@ -9,10 +9,12 @@
 // scaling, in fp32, not into the logits buffer (softmax / 8192 rows underflows f16). So dh and
 // dW are kept in fp32 on CUDA (dW sums over the chunks there: in bf16, each chunk's addition
 // would round away the smaller terms; 150 MB for GPT-2, and dh, [N, C], adds 25 MB), and the
-// backward turns them into h's and the weight's dtype. On CUDA the buffer's rows are padded
-// (kLogitsRowAlignment) so that every product sees aligned leading dimensions; the products
-// take n = V or k = V with that padded stride, so the padding is never read. The CPU path is
-// the same algorithm in f32/f64, so the CPU tests check the chunking. On CUDA the loss is f32 and the targets are not
+// backward turns them into h's and the weight's dtype. On CUDA the vocabulary is padded
+// (kLogitsRowAlignment): the products run on a copy of W with zero rows appended, so their
+// vocabulary extent and the buffer's rows are aligned (an extent of 50257 keeps cuBLAS off its
+// fast kernels even with aligned strides); the padding's logits are 0, its rows of dW are
+// dropped, and the loss kernel reads only the first V columns. The CPU path is the same
+// algorithm in f32/f64, so the CPU tests check the chunking. On CUDA the loss is f32 and the targets are not
 // checked (a target out of range makes the loss NaN, as for cross_entropy); the count of rows
 // not ignored stays on the device.
 #include <algorithm>
@@ -64,15 +66,16 @@ struct Problem {
 };
 
 // The three products of a chunk of n rows, row-major as kernels/matmul/matmul_cpu.h describes,
-// the logits' rows `stride` elements apart (V on the CPU, padded on CUDA).
-kernels::GemmShape logits_product(const Problem& p, int64_t n, int64_t stride) {  // logits [n, V] = h [n, C] W^T
-  return {n, p.vocab, p.features, false, true, p.features, p.features, stride};
+// over a vocabulary of `v` words (V on the CPU, padded on CUDA), which is also the logits' row
+// stride.
+kernels::GemmShape logits_product(const Problem& p, int64_t n, int64_t v) {  // logits [n, v] = h [n, C] W^T
+  return {n, v, p.features, false, true, p.features, p.features, v};
 }
-kernels::GemmShape input_grad_product(const Problem& p, int64_t n, int64_t stride) {  // dh [n, C] = dlogits [n, V] W
-  return {n, p.features, p.vocab, false, false, stride, p.features, p.features};
+kernels::GemmShape input_grad_product(const Problem& p, int64_t n, int64_t v) {  // dh [n, C] = dlogits [n, v] W
+  return {n, p.features, v, false, false, v, p.features, p.features};
 }
-kernels::GemmShape weight_grad_product(const Problem& p, int64_t n, int64_t stride) {  // dW [V, C] (+)= dlogits^T h
-  return {p.vocab, p.features, n, true, false, stride, p.features, p.features};
+kernels::GemmShape weight_grad_product(const Problem& p, int64_t n, int64_t v) {  // dW [v, C] (+)= dlogits^T h
+  return {v, p.features, n, true, false, v, p.features, p.features};
 }
 
 // The caller's chunk, or the fewest chunks whose buffer fits kLogitsChunkBytes, made even: 8192
@@ -150,17 +153,20 @@ Tensor lm_head_cross_entropy_cuda(const Problem& p, const std::vector<Tensor>& i
   cuda::DeviceGuard guard(device.index);
   const cuda::Context& ctx = cuda::context(device.index);
   const int64_t stride = padded_row(p.vocab);
+  // W with zero rows appended up to the padded vocabulary.
+  Tensor padded_weight = Tensor::zeros({stride, p.features}, dtype, device);
+  padded_weight.as_strided(p.weight.shape(), p.weight.strides(), 0).copy_(p.weight);
   Tensor logits = Tensor::empty({p.buffer_rows(), stride}, dtype, device);
   Tensor row_loss = Tensor::empty({p.rows}, DType::f32, device);
   Tensor dh = p.grad_h ? Tensor::empty({p.rows, p.features}, DType::f32, device) : Tensor();
-  Tensor dw = p.grad_weight ? Tensor::zeros({p.vocab, p.features}, DType::f32, device) : Tensor();
+  Tensor padded_dw = p.grad_weight ? Tensor::zeros({stride, p.features}, DType::f32, device) : Tensor();
   Tensor count = Tensor::empty({}, DType::i32, device);
   Tensor loss = Tensor::empty({}, DType::f32, device);
   const int32_t* targets = p.targets.data<int32_t>();
   dispatch_cuda_float(kOp, dtype, [&](auto tag) {
     using T = decltype(tag);
     const T* h = p.h.data<T>();
-    const T* w = p.weight.data<T>();
+    const T* w = padded_weight.data<T>();
     T* chunk = logits.data<T>();
     for (int64_t start = 0; start < p.rows; start += p.chunk_rows) {
       const int64_t n = p.rows_in_chunk(start);
@@ -172,12 +178,14 @@ Tensor lm_head_cross_entropy_cuda(const Problem& p, const std::vector<Tensor>& i
         kernels::gemm_cuda<T, float>(ctx, input_grad_product(p, n, stride), {}, chunk, w,
                                      dh.data<float>() + start * p.features);
       if (p.grad_weight)
-        kernels::gemm_cuda<T, float>(ctx, weight_grad_product(p, n, stride), {}, chunk, h_chunk, dw.data<float>(), 1.0f,
-                                     true);
+        kernels::gemm_cuda<T, float>(ctx, weight_grad_product(p, n, stride), {}, chunk, h_chunk,
+                                     padded_dw.data<float>(), 1.0f, true);
     }
   });
   kernels::cross_entropy_mean_cuda(loss.data<float>(), count.data<int32_t>(), row_loss.data<float>(), targets, p.rows,
                                    p.ignore_index, ctx.stream);
+  // The gradient of W: the padded one's first V rows.
+  const Tensor dw = p.grad_weight ? padded_dw.as_strided(p.weight.shape(), p.weight.strides(), 0) : Tensor();
   return record(loss, kOp, inputs, [dh, dw, count, dtype](const Tensor& g, const GradNeeds& needs) {
     cuda::DeviceGuard guard(count.device().index);
     const Tensor g32 = g.to(DType::f32);

@@ -46,17 +46,16 @@ struct Result {
   Tensor loss, dh, dw;
 };
 
-// The loss and the gradients of h and W (fresh leaves; W frozen when asked) from the loss
-// node's backward for an upstream gradient `upstream`.
+// The loss and the gradients of h and W (fresh leaves; W frozen when asked) for an upstream
+// gradient `upstream`: backward() from upstream * loss, through every node (the unfused form
+// is a chain of two).
 template <class LossFn>
 Result run(const Tensor& h, const Tensor& weight, double upstream, LossFn loss_fn, bool frozen_weight = false) {
   Tensor hl = h.clone().set_requires_grad(true), wl = weight.clone().set_requires_grad(!frozen_weight);
   const Tensor loss = loss_fn(hl, wl);
   REQUIRE(loss.grad_fn());
-  const Node& node = *loss.grad_fn();
-  NoGradGuard no_grad;
-  const std::vector<Tensor> grads = node.backward(Tensor::full({}, upstream, loss.dtype(), loss.device()), node.needs);
-  return {loss, grads[0], grads[1]};
+  scale(loss, upstream).backward();
+  return {loss.detach(), hl.grad(), wl.grad()};
 }
 
 Result run_fused(const Tensor& h, const Tensor& weight, const std::vector<int32_t>& targets, int64_t chunk_rows,
