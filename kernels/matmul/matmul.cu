@@ -19,12 +19,11 @@
 //
 // The GELU MLP's products (framework/ops/mlp.cpp) add two epilogues that carry an "aux" matrix
 // of the product's shape: GELU_AUX_BIAS writes h = gelu(C + bias) to D and the pre-activation
-// C + bias to aux; DGELU_BGRAD reads aux = pre, writes D = C * gelu'(pre) and the column sums of
-// that to the bias gradient. cuBLASLt's GELU is the tanh form (the one GPT-2 and our gelu use):
-// the cuBLAS docs say only "x := GELU(x)", but PyTorch computes gelu(approximate="tanh") on
-// every CUDA path of _addmm_activation because its cuBLASLt epilogue is that form (pytorch
-// PR #104061), and the GPU suite holds the epilogue to our tanh GELU in f32 at 1e-5, which the
-// erf form (4.7e-4 apart) would fail. The aux leading dimension must be a multiple of 8.
+// C + bias to aux; DGELU reads aux = pre and writes D = C * gelu'(pre). cuBLASLt's GELU is the tanh form (the one GPT-2
+// and our gelu use): the cuBLAS docs say only "x := GELU(x)", but PyTorch computes gelu(approximate="tanh") on every
+// CUDA path of _addmm_activation because its cuBLASLt epilogue is that form (pytorch PR #104061), and the GPU suite
+// holds the epilogue to our tanh GELU in f32 at 1e-5, which the erf form (4.7e-4 apart) would fail. The aux leading
+// dimension must be a multiple of 8.
 #include <cublasLt.h>
 #include <cublas_v2.h>
 
@@ -97,7 +96,7 @@ struct LtProduct {
   LtMatrix a, b, d;
   cublasComputeType_t compute;
   cublasLtEpilogue_t epilogue;
-  const void* bias;           // the bias (BIAS) or where its gradient goes (BGRADB, DGELU_BGRAD)
+  const void* bias;           // the bias (BIAS) or where its gradient goes (BGRADB)
   const void* aux = nullptr;  // GELU's input: written by GELU_AUX_BIAS, read by DGELU(_BGRAD)
   int64_t aux_ld = 0;         // in elements, as D's
 };
@@ -319,17 +318,16 @@ void gemm_bias_gelu_cuda(const cuda::Context& ctx, const GemmShape& s, const T* 
 }
 
 template <class T>
-void gemm_dgelu_cuda(const cuda::Context& ctx, const GemmShape& s, const T* a, const T* b, const T* pre, T* grad_pre,
-                     T* bias_grad) {
+void gemm_dgelu_cuda(const cuda::Context& ctx, const GemmShape& s, const T* a, const T* b, const T* pre, T* grad_pre) {
   FT_CHECK(s.ldc == s.n, "gemm_dgelu_cuda: needs a contiguous C, got ", shape_text(s));
   if (s.n == 0) return;
-  const cublasLtEpilogue_t epilogue = bias_grad ? CUBLASLT_EPILOGUE_DGELU_BGRAD : CUBLASLT_EPILOGUE_DGELU;
-  if (s.m > 0 && s.k > 0 && run_epilogue_product(ctx, epilogue_product(s, a, b, grad_pre, epilogue, bias_grad, pre)))
+  if (s.m > 0 && s.k > 0 &&
+      run_epilogue_product(
+          ctx, epilogue_product(s, a, b, grad_pre, CUBLASLT_EPILOGUE_DGELU, static_cast<const T*>(nullptr), pre)))
     return;
   gemm_cuda<T>(ctx, s, {}, a, b, grad_pre);
   // In place: each element is read and then written by the same thread.
   gelu_backward_cuda<T>(grad_pre, grad_pre, pre, s.m * s.n, ctx.stream);
-  if (bias_grad) column_sums_cuda<T>(bias_grad, grad_pre, s.m, s.n, ctx.stream);
 }
 
 void set_cublaslt_epilogues_enabled(bool enabled) { epilogues_enabled = enabled; }
@@ -350,7 +348,7 @@ void column_sums_cuda(T* out, const T* x, int64_t rows, int64_t cols, cudaStream
   template void gemm_bias_cuda<T>(const cuda::Context&, const GemmShape&, const T*, const T*, const T*, T*);          \
   template void gemm_bias_grad_cuda<T>(const cuda::Context&, const GemmShape&, const T*, const T*, T*, T*);           \
   template void gemm_bias_gelu_cuda<T>(const cuda::Context&, const GemmShape&, const T*, const T*, const T*, T*, T*); \
-  template void gemm_dgelu_cuda<T>(const cuda::Context&, const GemmShape&, const T*, const T*, const T*, T*, T*);     \
+  template void gemm_dgelu_cuda<T>(const cuda::Context&, const GemmShape&, const T*, const T*, const T*, T*);         \
   template void column_sums_cuda<T>(T*, const T*, int64_t, int64_t, cudaStream_t);
 FT_INSTANTIATE(float)
 FT_INSTANTIATE(bfloat16)
