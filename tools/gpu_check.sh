@@ -64,6 +64,8 @@ for precision in fp32 bf16; do
   run_step "bench_train_$precision" "$build/flashtrain" bench train --model gpt2-124m --seq 1024 --batch 16 \
     --precision $precision --device cuda
 done
+run_step bench_train_bf16_recompute "$build/flashtrain" bench train --model gpt2-124m --seq 1024 --batch 16 \
+  --precision bf16 --device cuda --recompute-gelu
 # Every kernel against its roofline, beside the unfused path it replaces.
 for dtype in bf16 f32; do
   run_step "bench_kernels_$dtype" "$build/flashtrain" bench kernels --dtype $dtype

@@ -87,6 +87,7 @@ TrainBenchResult bench_train(const TrainBenchOptions& o) {
   const DType dtype = precision_dtype(o.precision);
   models::Gpt2Config config = models::gpt2_config(o.model);
   config.block_size = std::max(config.block_size, o.seq_len);
+  config.recompute_gelu = o.recompute_gelu;
   Generator init(1), data(2);
   const models::Gpt2 model(config, init, dtype, o.device);
   // A 16-bit model trains through f32 master weights, as the trainer does (bf16 needs no loss
