@@ -67,7 +67,7 @@ constexpr int64_t kSharedRowBytes = 48 * 1024;
 // 16 x 1024 rows fill an H100/H200 (132 SMs x 2 blocks of 8 warps at <= 128 registers a thread)
 // in one wave while the partials (2 x 256 x 768 floats, 1.5 MiB) stay ~2% of the traffic.
 constexpr int64_t kTargetChunks = 256;
-// The resident path holds at most this many 16-byte packs of a row per lane in registers.
+// The resident paths hold at most this many 16-byte packs of a row per lane in registers.
 constexpr int kMaxResidentPacks = 8;
 // The resident backward prefetches a warp's rows this many of its steps ahead: with GPT-2's
 // 8 rows a warp, 2 rows (6 KiB of bf16 x and dy a warp, ~96 KiB an SM at 16 warps) in flight
