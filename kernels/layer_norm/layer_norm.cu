@@ -2,17 +2,16 @@
 // layer_norm_cpu.cpp (the formulas are written out in layer_norm_cpu.h).
 //
 // Forward: one warp per row. GPT-2's rows are 768 to 1600 values, 24 to 50 per lane, so a
-// warp's shuffles reduce a row without shared memory or barriers. The row is read three times
-// (sum, sum of squared deviations, output): the two-pass variance keeps the digits that
-// E[x^2] - E[x]^2 would lose, and the second and third reads hit L1. Rows are loaded 16 bytes
-// at a time when the row length and every pointer allow it, else element by element.
-//
-// The residual add fused in front (GPT-2's x = x + branch; y = layer_norm(x)): the same warp
-// per row reads x and branch once, writes their sum rounded to T (exactly what add would give,
-// and what the backward will read back), and keeps that rounded row in shared memory for the
-// two later passes instead of reading it back from global memory. Each lane rereads only the
-// elements it wrote itself, so the warps need no barrier. A row too long for shared memory
-// (over 48 KiB) is reread from the sum just written instead.
+// warp's shuffles reduce a row without shared memory or barriers. The variance is two-pass (sum
+// of squared deviations from the mean): it keeps the digits that E[x^2] - E[x]^2 would lose.
+// The plain forward and the one with the residual add fused in front (GPT-2's x = x + branch;
+// y = layer_norm(x)) are one kernel, branch and sum null for the plain one. The fused one writes
+// the sum rounded to T (exactly what add would give, and what the backward will read back) and
+// normalises that rounded row. Where the rows split into 16-byte packs of at most 8 a lane, a
+// lane loads all its packs at once (the whole row in flight per warp) and keeps them in
+// registers for the three passes. Other rows take a streamed kernel that keeps each warp's row
+// in shared memory (each lane rereads only what it wrote itself, so no barrier), or rereads it
+// from global memory when it is over 48 KiB.
 //
 // Backward: dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)) with dxhat = dy *
 // weight, one warp per row; dweight = sum over rows of dy * xhat and dbias = sum of dy. The
@@ -20,14 +19,16 @@
 // once: a lane keeps its share of the row's x and dy in registers (P packs of 16 bytes, P fixed
 // at compile time for rows up to 8 packs a lane: 2048 bf16 or 1024 f32 values) from the row
 // sums to the dx store, and adds dy * xhat and dy into per-lane fp32 sums for its own columns
-// as it goes, so the parameter gradients cost no second read of dy and x.
+// as it goes, so the parameter gradients cost no second read of dy and x. The sums take 48
+// registers a lane for GPT-2's 768 columns, so the next rows are prefetched into L2 (which holds
+// no registers) rather than into registers, to keep bytes in flight through a row's reductions.
 //
 // The one subtle decision is how the parameter gradients are added up: float atomics would
 // make dweight change in its last bits from run to run. Instead each block owns a fixed chunk
 // of rows (a function of the row count alone, about 256 chunks: enough blocks to fill the GPU,
 // few enough that the fp32 partials stay a few percent of the traffic), its warps' per-lane
 // sums are added in warp order through shared memory into one fp32 partial per chunk, and a
-// second small kernel adds the chunks' partials in chunk order. Same inputs, same bits. Rows
+// second small kernel adds the chunks' partials in a fixed order. Same inputs, same bits. Rows
 // that do not fit the registers or are not 16-byte aligned take a slower path with the same
 // chunks: dx as above but rereading the row through L1, and the partials from a kernel that
 // walks 32 columns of a chunk.
@@ -50,6 +51,11 @@ namespace {
 // flight per block to hide the latency of the dependent row reductions.
 constexpr int kRowsPerBlock = 8;
 constexpr int kRowThreads = kRowsPerBlock * 32;
+// The resident forward holds one row a warp, so its bytes in flight are the warps an SM holds:
+// up to 3 packs a lane (GPT-2's 768 bf16 values), five blocks (40 warps, at most 48 registers a
+// thread, enough without spilling) keep ~60 KiB in flight where the register count left to
+// itself (~52) would allow four. Wider rows bring more bytes a warp; they get no minimum.
+constexpr int resident_forward_blocks_per_sm(int packs) { return packs <= 3 ? 5 : 1; }
 // 16-byte loads: 4 floats or 8 halves per instruction, the widest a thread can issue.
 constexpr int kVectorBytes = 16;
 
@@ -61,15 +67,19 @@ constexpr int64_t kSharedRowBytes = 48 * 1024;
 // 16 x 1024 rows fill an H100/H200 (132 SMs x 2 blocks of 8 warps at <= 128 registers a thread)
 // in one wave while the partials (2 x 256 x 768 floats, 1.5 MiB) stay ~2% of the traffic.
 constexpr int64_t kTargetChunks = 256;
-// The resident path holds at most this many 16-byte packs of a row per lane in registers.
+// The resident paths hold at most this many 16-byte packs of a row per lane in registers.
 constexpr int kMaxResidentPacks = 8;
+// The resident backward prefetches a warp's rows this many of its steps ahead: with GPT-2's
+// 8 rows a warp, 2 rows (6 KiB of bf16 x and dy a warp, ~96 KiB an SM at 16 warps) in flight
+// while it works on a third, about twice what HBM needs to stay busy.
+constexpr int kPrefetchRows = 2;
 // The slow path's partials: a block owns 32 columns (one per lane, so each warp reads 32
 // neighbouring values of a row: coalesced) and a chunk of rows, shared out over its 8 warps.
 constexpr int kParamColumns = 32;
 constexpr int kParamWarps = 8;
-// The final sum: a block adds 32 columns' partials, its warps taking every 16th chunk, so each
-// thread adds ~16 of GPT-2's 256 chunks instead of all of them one after another.
-constexpr int kSumWarps = 16;
+// The final sum: a block adds 32 columns' partials of dweight or dbias, its warps taking every
+// 32nd chunk, so each thread adds 8 of GPT-2's 256 chunks, all loads in flight together.
+constexpr int kSumWarps = 32;
 
 template <int N, class T>
 __device__ __forceinline__ Pack<T, N> load_pack(const T* p) {
@@ -90,34 +100,80 @@ __device__ __forceinline__ int64_t warp_row() {
 // With N > 1, cols is a multiple of N, so a pack never crosses the row's end.
 #define FOR_EACH_PACK(j, cols) for (int j = (threadIdx.x % 32) * N; j < (cols); j += 32 * N)
 
-template <class T, int N>
-__global__ void layer_norm_forward_kernel(T* y, float* mean, float* rstd, const T* x, const T* weight, const T* bias,
-                                          int64_t rows, int cols, float eps) {
+// Calls f(std::integral_constant<int, P>) with the fewest packs a lane, among those compiled (1,
+// 2, 3, 4, 6, 8), that hold a row of `packs` packs; false when the row is wider than 8 a lane.
+template <class F>
+bool with_resident_packs(int64_t packs, F&& f) {
+  const int64_t per_lane = (packs + 31) / 32;
+  if (per_lane <= 1) return f(std::integral_constant<int, 1>{}), true;
+  if (per_lane <= 2) return f(std::integral_constant<int, 2>{}), true;
+  if (per_lane <= 3) return f(std::integral_constant<int, 3>{}), true;
+  if (per_lane <= 4) return f(std::integral_constant<int, 4>{}), true;
+  if (per_lane <= 6) return f(std::integral_constant<int, 6>{}), true;
+  if (per_lane <= kMaxResidentPacks) return f(std::integral_constant<int, kMaxResidentPacks>{}), true;
+  return false;
+}
+
+// The first column of a lane's pack p in the resident paths: lane l holds packs l, l + 32, ...
+template <int N>
+__device__ __forceinline__ int resident_column(int p) {
+  return (p * 32 + threadIdx.x % 32) * N;
+}
+
+// The forward's fast path, plain (sum and branch null) or fused: a lane loads its P packs of
+// the row (and of branch) in one go, so a warp has the whole row in flight, and keeps them in
+// registers through the mean, the variance and the output.
+template <class T, int N, int P>
+__global__ void __launch_bounds__(kRowThreads, resident_forward_blocks_per_sm(P))
+    layer_norm_resident_forward_kernel(T* sum, T* y, float* mean, float* rstd, const T* x, const T* branch,
+                                       const T* weight, const T* bias, int64_t rows, int cols, float eps) {
   const int64_t row = warp_row();
   if (row >= rows) return;
-  const T* xr = x + row * cols;
-  float sum = 0.0f;
-  FOR_EACH_PACK(j, cols) {
-    const Pack<T, N> xp = load_pack<N>(xr + j);
-    for (int k = 0; k < N; ++k) sum += to_float(xp.v[k]);
-  }
-  const float m = warp_sum(sum) / cols;
-  float squares = 0.0f;
-  FOR_EACH_PACK(j, cols) {
-    const Pack<T, N> xp = load_pack<N>(xr + j);
-    for (int k = 0; k < N; ++k) {
-      const float d = to_float(xp.v[k]) - m;
-      squares += d * d;
+  const int64_t offset = row * cols;
+  Pack<T, N> v[P];
+#pragma unroll
+  for (int p = 0; p < P; ++p)
+    if (resident_column<N>(p) < cols) v[p] = load_pack<N>(x + offset + resident_column<N>(p));
+  if (branch) {
+    Pack<T, N> b[P];
+#pragma unroll
+    for (int p = 0; p < P; ++p)
+      if (resident_column<N>(p) < cols) b[p] = load_pack<N>(branch + offset + resident_column<N>(p));
+#pragma unroll
+    for (int p = 0; p < P; ++p) {
+      if (resident_column<N>(p) >= cols) continue;
+#pragma unroll
+      for (int k = 0; k < N; ++k) v[p].v[k] = from_float<T>(to_float(v[p].v[k]) + to_float(b[p].v[k]));
+      store_pack<N>(sum + offset + resident_column<N>(p), v[p]);
     }
   }
+  float total = 0.0f;
+#pragma unroll
+  for (int p = 0; p < P; ++p)
+    if (resident_column<N>(p) < cols)
+#pragma unroll
+      for (int k = 0; k < N; ++k) total += to_float(v[p].v[k]);
+  const float m = warp_sum(total) / cols;
+  float squares = 0.0f;
+#pragma unroll
+  for (int p = 0; p < P; ++p)
+    if (resident_column<N>(p) < cols)
+#pragma unroll
+      for (int k = 0; k < N; ++k) {
+        const float d = to_float(v[p].v[k]) - m;
+        squares += d * d;
+      }
   const float s = 1.0f / sqrtf(warp_sum(squares) / cols + eps);
-  T* yr = y + row * cols;
-  FOR_EACH_PACK(j, cols) {
-    const Pack<T, N> xp = load_pack<N>(xr + j), wp = load_pack<N>(weight + j), bp = load_pack<N>(bias + j);
+#pragma unroll
+  for (int p = 0; p < P; ++p) {
+    const int col = resident_column<N>(p);
+    if (col >= cols) continue;
+    const Pack<T, N> wp = load_pack<N>(weight + col), bp = load_pack<N>(bias + col);
     Pack<T, N> out;
+#pragma unroll
     for (int k = 0; k < N; ++k)
-      out.v[k] = from_float<T>((to_float(xp.v[k]) - m) * s * to_float(wp.v[k]) + to_float(bp.v[k]));
-    store_pack<N>(yr + j, out);
+      out.v[k] = from_float<T>((to_float(v[p].v[k]) - m) * s * to_float(wp.v[k]) + to_float(bp.v[k]));
+    store_pack<N>(y + offset + col, out);
   }
   if (threadIdx.x % 32 == 0) {
     mean[row] = m;
@@ -125,29 +181,30 @@ __global__ void layer_norm_forward_kernel(T* y, float* mean, float* rstd, const 
   }
 }
 
-// kept_in_shared: the warps' rows live in dynamic shared memory (cols values each), else each
-// row's sum is reread from global memory.
+// The forward's general path (any alignment, any row length), plain (sum and branch null) or
+// fused. kept_in_shared: the warps' rows live in dynamic shared memory (cols values each), else
+// each row is reread from x or from the sum just written.
 template <class T, int N>
-__global__ void add_layer_norm_forward_kernel(T* sum, T* y, float* mean, float* rstd, const T* x, const T* branch,
-                                              const T* weight, const T* bias, int64_t rows, int cols, float eps,
-                                              bool kept_in_shared) {
+__global__ void layer_norm_streamed_forward_kernel(T* sum, T* y, float* mean, float* rstd, const T* x, const T* branch,
+                                                   const T* weight, const T* bias, int64_t rows, int cols, float eps,
+                                                   bool kept_in_shared) {
   extern __shared__ __align__(16) unsigned char shared_rows[];
   const int warp = threadIdx.x / 32;
   const int64_t row = blockIdx.x * static_cast<int64_t>(blockDim.x / 32) + warp;
   if (row >= rows) return;
   const int64_t offset = row * cols;
-  T* sum_row = sum + offset;
-  T* kept = kept_in_shared ? reinterpret_cast<T*>(shared_rows) + static_cast<int64_t>(warp) * cols : sum_row;
+  T* shared_row = reinterpret_cast<T*>(shared_rows) + static_cast<int64_t>(warp) * cols;
+  const T* kept = kept_in_shared ? shared_row : branch ? sum + offset : x + offset;
   float total = 0.0f;
   FOR_EACH_PACK(j, cols) {
-    const Pack<T, N> xp = load_pack<N>(x + offset + j), bp = load_pack<N>(branch + offset + j);
-    Pack<T, N> sp;
-    for (int k = 0; k < N; ++k) {
-      sp.v[k] = from_float<T>(to_float(xp.v[k]) + to_float(bp.v[k]));
-      total += to_float(sp.v[k]);
+    Pack<T, N> sp = load_pack<N>(x + offset + j);
+    if (branch) {
+      const Pack<T, N> bp = load_pack<N>(branch + offset + j);
+      for (int k = 0; k < N; ++k) sp.v[k] = from_float<T>(to_float(sp.v[k]) + to_float(bp.v[k]));
+      store_pack<N>(sum + offset + j, sp);
     }
-    store_pack<N>(sum_row + j, sp);
-    if (kept_in_shared) store_pack<N>(kept + j, sp);
+    for (int k = 0; k < N; ++k) total += to_float(sp.v[k]);
+    if (kept_in_shared) store_pack<N>(shared_row + j, sp);
   }
   const float m = warp_sum(total) / cols;
   float squares = 0.0f;
@@ -207,12 +264,6 @@ __global__ void layer_norm_backward_dx_kernel(T* dx, const T* dy, const T* x, co
 
 #undef FOR_EACH_PACK
 
-// The first column of a lane's pack p in the resident path: lane l holds packs l, l + 32, ...
-template <int N>
-__device__ __forceinline__ int resident_column(int p) {
-  return (p * 32 + threadIdx.x % 32) * N;
-}
-
 // Each warp's per-lane sums go through shared memory one pack slot at a time (32 N columns),
 // and the block adds them in warp order into its chunk's partials [2][chunks][cols].
 template <int N, int P>
@@ -241,42 +292,64 @@ __device__ __forceinline__ void write_chunk_partials(float* partials, const floa
   }
 }
 
-// Blocks a multiprocessor should hold for P packs a lane: two (at most 128 registers a thread)
-// while a row is at most 3 packs a lane (GPT-2's 768 bf16 values: 16 warps x 3 KiB of x and dy
-// in flight, about what HBM needs); wider rows keep enough bytes in flight with one block, and
-// capping their ~150-250 registers at 128 would spill their sums.
-constexpr int resident_blocks_per_sm(int packs) { return packs <= 3 ? 2 : 1; }
+// Blocks a multiprocessor should hold for a lane's columns in the resident backward: two (at
+// most 128 registers a thread) while a lane sums at most 24 columns (GPT-2's 768 values, bf16 or
+// f32: 48 fp32 sums + a row's packs fit without spilling); wider rows keep enough bytes in flight
+// with one block, and capping their ~170-250 registers at 128 would spill their sums.
+constexpr int resident_blocks_per_sm(int columns_per_lane) { return columns_per_lane <= 24 ? 2 : 1; }
+
+// Asks L2 for the row's packs of x and dy that this lane will load later: no registers held,
+// nothing waited for, so a warp keeps its next rows' bytes in flight through its current row's
+// reductions and stores.
+template <class T, int N, int P>
+__device__ __forceinline__ void prefetch_resident_row(const T* dy, const T* x, int64_t row, int cols) {
+  const int64_t offset = row * cols;
+#pragma unroll
+  for (int p = 0; p < P; ++p) {
+    if (resident_column<N>(p) >= cols) continue;
+    asm volatile("prefetch.global.L2 [%0];" ::"l"(x + offset + resident_column<N>(p)));
+    asm volatile("prefetch.global.L2 [%0];" ::"l"(dy + offset + resident_column<N>(p)));
+  }
+}
 
 // The fast backward: block b owns rows [b, b + 1) * rows_per_chunk, its warps take every 8th;
 // a lane keeps its P packs of x and dy in registers (packs past the row's end are skipped) and
-// its columns' dweight and dbias sums over all its rows. dx and partials may each be null.
+// its columns' dweight and dbias sums over all its rows. A warp prefetches its rows
+// kPrefetchRows steps ahead into L2 (holding them in registers instead would spill the bf16
+// sums), so its loads mostly hit L2. dx and partials may each be null.
 template <class T, int N, int P>
-__global__ void __launch_bounds__(kRowThreads, resident_blocks_per_sm(P))
+__global__ void __launch_bounds__(kRowThreads, resident_blocks_per_sm(N* P))
     layer_norm_backward_resident_kernel(T* dx, float* partials, const T* dy, const T* x, const T* weight,
                                         const float* mean, const float* rstd, int64_t rows, int cols,
                                         int64_t rows_per_chunk) {
   float dweight[P][N] = {}, dbias[P][N] = {};
   const int64_t chunk_begin = blockIdx.x * rows_per_chunk;
   const int64_t chunk_end = chunk_begin + rows_per_chunk < rows ? chunk_begin + rows_per_chunk : rows;
-  for (int64_t row = chunk_begin + threadIdx.x / 32; row < chunk_end; row += kRowsPerBlock) {
+  const int64_t first = chunk_begin + threadIdx.x / 32;
+  for (int step = 1; step < kPrefetchRows; ++step)
+    if (first + step * kRowsPerBlock < chunk_end)
+      prefetch_resident_row<T, N, P>(dy, x, first + step * kRowsPerBlock, cols);
+  for (int64_t row = first; row < chunk_end; row += kRowsPerBlock) {
+    const int64_t ahead = row + kPrefetchRows * kRowsPerBlock;
+    if (ahead < chunk_end) prefetch_resident_row<T, N, P>(dy, x, ahead, cols);
     const int64_t offset = row * cols;
-    Pack<T, N> xs[P], gs[P], w[P];
+    Pack<T, N> xs[P], gs[P];
 #pragma unroll
     for (int p = 0; p < P; ++p) {
       if (resident_column<N>(p) >= cols) continue;
       xs[p] = load_pack<N>(x + offset + resident_column<N>(p));
       gs[p] = load_pack<N>(dy + offset + resident_column<N>(p));
-      w[p] = load_pack<N>(weight + resident_column<N>(p));
     }
     const float m = mean[row], s = rstd[row];
     float sum_dxhat = 0.0f, sum_dxhat_xhat = 0.0f;
 #pragma unroll
     for (int p = 0; p < P; ++p) {
       if (resident_column<N>(p) >= cols) continue;
+      const Pack<T, N> w = load_pack<N>(weight + resident_column<N>(p));
 #pragma unroll
       for (int k = 0; k < N; ++k) {
         const float g = to_float(gs[p].v[k]), xhat = (to_float(xs[p].v[k]) - m) * s;
-        const float dxhat = g * to_float(w[p].v[k]);
+        const float dxhat = g * to_float(w.v[k]);
         sum_dxhat += dxhat;
         sum_dxhat_xhat += dxhat * xhat;
         dweight[p][k] += g * xhat;
@@ -289,11 +362,12 @@ __global__ void __launch_bounds__(kRowThreads, resident_blocks_per_sm(P))
 #pragma unroll
     for (int p = 0; p < P; ++p) {
       if (resident_column<N>(p) >= cols) continue;
+      const Pack<T, N> w = load_pack<N>(weight + resident_column<N>(p));
       Pack<T, N> out;
 #pragma unroll
       for (int k = 0; k < N; ++k) {
         const float xhat = (to_float(xs[p].v[k]) - m) * s;
-        const float dxhat = to_float(gs[p].v[k]) * to_float(w[p].v[k]);
+        const float dxhat = to_float(gs[p].v[k]) * to_float(w.v[k]);
         out.v[k] = from_float<T>(s * (dxhat - mean_dxhat - xhat * mean_dxhat_xhat));
       }
       store_pack<N>(dx + offset + resident_column<N>(p), out);
@@ -335,32 +409,30 @@ __global__ void layer_norm_param_partials_kernel(float* partials, const T* dy, c
   partials[(chunks + chunk) * cols + col] = dbias;
 }
 
-// Block b adds columns [32 b, 32 b + 32): warp w sums chunks w, w + 16, ... in order, then warp
-// 0 adds the 16 warps' sums in order. Writes zeros when there are no chunks (no rows).
+// Block (b, which) adds columns [32 b, 32 b + 32) of dweight (which = 0) or dbias (1): warp w
+// sums chunks w, w + 32, ... in order, then warp 0 adds the 32 warps' sums in order. With
+// GPT-2's 256 chunks a warp has 8 independent loads from L2 in flight at once instead of one
+// thread walking the chunks. Writes zeros when there are no chunks (no rows).
 template <class T>
-__global__ void layer_norm_param_sums_kernel(T* dweight, T* dbias, const float* partials, int64_t chunks, int cols) {
-  __shared__ float sums[2][kSumWarps][32];
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+__global__ void __launch_bounds__(kSumWarps * 32)
+    layer_norm_param_sums_kernel(T* dweight, T* dbias, const float* partials, int64_t chunks, int cols) {
+  __shared__ float sums[kSumWarps][32];
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, which = blockIdx.y;
   const int64_t col = blockIdx.x * 32LL + lane;
-  float w = 0.0f, b = 0.0f;
+  T* out = which == 0 ? dweight : dbias;
+  if (!out) return;  // uniform over the block
+  const float* column = partials + which * chunks * cols + col;
+  float total = 0.0f;
   if (col < cols) {
-    for (int64_t c = warp; c < chunks; c += kSumWarps) {
-      w += partials[c * cols + col];
-      b += partials[(chunks + c) * cols + col];
-    }
+#pragma unroll 8
+    for (int64_t c = warp; c < chunks; c += kSumWarps) total += column[c * cols];
   }
-  sums[0][warp][lane] = w;
-  sums[1][warp][lane] = b;
+  sums[warp][lane] = total;
   __syncthreads();
   if (warp != 0 || col >= cols) return;
-  w = sums[0][0][lane];
-  b = sums[1][0][lane];
-  for (int i = 1; i < kSumWarps; ++i) {
-    w += sums[0][i][lane];
-    b += sums[1][i][lane];
-  }
-  if (dweight) dweight[col] = from_float<T>(w);
-  if (dbias) dbias[col] = from_float<T>(b);
+  total = sums[0][lane];
+  for (int i = 1; i < kSumWarps; ++i) total += sums[i][lane];
+  out[col] = from_float<T>(total);
 }
 
 // Rows per chunk: a function of the row count alone (so of nothing that varies run to run), a
@@ -388,68 +460,66 @@ void check_sizes(const char* what, int64_t rows, int64_t cols) {
 
 }  // namespace
 
+namespace {
+
+// Both forwards (sum and branch null for the plain one): registers when the rows split into
+// 16-byte packs of at most 8 a lane, else the streamed kernel.
+template <class D>
+void forward(const char* what, D* sum, D* y, float* mean, float* rstd, const D* x, const D* branch, const D* weight,
+             const D* bias, int64_t rows, int64_t cols, float eps, cudaStream_t stream) {
+  if (rows == 0) return;
+  check_sizes(what, rows, cols);
+  constexpr int kPack = kVectorBytes / sizeof(D);
+  const int c = static_cast<int>(cols);
+  const bool resident =
+      packs_fit<kPack>(cols, {sum, y, x, branch, weight, bias}) && with_resident_packs(cols / kPack, [&](auto packs) {
+        constexpr int P = decltype(packs)::value;
+        const int blocks = static_cast<int>((rows + kRowsPerBlock - 1) / kRowsPerBlock);
+        layer_norm_resident_forward_kernel<D, kPack, P>
+            <<<blocks, kRowThreads, 0, stream>>>(sum, y, mean, rstd, x, branch, weight, bias, rows, c, eps);
+      });
+  if (!resident) {
+    const int64_t row_bytes = cols * static_cast<int64_t>(sizeof(D));
+    const bool kept_in_shared = row_bytes <= kSharedRowBytes;
+    const int64_t rows_per_block =
+        kept_in_shared ? std::min<int64_t>(kRowsPerBlock, kSharedRowBytes / row_bytes) : kRowsPerBlock;
+    const int64_t blocks = (rows + rows_per_block - 1) / rows_per_block;
+    FT_CHECK(blocks <= INT_MAX, what, ": ", rows, " rows of ", cols, " values exceed the kernel's grid (", INT_MAX,
+             " blocks of ", rows_per_block, " rows)");
+    const size_t shared_bytes = kept_in_shared ? static_cast<size_t>(rows_per_block * row_bytes) : 0;
+    auto launch = [&](auto kernel) {
+      kernel<<<static_cast<int>(blocks), static_cast<int>(rows_per_block * 32), shared_bytes, stream>>>(
+          sum, y, mean, rstd, x, branch, weight, bias, rows, c, eps, kept_in_shared);
+    };
+    if (packs_fit<kPack>(cols, {sum, y, x, branch, weight, bias}))
+      launch(layer_norm_streamed_forward_kernel<D, kPack>);
+    else
+      launch(layer_norm_streamed_forward_kernel<D, 1>);
+  }
+  FT_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace
+
 template <class T>
 void layer_norm_forward_cuda(T* y, float* mean, float* rstd, const T* x, const T* weight, const T* bias, int64_t rows,
                              int64_t cols, float eps, cudaStream_t stream) {
-  if (rows == 0) return;
-  check_sizes("layer_norm forward", rows, cols);
   using D = cuda_t<T>;
-  constexpr int kPack = kVectorBytes / sizeof(T);
-  const int blocks = static_cast<int>((rows + kRowsPerBlock - 1) / kRowsPerBlock);
-  const int c = static_cast<int>(cols);
-  if (packs_fit<kPack>(cols, {y, x, weight, bias}))
-    layer_norm_forward_kernel<D, kPack><<<blocks, kRowThreads, 0, stream>>>(
-        device_ptr(y), mean, rstd, device_ptr(x), device_ptr(weight), device_ptr(bias), rows, c, eps);
-  else
-    layer_norm_forward_kernel<D, 1><<<blocks, kRowThreads, 0, stream>>>(
-        device_ptr(y), mean, rstd, device_ptr(x), device_ptr(weight), device_ptr(bias), rows, c, eps);
-  FT_CUDA_CHECK_LAUNCH();
+  forward<D>("layer_norm forward", nullptr, device_ptr(y), mean, rstd, device_ptr(x), nullptr, device_ptr(weight),
+             device_ptr(bias), rows, cols, eps, stream);
 }
 
 template <class T>
 void add_layer_norm_forward_cuda(T* sum, T* y, float* mean, float* rstd, const T* x, const T* branch, const T* weight,
                                  const T* bias, int64_t rows, int64_t cols, float eps, cudaStream_t stream) {
-  if (rows == 0) return;
-  check_sizes("add_layer_norm forward", rows, cols);
   using D = cuda_t<T>;
-  constexpr int kPack = kVectorBytes / sizeof(T);
-  const int64_t row_bytes = cols * static_cast<int64_t>(sizeof(T));
-  const bool kept_in_shared = row_bytes <= kSharedRowBytes;
-  const int64_t rows_per_block =
-      kept_in_shared ? std::min<int64_t>(kRowsPerBlock, kSharedRowBytes / row_bytes) : kRowsPerBlock;
-  const int64_t blocks = (rows + rows_per_block - 1) / rows_per_block;
-  FT_CHECK(blocks <= INT_MAX, "add_layer_norm forward: ", rows, " rows of ", cols, " values exceed the kernel's grid (",
-           INT_MAX, " blocks of ", rows_per_block, " rows)");
-  const size_t shared_bytes = kept_in_shared ? static_cast<size_t>(rows_per_block * row_bytes) : 0;
-  auto launch = [&](auto kernel) {
-    kernel<<<static_cast<int>(blocks), static_cast<int>(rows_per_block * 32), shared_bytes, stream>>>(
-        device_ptr(sum), device_ptr(y), mean, rstd, device_ptr(x), device_ptr(branch), device_ptr(weight),
-        device_ptr(bias), rows, static_cast<int>(cols), eps, kept_in_shared);
-  };
-  if (packs_fit<kPack>(cols, {sum, y, x, branch, weight, bias}))
-    launch(add_layer_norm_forward_kernel<D, kPack>);
-  else
-    launch(add_layer_norm_forward_kernel<D, 1>);
-  FT_CUDA_CHECK_LAUNCH();
+  forward<D>("add_layer_norm forward", device_ptr(sum), device_ptr(y), mean, rstd, device_ptr(x), device_ptr(branch),
+             device_ptr(weight), device_ptr(bias), rows, cols, eps, stream);
 }
 
 int64_t layer_norm_backward_scratch_floats(int64_t rows, int64_t cols) { return 2 * param_chunks(rows) * cols; }
 
 namespace {
-
-// Calls f(std::integral_constant<int, P>) with the fewest packs a lane, among those compiled (1,
-// 2, 3, 4, 6, 8), that hold a row of `packs` packs; false when the row is wider than 8 a lane.
-template <class F>
-bool with_resident_packs(int64_t packs, F&& f) {
-  const int64_t per_lane = (packs + 31) / 32;
-  if (per_lane <= 1) return f(std::integral_constant<int, 1>{}), true;
-  if (per_lane <= 2) return f(std::integral_constant<int, 2>{}), true;
-  if (per_lane <= 3) return f(std::integral_constant<int, 3>{}), true;
-  if (per_lane <= 4) return f(std::integral_constant<int, 4>{}), true;
-  if (per_lane <= 6) return f(std::integral_constant<int, 6>{}), true;
-  if (per_lane <= kMaxResidentPacks) return f(std::integral_constant<int, kMaxResidentPacks>{}), true;
-  return false;
-}
 
 // The fast path, when the rows split into 16-byte packs and fit in registers; false otherwise.
 template <class D>
@@ -505,9 +575,9 @@ void layer_norm_backward_cuda(T* dx, T* dweight, T* dbias, float* scratch, const
     streamed_backward<D>(device_ptr(dx), partials, device_ptr(dy), device_ptr(x), device_ptr(weight), mean, rstd, rows,
                          cols, stream);
   if (!partials) return;
-  const int64_t column_blocks = (cols + 31) / 32;
-  layer_norm_param_sums_kernel<D><<<static_cast<int>(column_blocks), kSumWarps * 32, 0, stream>>>(
-      device_ptr(dweight), device_ptr(dbias), partials, param_chunks(rows), static_cast<int>(cols));
+  const dim3 grid(static_cast<unsigned>((cols + 31) / 32), 2);
+  layer_norm_param_sums_kernel<D><<<grid, kSumWarps * 32, 0, stream>>>(device_ptr(dweight), device_ptr(dbias), partials,
+                                                                       param_chunks(rows), static_cast<int>(cols));
   FT_CUDA_CHECK_LAUNCH();
 }
 
