@@ -41,8 +41,8 @@ namespace {
 constexpr int kWarpPacks = 32;
 // Positions of a run whose loads the backward issues together before adding them in order. A
 // run is a chain of dependent additions, so a long one (a frequent token: hundreds of
-// positions) takes about length / kRunUnroll memory latencies; 8 packs of 16 bytes in
-// registers still leave half occupancy or better.
+// positions) takes about length / kRunUnroll memory latencies, and a short one (most tokens,
+// predicated) one; 8 packs of 16 bytes fit the register budget below.
 constexpr int kRunUnroll = 8;
 // Rows whose run boundaries a warp looks up at once: one boundary per lane (the rows' starts and
 // the end of the last).
