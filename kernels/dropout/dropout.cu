@@ -15,12 +15,13 @@
 // and they reach the kernel as arguments, which the rounds' XORs read straight from the constant
 // bank (a round is two wide multiplies and two XORs); a thread loads two packs before it draws
 // any numbers, so the draws hide the loads' latency; and the registers are capped so that 2048
-// threads fit on an SM, 64 KB of loads in flight per SM at bf16.
+// threads fit on an SM: 64 KB of loads in flight per SM.
 //
 // The keep test is exact integer arithmetic, not the CPU's float comparison, yet draws the same
 // mask: uint_to_unit(u) = ((u >> 8) + 1) * 2^-24 and p * 2^24 are exact in fp32, so
 // uint_to_unit(u) > p is (u >> 8) + 1 > floor(p * 2^24), i.e. u >= floor(p * 2^24) * 256. That
 // saves an int-to-float conversion, a slow instruction, per element.
+#include <algorithm>
 #include <cstdint>
 
 #include "framework/cuda/check.h"
@@ -137,12 +138,12 @@ __global__ void __launch_bounds__(kBlockThreads, kMinBlocksPerSm)
     drop_group(out, in, g, n, m);
 }
 
-// Blocks for `units` of work a thread, so that every thread gets the same number of grid-stride
-// iterations: with blocks_for's cap alone, 1.5 iterations a thread would leave half the grid
-// idle for the second.
+// The grid for `units` grid-stride iterations' work, sized so that every thread runs the same
+// number of iterations: with blocks_for's cap alone, 1.5 iterations a thread (f32 at GPT-2's
+// shapes) would leave half the grid idle in the second.
 int balanced_blocks(int64_t units) {
   const int64_t max_threads = static_cast<int64_t>(blocks_for(units)) * kBlockThreads;
-  const int64_t iterations = (units + max_threads - 1) / max_threads;
+  const int64_t iterations = std::max<int64_t>(1, (units + max_threads - 1) / max_threads);  // units may be 0
   return blocks_for((units + iterations - 1) / iterations);
 }
 
