@@ -1,8 +1,8 @@
 // The global gradient norm and clipping on CUDA against the CPU, on the same gradients: 40
-// tensors (more than one multi-tensor launch holds) up to GPT-2's 50257 x 768 embedding, in
-// f32, bf16 and f16; the same norm bits on every call; clipping scales like the CPU and leaves
-// gradients alone below the threshold or when the norm is not finite; gradients on the CPU
-// and the GPU together; gradients that are unaligned views.
+// tensors up to GPT-2's 50257 x 768 embedding, in f32, bf16 and f16, and 400 small ones (more
+// than one multi-tensor launch holds); the same norm bits on every call; clipping scales like
+// the CPU and leaves gradients alone below the threshold or when the norm is not finite;
+// gradients on the CPU and the GPU together; gradients that are unaligned views.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -85,6 +85,31 @@ TEST_CASE("global_grad_norm and clip_grad_norm on CUDA match the CPU in f32, bf1
       CHECK(c.worst <= std::max(1e-6, tolerance(dtype)));
     }
     check_relative(global_grad_norm(gpu), expected / 3, std::max(1e-6, tolerance(dtype)));
+  }
+  cuda::set_poison_allocations(false);
+}
+
+TEST_CASE("global_grad_norm and clip_grad_norm on CUDA over more gradients than one launch holds") {
+  // 400 small gradients take several multi-tensor launches, each writing its partials after the
+  // previous one's.
+  cuda::set_poison_allocations(true);
+  const Shape shapes[] = {{768}, {3}, {4097}, {1}, {64, 65}};
+  Generator gen(5);
+  std::vector<Tensor> grads;
+  for (int i = 0; i < 400; ++i) grads.push_back(randn(shapes[i % std::size(shapes)], gen));
+  std::vector<Tensor> cpu = params_with_grads(grads, DType::f32, Device::cpu());
+  std::vector<Tensor> gpu = params_with_grads(grads, DType::f32, kGpu);
+  const double expected = global_grad_norm(cpu), norm = global_grad_norm(gpu);
+  check_relative(norm, expected, 1e-6);
+  CHECK(global_grad_norm(gpu) == norm);
+  CHECK(clip_grad_norm(gpu, norm / 2) == norm);
+  clip_grad_norm(cpu, expected / 2);
+  for (size_t i = 0; i < gpu.size(); i += 37) {
+    CAPTURE(i);
+    const Comparison c = compare(gpu[i].grad(), cpu[i].grad());
+    INFO(c.str());
+    CHECK(c.nonfinite == 0);
+    CHECK(c.relative <= std::max(1e-6, tolerance(DType::f32)));
   }
   cuda::set_poison_allocations(false);
 }
