@@ -15,16 +15,13 @@
 // row), so a long run (a frequent token; a position id, repeated once per sequence) is summed
 // by many warps at once. The one non-obvious choice: the backward writes the whole of dweight
 // in that same kernel, zeros for the rows no id hits, instead of a memset before it. Each warp
-// finds its rows' runs by binary search in the sorted keys (64 KB for 16K tokens, in cache),
-// the lanes searching 31 rows' boundaries at once, so dweight is written exactly once, in one
-// pass, after the sort, and the search of an id that occurs nowhere (most of a 50K vocabulary)
-// costs no memory traffic. The backward launches only the blocks the GPU holds at once, so each
-// warp pays that search latency once for a long range of rows, not once per wave.
+// finds its row's run by binary search in the sorted keys (64 KB for 16K tokens, in cache), so
+// dweight is written exactly once, in one pass, after the sort, and the search of an id that
+// occurs nowhere (most of a 50K vocabulary) costs no memory traffic.
 //
 // Ids must be in range; the loader validates them (data/prepare.cpp). An id outside [0, vocab)
 // is made harmless, not reported (that would need a host synchronisation inside the op): it
 // gathers a row of zeros and sorts into a run of its own (key `vocab`) that is never summed.
-#include <algorithm>
 #include <climits>
 #include <cub/device/device_radix_sort.cuh>
 #include <type_traits>
@@ -41,16 +38,9 @@ namespace {
 constexpr int kWarpPacks = 32;
 // Positions of a run whose loads the backward issues together before adding them in order. A
 // run is a chain of dependent additions, so a long one (a frequent token: hundreds of
-// positions) takes about length / kRunUnroll memory latencies, and a short one (most tokens,
-// predicated) one; 8 packs of 16 bytes fit the register budget below.
+// positions) takes about length / kRunUnroll memory latencies; 8 packs of 16 bytes in
+// registers still leave half occupancy or better.
 constexpr int kRunUnroll = 8;
-// Rows whose run boundaries a warp looks up at once: one boundary per lane (the rows' starts and
-// the end of the last).
-constexpr int kWindowRows = 31;
-// Backward blocks a multiprocessor should hold (at most 128 registers a thread, which the
-// kRunUnroll packs in flight need without spilling): 16 warps, each with several 512-byte loads
-// or stores outstanding.
-constexpr int kBackwardBlocksPerMultiprocessor = 2;
 // Alignment of each buffer carved out of the workspace (CUB's own alignment for temp storage).
 constexpr size_t kBufferAlignment = 256;
 
@@ -178,86 +168,46 @@ __device__ __forceinline__ void add_pack(float (&acc)[kPack], const P& d) {
 }
 
 // Every row of dweight: the sum of the run of its id in the sorted keys, in increasing
-// position, or zeros when the id occurs nowhere. Each warp takes a contiguous range of items.
-// The boundaries of the runs are looked up kWindowRows rows at a time, one binary search per
-// lane in parallel (one chain of dependent loads for a whole window, not one per row), and
-// passed around by shuffles. A run's positions are loaded 32 at once, one per lane, when its
-// row starts (once for all the row's groups) and broadcast, so only the loads of dout remain
-// on a run's chain. Every lane takes part in the shuffles; a lane past the end of the row
-// (channels not a multiple of 32 packs) reads its row's first pack and stores nothing.
+// position, or zeros when the id occurs nowhere. Each warp takes a contiguous range of items,
+// so it searches for a row's run once for all its groups, and the end of one row's run is the
+// start of the next row's. All lanes search the same row (one broadcast load per step), then
+// each sums its own pack of channels.
 template <int kPack, class T>
-__global__ void __launch_bounds__(kBlockThreads, kBackwardBlocksPerMultiprocessor)
-    embedding_backward_kernel(T* __restrict__ dweight, const uint32_t* __restrict__ keys,
-                              const int32_t* __restrict__ positions, const T* __restrict__ dout, int tokens,
-                              RowGroups g) {
+__global__ void embedding_backward_kernel(T* __restrict__ dweight, const uint32_t* __restrict__ keys,
+                                          const int32_t* __restrict__ positions, const T* __restrict__ dout, int tokens,
+                                          RowGroups g) {
   using P = Pack<T, kPack>;
-  constexpr unsigned kAllLanes = 0xffffffffu;
   const int lane = threadIdx.x % 32;
   const int64_t per_warp = (g.items() + warp_count() - 1) / warp_count();
   const int64_t first = warp_index() * per_warp, last = first + per_warp < g.items() ? first + per_warp : g.items();
-  int64_t window = -kWindowRows;  // first row of the looked-up window (none yet)
-  int bound = 0;                  // lane l: first sorted index whose key is >= window + l
   int64_t row = -1;
   int start = 0, end = 0;
-  int32_t run_head = 0;  // lane l: positions[start + l], when the run has that many
   for (int64_t item = first; item < last; ++item) {
     const int64_t item_row = item / g.groups_per_row;
-    if (item_row != row) {  // warp-uniform: every lane has the same item
+    if (item_row != row) {
+      start = item_row == row + 1 ? end : lower_bound(keys, 0, tokens, item_row);
+      end = lower_bound(keys, start, tokens, item_row + 1);
       row = item_row;
-      if (row >= window + kWindowRows) {
-        window = row;
-        bound = lower_bound(keys, 0, tokens, window + lane);
-      }
-      start = __shfl_sync(kAllLanes, bound, static_cast<int>(row - window));
-      end = __shfl_sync(kAllLanes, bound, static_cast<int>(row - window) + 1);
-      run_head = start + lane < end ? positions[start + lane] : 0;
     }
     const int64_t pack = (item - row * g.groups_per_row) * kWarpPacks + lane;
-    const bool active = pack < g.packs_per_row;
-    const P* column = reinterpret_cast<const P*>(dout) + (active ? pack : 0);
+    if (pack >= g.packs_per_row) continue;
+    const P* column = reinterpret_cast<const P*>(dout) + pack;
     float acc[kPack] = {};
-    for (int chunk = start; chunk < end; chunk += 32) {
-      const int32_t pos = chunk == start ? run_head : (chunk + lane < end ? positions[chunk + lane] : 0);
-      const int count = end - chunk < 32 ? end - chunk : 32;
-      // The loads of up to kRunUnroll positions are issued together, then added in order (a
-      // short run, the common case, costs one memory latency).
-#pragma unroll 1
-      for (int u = 0; u < count; u += kRunUnroll) {
-        P d[kRunUnroll];
+    int k = start;
+    // The loads of kRunUnroll positions are issued together, then added in order.
+    for (; k + kRunUnroll <= end; k += kRunUnroll) {
+      P d[kRunUnroll];
 #pragma unroll
-        for (int v = 0; v < kRunUnroll; ++v) {
-          const int64_t position = __shfl_sync(kAllLanes, pos, u + v);  // u + v < 32: count <= 32
-          if (u + v < count) d[v] = column[position * g.packs_per_row];
-        }
+      for (int u = 0; u < kRunUnroll; ++u) d[u] = column[positions[k + u] * g.packs_per_row];
 #pragma unroll
-        for (int v = 0; v < kRunUnroll; ++v)
-          if (u + v < count) add_pack(acc, d[v]);
-      }
+      for (int u = 0; u < kRunUnroll; ++u) add_pack(acc, d[u]);
     }
-    if (!active) continue;
+    for (; k < end; ++k) add_pack(acc, column[positions[k] * g.packs_per_row]);
     P result;
 #pragma unroll
     for (int j = 0; j < kPack; ++j) result.v[j] = from_float<T>(acc[j]);
     reinterpret_cast<P*>(dweight)[row * g.packs_per_row + pack] = result;
   }
-}
-
-// Blocks of the backward kernel the current device holds at once. The backward launches no more:
-// every warp then starts at once and pays its chains of dependent loads (run lookups, gathers)
-// over one long range of rows, instead of once per wave. The occupancy query is made once per
-// kernel (it depends on the kernel and the architecture, not on the call).
-template <int kPack, class T>
-int backward_resident_blocks() {
-  static const int per_multiprocessor = [] {
-    int blocks = 0;
-    FT_CUDA_CHECK(
-        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, embedding_backward_kernel<kPack, T>, kBlockThreads, 0));
-    return blocks;
-  }();
-  int device = 0, multiprocessors = 0;
-  FT_CUDA_CHECK(cudaGetDevice(&device));
-  FT_CUDA_CHECK(cudaDeviceGetAttribute(&multiprocessors, cudaDevAttrMultiProcessorCount, device));
-  return std::max(1, multiprocessors * per_multiprocessor);
 }
 
 template <int kPack, class T>
@@ -273,8 +223,7 @@ template <int kPack, class T>
 void launch_backward(T* dweight, const SortBuffers& b, const T* dout, int64_t tokens, int64_t vocab, int64_t channels,
                      cudaStream_t stream) {
   const RowGroups g = row_groups(vocab, channels, kPack);
-  const int blocks = std::min(blocks_for_items(g), backward_resident_blocks<kPack, cuda_t<T>>());
-  embedding_backward_kernel<kPack><<<blocks, kBlockThreads, 0, stream>>>(
+  embedding_backward_kernel<kPack><<<blocks_for_items(g), kBlockThreads, 0, stream>>>(
       device_ptr(dweight), b.keys_out, b.positions_out, device_ptr(dout), static_cast<int>(tokens), g);
   FT_CUDA_CHECK_LAUNCH();
 }
