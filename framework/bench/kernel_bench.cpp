@@ -173,7 +173,7 @@ std::vector<KernelRow> fused_rows(const KernelBenchOptions& o) {
   return {
       // x and branch read, their sum and its normalisation written, weight and bias read, mean
       // and rstd written in f32.
-      {"add_layer_norm fwd", shape_text(N, C), precision, CostUnit::bytes, 4 * NC * s + 2 * C * s + 2 * N * f32,
+      {"add_layer_norm fwd", shape_text(N, C), dtype_name(dt), CostUnit::bytes, 4 * NC * s + 2 * C * s + 2 * N * f32,
        kCopyCeilingGBps, "add + layer_norm",
        [=] {
          Tensor x = x_of({N, C}, false), b = x_of({N, C}, false), w = x_of({C}, false), bias = x_of({C}, false);
@@ -429,7 +429,8 @@ void bench_kernels(const KernelBenchOptions& o, std::ostream& out) {
   const double copy_gbps = measured_copy_gbps(o.device);
   out << local_date() << ", " << o.device.str() << " (" << device << ")\n"
       << command_text(o) << "\n"
-      << "device-to-device copy: " << format("%.0f", copy_gbps) << " GB/s measured now, the bandwidth rows' roofline" << "\n\n"
+      << "device-to-device copy: " << format("%.0f", copy_gbps) << " GB/s measured now, the bandwidth rows' roofline"
+      << "\n\n"
       << kernel_table_head() << std::flush;
   for (KernelRow& row : rows) {
     if (row.unit == CostUnit::bytes) row.ceiling = copy_gbps;
