@@ -19,22 +19,19 @@
 // once: a lane keeps its share of the row's x and dy in registers (P packs of 16 bytes, P fixed
 // at compile time for rows up to 8 packs a lane: 2048 bf16 or 1024 f32 values) from the row
 // sums to the dx store, and adds dy * xhat and dy into per-lane fp32 sums for its own columns
-// as it goes, so the parameter gradients cost no second read of dy and x. Those sums (48 a lane
-// for GPT-2's 768 columns) live in the warp's own slice of shared memory, not in registers: in
-// registers they capped the kernel at two blocks a multiprocessor (16 warps, too few bytes in
-// flight); out of them a bf16 row of 768 needs under 64 registers a thread and four blocks fit.
-// The next rows are prefetched into L2 (which holds no registers) rather than into registers,
-// to keep bytes in flight through a row's reductions.
+// as it goes, so the parameter gradients cost no second read of dy and x. The sums take 48
+// registers a lane for GPT-2's 768 columns, so the next rows are prefetched into L2 (which holds
+// no registers) rather than into registers, to keep bytes in flight through a row's reductions.
 //
 // The one subtle decision is how the parameter gradients are added up: float atomics would
 // make dweight change in its last bits from run to run. Instead each block owns a fixed chunk
-// of rows (a function of the row count alone, about 512 chunks: enough blocks to fill the GPU,
+// of rows (a function of the row count alone, about 256 chunks: enough blocks to fill the GPU,
 // few enough that the fp32 partials stay a few percent of the traffic), its warps' per-lane
 // sums are added in warp order through shared memory into one fp32 partial per chunk, and a
 // second small kernel adds the chunks' partials in a fixed order. Same inputs, same bits. Rows
-// that do not fit the registers (or whose sums do not fit a block's shared memory) or are not
-// 16-byte aligned take a slower path with the same chunks: dx as above but rereading the row
-// through L1, and the partials from a kernel that walks 32 columns of a chunk.
+// that do not fit the registers or are not 16-byte aligned take a slower path with the same
+// chunks: dx as above but rereading the row through L1, and the partials from a kernel that
+// walks 32 columns of a chunk.
 #include <algorithm>
 #include <climits>
 #include <cstdint>
@@ -67,22 +64,21 @@ constexpr int kVectorBytes = 16;
 constexpr int64_t kSharedRowBytes = 48 * 1024;
 
 // The parameter gradients' row chunks: about this many (one block each), so that GPT-2's 8 or
-// 16 x 1024 rows fill an H100/H200 (132 SMs x 4 blocks of 8 warps at <= 64 registers a thread,
-// bf16) in one wave while the partials (2 x 512 x 768 floats, 3 MiB, written to and read back
-// from L2) stay ~4% of the traffic.
-constexpr int64_t kTargetChunks = 512;
+// 16 x 1024 rows fill an H100/H200 (132 SMs x 2 blocks of 8 warps at <= 128 registers a thread)
+// in one wave while the partials (2 x 256 x 768 floats, 1.5 MiB) stay ~2% of the traffic.
+constexpr int64_t kTargetChunks = 256;
 // The resident paths hold at most this many 16-byte packs of a row per lane in registers.
 constexpr int kMaxResidentPacks = 8;
 // The resident backward prefetches a warp's rows this many of its steps ahead: with GPT-2's
-// 2 or 4 rows a warp, 2 rows (6 KiB of bf16 x and dy a warp, ~192 KiB an SM at 32 warps) in
-// flight besides the one in registers, so that each warp's later rows come from L2.
+// 8 rows a warp, 2 rows (6 KiB of bf16 x and dy a warp, ~96 KiB an SM at 16 warps) in flight
+// while it works on a third, about twice what HBM needs to stay busy.
 constexpr int kPrefetchRows = 2;
 // The slow path's partials: a block owns 32 columns (one per lane, so each warp reads 32
 // neighbouring values of a row: coalesced) and a chunk of rows, shared out over its 8 warps.
 constexpr int kParamColumns = 32;
 constexpr int kParamWarps = 8;
 // The final sum: a block adds 32 columns' partials of dweight or dbias, its warps taking every
-// 32nd chunk, so each thread adds 16 of GPT-2's 512 chunks, 8 loads in flight at a time.
+// 32nd chunk, so each thread adds 8 of GPT-2's 256 chunks, all loads in flight together.
 constexpr int kSumWarps = 32;
 
 template <int N, class T>
@@ -105,17 +101,16 @@ __device__ __forceinline__ int64_t warp_row() {
 #define FOR_EACH_PACK(j, cols) for (int j = (threadIdx.x % 32) * N; j < (cols); j += 32 * N)
 
 // Calls f(std::integral_constant<int, P>) with the fewest packs a lane, among those compiled (1,
-// 2, 3, 4, 6, 8), that hold a row of `packs` packs, and returns what f returns (whether it took
-// the row); false when the row is wider than 8 a lane.
+// 2, 3, 4, 6, 8), that hold a row of `packs` packs; false when the row is wider than 8 a lane.
 template <class F>
 bool with_resident_packs(int64_t packs, F&& f) {
   const int64_t per_lane = (packs + 31) / 32;
-  if (per_lane <= 1) return f(std::integral_constant<int, 1>{});
-  if (per_lane <= 2) return f(std::integral_constant<int, 2>{});
-  if (per_lane <= 3) return f(std::integral_constant<int, 3>{});
-  if (per_lane <= 4) return f(std::integral_constant<int, 4>{});
-  if (per_lane <= 6) return f(std::integral_constant<int, 6>{});
-  if (per_lane <= kMaxResidentPacks) return f(std::integral_constant<int, kMaxResidentPacks>{});
+  if (per_lane <= 1) return f(std::integral_constant<int, 1>{}), true;
+  if (per_lane <= 2) return f(std::integral_constant<int, 2>{}), true;
+  if (per_lane <= 3) return f(std::integral_constant<int, 3>{}), true;
+  if (per_lane <= 4) return f(std::integral_constant<int, 4>{}), true;
+  if (per_lane <= 6) return f(std::integral_constant<int, 6>{}), true;
+  if (per_lane <= kMaxResidentPacks) return f(std::integral_constant<int, kMaxResidentPacks>{}), true;
   return false;
 }
 
@@ -269,52 +264,39 @@ __global__ void layer_norm_backward_dx_kernel(T* dx, const T* dy, const T* x, co
 
 #undef FOR_EACH_PACK
 
-// A warp's dweight and dbias sums in the resident backward live in shared memory, not registers:
-// element k = 4q + e of lane l's pack p of sum `which` (0: dweight, 1: dbias) is float e of
-// float4 slot ((which * P + p) * N / 4 + q) * 32 + l, so a warp's 16-byte accesses touch 512
-// consecutive bytes (no bank conflicts) and each lane only ever touches its own slots.
+// Each warp's per-lane sums go through shared memory one pack slot at a time (32 N columns),
+// and the block adds them in warp order into its chunk's partials [2][chunks][cols].
 template <int N, int P>
-struct WarpSums {
-  static_assert(N % 4 == 0, "the sums are kept as float4: a pack must hold a multiple of 4 values");
-  static constexpr int kSlots = 2 * P * (N / 4);  // float4 slots a lane owns
-  static constexpr int kWarpFloats = kSlots * 32 * 4;
-  static __device__ __forceinline__ int slot(int which, int p, int q, int lane) {
-    return ((which * P + p) * (N / 4) + q) * 32 + lane;
-  }
-  // Where column col of sum `which` is, in floats from the start of a warp's sums.
-  static __device__ __forceinline__ int float_of(int which, int col) {
-    const int pack = col / N, k = col % N;
-    return slot(which, pack / 32, k / 4, pack % 32) * 4 + k % 4;
-  }
-};
-
-// Adds the block's warps' sums in warp order into its chunk's partials [2][chunks][cols], one
-// column a thread (coalesced stores).
-template <int N, int P>
-__device__ __forceinline__ void write_chunk_partials(float* partials, const float4* block_sums, int cols) {
-  using Sums = WarpSums<N, P>;
-  const float* values = reinterpret_cast<const float*>(block_sums);
+__device__ __forceinline__ void write_chunk_partials(float* partials, const float (&dweight)[P][N],
+                                                     const float (&dbias)[P][N], int cols) {
+  constexpr int kSlotColumns = 32 * N;
+  __shared__ float warp_sums[kRowsPerBlock][2][kSlotColumns];
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const int64_t chunk = blockIdx.x, chunks = gridDim.x;
-  __syncthreads();  // every warp's sums are in
-  for (int i = threadIdx.x; i < 2 * cols; i += kRowThreads) {
-    const int which = i / cols, col = i % cols, at = Sums::float_of(which, col);
-    float total = 0.0f;
-    for (int w = 0; w < kRowsPerBlock; ++w) total += values[w * Sums::kWarpFloats + at];
-    partials[(which * chunks + chunk) * cols + col] = total;
+#pragma unroll
+  for (int p = 0; p < P; ++p) {
+    __syncthreads();  // the previous slot's sums have been read
+#pragma unroll
+    for (int k = 0; k < N; ++k) {
+      warp_sums[warp][0][lane * N + k] = dweight[p][k];
+      warp_sums[warp][1][lane * N + k] = dbias[p][k];
+    }
+    __syncthreads();
+    for (int i = threadIdx.x; i < 2 * kSlotColumns; i += kRowThreads) {
+      const int which = i / kSlotColumns, j = i % kSlotColumns, col = p * kSlotColumns + j;
+      if (col >= cols) continue;
+      float total = 0.0f;
+      for (int w = 0; w < kRowsPerBlock; ++w) total += warp_sums[w][which][j];
+      partials[(which * chunks + chunk) * cols + col] = total;
+    }
   }
 }
 
-// Blocks a multiprocessor should hold in the resident backward, from the registers a lane's
-// packs of x and dy take (8 per pack pair): GPT-2's 768 bf16 values (3 packs, 24 registers)
-// fit in 64 registers a thread, so four blocks (32 warps, the register file full); wider rows
-// (768 f32 values are 6 packs) need 80 to 125, so two blocks (at most 128 registers).
-constexpr int resident_blocks_per_sm(int packs) { return packs <= 3 ? 4 : 2; }
-
-// Shared memory for a resident backward block's warp sums (zero when there are no partials).
-template <int N, int P>
-constexpr size_t resident_sum_bytes() {
-  return static_cast<size_t>(kRowsPerBlock) * WarpSums<N, P>::kWarpFloats * sizeof(float);
-}
+// Blocks a multiprocessor should hold for a lane's columns in the resident backward: two (at
+// most 128 registers a thread) while a lane sums at most 24 columns (GPT-2's 768 values, bf16 or
+// f32: 48 fp32 sums + a row's packs fit without spilling); wider rows keep enough bytes in flight
+// with one block, and capping their ~170-250 registers at 128 would spill their sums.
+constexpr int resident_blocks_per_sm(int columns_per_lane) { return columns_per_lane <= 24 ? 2 : 1; }
 
 // Asks L2 for the row's packs of x and dy that this lane will load later: no registers held,
 // nothing waited for, so a warp keeps its next rows' bytes in flight through its current row's
@@ -330,98 +312,17 @@ __device__ __forceinline__ void prefetch_resident_row(const T* dy, const T* x, i
   }
 }
 
-// to_float, with bf16 widened by a shift of its bits (exact): cuda_bf16.h converts through
-// inline asm on a 16-bit register, so every value is unpacked into a register of its own first,
-// and at 64 registers a thread that made the resident backward spill.
-template <class T>
-__device__ __forceinline__ float widen(T v) {
-  return to_float(v);
-}
-template <>
-__device__ __forceinline__ float widen(__nv_bfloat16 v) {
-  return __uint_as_float(static_cast<uint32_t>(__bfloat16_as_ushort(v)) << 16);
-}
-
-// dx for a row held in registers (xs, gs: the lane's packs of x and dy).
-template <class T, int N, int P>
-__device__ __forceinline__ void store_resident_dx(T* dx, const Pack<T, N> (&xs)[P], const Pack<T, N> (&gs)[P],
-                                                  const T* weight, float m, float s, int cols) {
-  float sum_dxhat = 0.0f, sum_dxhat_xhat = 0.0f;
-#pragma unroll
-  for (int p = 0; p < P; ++p) {
-    if (resident_column<N>(p) >= cols) continue;
-    const Pack<T, N> w = load_pack<N>(weight + resident_column<N>(p));
-#pragma unroll
-    for (int k = 0; k < N; ++k) {
-      const float dxhat = widen(gs[p].v[k]) * widen(w.v[k]), xhat = (widen(xs[p].v[k]) - m) * s;
-      sum_dxhat += dxhat;
-      sum_dxhat_xhat += dxhat * xhat;
-    }
-  }
-  const float mean_dxhat = warp_sum(sum_dxhat) / cols;
-  const float mean_dxhat_xhat = warp_sum(sum_dxhat_xhat) / cols;
-#pragma unroll
-  for (int p = 0; p < P; ++p) {
-    if (resident_column<N>(p) >= cols) continue;
-    const Pack<T, N> w = load_pack<N>(weight + resident_column<N>(p));
-    Pack<T, N> out;
-#pragma unroll
-    for (int k = 0; k < N; ++k) {
-      const float xhat = (widen(xs[p].v[k]) - m) * s;
-      const float dxhat = widen(gs[p].v[k]) * widen(w.v[k]);
-      out.v[k] = from_float<T>(s * (dxhat - mean_dxhat - xhat * mean_dxhat_xhat));
-    }
-    store_pack<N>(dx + resident_column<N>(p), out);
-  }
-}
-
-// Adds a row's dy * xhat and dy into the lane's slots of its warp's sums.
-template <class T, int N, int P>
-__device__ __forceinline__ void add_to_warp_sums(float4* sums, const Pack<T, N> (&xs)[P], const Pack<T, N> (&gs)[P],
-                                                 float m, float s, int cols) {
-  using Sums = WarpSums<N, P>;
-  const int lane = threadIdx.x % 32;
-#pragma unroll
-  for (int p = 0; p < P; ++p) {
-    if (resident_column<N>(p) >= cols) continue;
-#pragma unroll
-    for (int q = 0; q < N / 4; ++q) {
-      float4& dweight = sums[Sums::slot(0, p, q, lane)];
-      float4& dbias = sums[Sums::slot(1, p, q, lane)];
-      float4 w = dweight, b = dbias;
-      float* wv = &w.x;
-      float* bv = &b.x;
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const float g = widen(gs[p].v[q * 4 + e]), xhat = (widen(xs[p].v[q * 4 + e]) - m) * s;
-        wv[e] += g * xhat;
-        bv[e] += g;
-      }
-      dweight = w;
-      dbias = b;
-    }
-  }
-}
-
 // The fast backward: block b owns rows [b, b + 1) * rows_per_chunk, its warps take every 8th;
 // a lane keeps its P packs of x and dy in registers (packs past the row's end are skipped) and
-// adds its columns' dy * xhat and dy into its own slots of its warp's sums in shared memory
-// (dynamic, resident_sum_bytes; none when partials is null). Keeping those 2 * P * N sums out
-// of registers is what lets four blocks share a multiprocessor at GPT-2's bf16 width. A warp
-// prefetches its rows kPrefetchRows steps ahead into L2, so its loads mostly hit L2. dx and
-// partials may each be null.
+// its columns' dweight and dbias sums over all its rows. A warp prefetches its rows
+// kPrefetchRows steps ahead into L2 (holding them in registers instead would spill the bf16
+// sums), so its loads mostly hit L2. dx and partials may each be null.
 template <class T, int N, int P>
-__global__ void __launch_bounds__(kRowThreads, resident_blocks_per_sm(P))
+__global__ void __launch_bounds__(kRowThreads, resident_blocks_per_sm(N* P))
     layer_norm_backward_resident_kernel(T* dx, float* partials, const T* dy, const T* x, const T* weight,
                                         const float* mean, const float* rstd, int64_t rows, int cols,
                                         int64_t rows_per_chunk) {
-  using Sums = WarpSums<N, P>;
-  extern __shared__ float4 block_sums[];
-  const int lane = threadIdx.x % 32;
-  float4* sums = block_sums + (threadIdx.x / 32) * Sums::kSlots * 32;
-  if (partials)
-#pragma unroll
-    for (int s = 0; s < Sums::kSlots; ++s) sums[s * 32 + lane] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+  float dweight[P][N] = {}, dbias[P][N] = {};
   const int64_t chunk_begin = blockIdx.x * rows_per_chunk;
   const int64_t chunk_end = chunk_begin + rows_per_chunk < rows ? chunk_begin + rows_per_chunk : rows;
   const int64_t first = chunk_begin + threadIdx.x / 32;
@@ -440,10 +341,39 @@ __global__ void __launch_bounds__(kRowThreads, resident_blocks_per_sm(P))
       gs[p] = load_pack<N>(dy + offset + resident_column<N>(p));
     }
     const float m = mean[row], s = rstd[row];
-    if (dx) store_resident_dx<T, N, P>(dx + offset, xs, gs, weight, m, s, cols);
-    if (partials) add_to_warp_sums<T, N, P>(sums, xs, gs, m, s, cols);
+    float sum_dxhat = 0.0f, sum_dxhat_xhat = 0.0f;
+#pragma unroll
+    for (int p = 0; p < P; ++p) {
+      if (resident_column<N>(p) >= cols) continue;
+      const Pack<T, N> w = load_pack<N>(weight + resident_column<N>(p));
+#pragma unroll
+      for (int k = 0; k < N; ++k) {
+        const float g = to_float(gs[p].v[k]), xhat = (to_float(xs[p].v[k]) - m) * s;
+        const float dxhat = g * to_float(w.v[k]);
+        sum_dxhat += dxhat;
+        sum_dxhat_xhat += dxhat * xhat;
+        dweight[p][k] += g * xhat;
+        dbias[p][k] += g;
+      }
+    }
+    if (!dx) continue;
+    const float mean_dxhat = warp_sum(sum_dxhat) / cols;
+    const float mean_dxhat_xhat = warp_sum(sum_dxhat_xhat) / cols;
+#pragma unroll
+    for (int p = 0; p < P; ++p) {
+      if (resident_column<N>(p) >= cols) continue;
+      const Pack<T, N> w = load_pack<N>(weight + resident_column<N>(p));
+      Pack<T, N> out;
+#pragma unroll
+      for (int k = 0; k < N; ++k) {
+        const float xhat = (to_float(xs[p].v[k]) - m) * s;
+        const float dxhat = to_float(gs[p].v[k]) * to_float(w.v[k]);
+        out.v[k] = from_float<T>(s * (dxhat - mean_dxhat - xhat * mean_dxhat_xhat));
+      }
+      store_pack<N>(dx + offset + resident_column<N>(p), out);
+    }
   }
-  if (partials) write_chunk_partials<N, P>(partials, block_sums, cols);  // uniform: every thread or none
+  if (partials) write_chunk_partials<N, P>(partials, dweight, dbias, cols);  // uniform: every thread or none
 }
 
 // The slow path's partials, in the same layout: block (chunk, column tile) adds its chunk's
@@ -481,7 +411,7 @@ __global__ void layer_norm_param_partials_kernel(float* partials, const T* dy, c
 
 // Block (b, which) adds columns [32 b, 32 b + 32) of dweight (which = 0) or dbias (1): warp w
 // sums chunks w, w + 32, ... in order, then warp 0 adds the 32 warps' sums in order. With
-// GPT-2's 512 chunks each thread adds 16, 8 loads from L2 in flight at a time, instead of one
+// GPT-2's 256 chunks a warp has 8 independent loads from L2 in flight at once instead of one
 // thread walking the chunks. Writes zeros when there are no chunks (no rows).
 template <class T>
 __global__ void __launch_bounds__(kSumWarps * 32)
@@ -547,7 +477,6 @@ void forward(const char* what, D* sum, D* y, float* mean, float* rstd, const D* 
         const int blocks = static_cast<int>((rows + kRowsPerBlock - 1) / kRowsPerBlock);
         layer_norm_resident_forward_kernel<D, kPack, P>
             <<<blocks, kRowThreads, 0, stream>>>(sum, y, mean, rstd, x, branch, weight, bias, rows, c, eps);
-        return true;
       });
   if (!resident) {
     const int64_t row_bytes = cols * static_cast<int64_t>(sizeof(D));
@@ -592,16 +521,7 @@ int64_t layer_norm_backward_scratch_floats(int64_t rows, int64_t cols) { return 
 
 namespace {
 
-// The shared memory a block of the current device may opt in to.
-size_t shared_bytes_limit() {
-  int device = 0, bytes = 0;
-  FT_CUDA_CHECK(cudaGetDevice(&device));
-  FT_CUDA_CHECK(cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
-  return static_cast<size_t>(bytes);
-}
-
-// The fast path, when the rows split into 16-byte packs that fit in registers and the warps'
-// sums fit in shared memory; false otherwise.
+// The fast path, when the rows split into 16-byte packs and fit in registers; false otherwise.
 template <class D>
 bool try_resident_backward(D* dx, float* partials, const D* dy, const D* x, const D* weight, const float* mean,
                            const float* rstd, int64_t rows, int64_t cols, cudaStream_t stream) {
@@ -610,18 +530,10 @@ bool try_resident_backward(D* dx, float* partials, const D* dy, const D* x, cons
   const int64_t chunks = param_chunks(rows), chunk_rows = rows_per_chunk(rows);
   return with_resident_packs(cols / kPack, [&](auto packs) {
     constexpr int P = decltype(packs)::value;
-    const size_t shared_bytes = partials ? resident_sum_bytes<kPack, P>() : 0;
-    if (shared_bytes > shared_bytes_limit()) return false;
-    if (chunks == 0) return true;
-    const auto kernel = layer_norm_backward_resident_kernel<D, kPack, P>;
-    FT_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, shared_bytes));
-    // A hint that the multiprocessor's memory go to shared memory: four blocks' sums take 192 KiB.
-    FT_CUDA_CHECK(
-        cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared));
-    kernel<<<static_cast<int>(chunks), kRowThreads, shared_bytes, stream>>>(dx, partials, dy, x, weight, mean, rstd,
-                                                                            rows, static_cast<int>(cols), chunk_rows);
+    if (chunks == 0) return;
+    layer_norm_backward_resident_kernel<D, kPack, P><<<static_cast<int>(chunks), kRowThreads, 0, stream>>>(
+        dx, partials, dy, x, weight, mean, rstd, rows, static_cast<int>(cols), chunk_rows);
     FT_CUDA_CHECK_LAUNCH();
-    return true;
   });
 }
 

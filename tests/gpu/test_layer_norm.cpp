@@ -87,7 +87,7 @@ TEST_CASE("layer_norm on CUDA matches the CPU forward and backward in f32, bf16 
   // GPT-2 small's activations (8 x 1024 tokens of 768) and GPT-2 XL's width; then tails: one
   // 5 columns (with 1 or 2 columns xhat is constant and dx is exactly 0: only rounding noise), 3 columns, 1023 (no
   // 16-byte packs), a single row, a row count not a multiple of 8.
-  // 3001 rows of 768: chunks of 8 rows, the last one short (1 row), several rows a warp.
+  // 3001 rows of 768: chunks of 16 rows, the last one short (9 rows), several rows a warp.
   const Shape shapes[] = {{8, 1024, 768}, {3001, 768}, {5, 1600}, {9, 5}, {1023, 3}, {7, 1023}, {1, 768}, {13, 64}};
   uint64_t seed = 1;
   for (DType dtype : {DType::f32, DType::bf16, DType::f16}) {
