@@ -12,24 +12,17 @@
 #include "framework/cuda/caching_allocator.h"
 #include "framework/optim/adamw.h"
 #include "framework/random.h"
-#include "tests/support/device_compare.h"
+#include "tests/gpu/op_test_support.h"
 
 using namespace ft;
-using ft::testing::compare;
-using ft::testing::Comparison;
+using ft::testing::kGpu;
 
 namespace {
-
-const Device kGpu = Device::cuda(0);
 
 void check_close(const char* what, size_t index, const Tensor& got, const Tensor& expected) {
   CAPTURE(what);
   CAPTURE(index);
-  const Comparison c = compare(got, expected);
-  INFO(c.str());
-  CHECK(c.nonfinite == 0);
-  CHECK(c.relative <= 1e-6);
-  CHECK(c.worst <= 1e-6);
+  testing::check_close(got, expected, 1e-6, 1e-6);
 }
 
 bool same_bits(const Tensor& a, const Tensor& b) {

@@ -7,19 +7,12 @@
 // unwritten output is NaN.
 #include <doctest/doctest.h>
 
-#include "framework/autograd.h"
-#include "framework/cuda/caching_allocator.h"
-#include "framework/ops.h"
-#include "tests/support/device_compare.h"
+#include "tests/gpu/op_test_support.h"
 
 using namespace ft;
-using ft::testing::compare;
-using ft::testing::Comparison;
-using ft::testing::tolerance;
+using namespace ft::testing;
 
 namespace {
-
-const Device kGpu = Device::cuda(0);
 
 struct Inputs {
   Tensor x, branch, weight, bias, dsum, dnormed;
@@ -44,13 +37,6 @@ Inputs random_inputs(const Shape& shape, DType dtype, uint64_t seed) {
   return in;
 }
 
-// A fresh leaf with t's values, converted to `dtype` on `device`.
-Tensor leaf(const Tensor& t, DType dtype, Device device, bool requires_grad = true) {
-  Tensor out = t.to(dtype).to(device).detach();
-  out.set_requires_grad(requires_grad);
-  return out;
-}
-
 struct Result {
   Tensor sum, normed, dx, dbranch, dweight, dbias;
 };
@@ -65,28 +51,14 @@ Result run(const Inputs& in, DType dtype, Device device, bool train_params = tru
   return {r.sum, r.normed, x.grad(), branch.grad(), weight.grad(), bias.grad()};
 }
 
-void check_close(const char* what, const Tensor& got, const Tensor& expected, DType dtype) {
-  CAPTURE(what);
-  REQUIRE(got.defined());
-  CHECK(got.device() == kGpu);
-  CHECK(got.dtype() == dtype);
-  const Comparison c = compare(got, expected);
-  INFO(c.str());
-  CHECK(c.nonfinite == 0);
-  // Norm-wise within the dtype's bound; the single worst element within twice that, as for
-  // layer_norm (tests/gpu/test_layer_norm.cpp).
-  CHECK(c.relative <= tolerance(dtype));
-  CHECK(c.worst <= 2 * tolerance(dtype));
-}
-
 void check_against_cpu(const Inputs& in, DType dtype) {
   const Result gpu = run(in, dtype, kGpu), cpu = run(in, DType::f64, Device::cpu());
-  check_close("sum", gpu.sum, cpu.sum, dtype);
-  check_close("normed", gpu.normed, cpu.normed, dtype);
-  check_close("x.grad", gpu.dx, cpu.dx, dtype);
-  check_close("branch.grad", gpu.dbranch, cpu.dbranch, dtype);
-  check_close("weight.grad", gpu.dweight, cpu.dweight, dtype);
-  check_close("bias.grad", gpu.dbias, cpu.dbias, dtype);
+  check_layer_norm_result("sum", gpu.sum, cpu.sum, dtype);
+  check_layer_norm_result("normed", gpu.normed, cpu.normed, dtype);
+  check_layer_norm_result("x.grad", gpu.dx, cpu.dx, dtype);
+  check_layer_norm_result("branch.grad", gpu.dbranch, cpu.dbranch, dtype);
+  check_layer_norm_result("weight.grad", gpu.dweight, cpu.dweight, dtype);
+  check_layer_norm_result("bias.grad", gpu.dbias, cpu.dbias, dtype);
 }
 
 }  // namespace
@@ -128,14 +100,8 @@ TEST_CASE("add_layer_norm on CUDA reads rows that are not 16-byte aligned elemen
   cuda::set_poison_allocations(true);
   for (DType dtype : {DType::f32, DType::bf16}) {
     CAPTURE(dtype_name(dtype));
-    // A view one element into its storage: contiguous, so used in place, but misaligned.
-    const int64_t rows = 37, cols = 768;
-    Inputs in = random_inputs({rows, cols}, dtype, 40);
-    Tensor storage = Tensor::empty({rows * cols + 1}, dtype, kGpu);
-    Tensor shifted = storage.as_strided({rows, cols}, {cols, 1}, 1);
-    shifted.copy_(in.branch);
-    REQUIRE(shifted.is_contiguous());
-    in.branch = shifted;
+    Inputs in = random_inputs({37, 768}, dtype, 40);
+    in.branch = misaligned_copy(in.branch);
     check_against_cpu(in, dtype);
   }
   cuda::set_poison_allocations(false);
@@ -145,8 +111,8 @@ TEST_CASE("add_layer_norm on CUDA with frozen weight and bias gives x and branch
   cuda::set_poison_allocations(true);
   const Inputs in = random_inputs({64, 768}, DType::f32, 50);
   const Result gpu = run(in, DType::f32, kGpu, false), cpu = run(in, DType::f64, Device::cpu(), false);
-  check_close("x.grad", gpu.dx, cpu.dx, DType::f32);
-  check_close("branch.grad", gpu.dbranch, cpu.dbranch, DType::f32);
+  check_layer_norm_result("x.grad", gpu.dx, cpu.dx, DType::f32);
+  check_layer_norm_result("branch.grad", gpu.dbranch, cpu.dbranch, DType::f32);
   CHECK(!gpu.dweight.defined());
   CHECK(!gpu.dbias.defined());
   cuda::set_poison_allocations(false);

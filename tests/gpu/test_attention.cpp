@@ -74,7 +74,7 @@ TEST_CASE("attention at GPT-2's shape: causal, bidirectional, packed segments wi
       CAPTURE(dtype_text(dtype));
       CAPTURE(mask.causal);
       CAPTURE(mask.segments != nullptr);
-      check_errors(compare_attention(shape, mask, dtype, seed += 4), error_bound(dtype));
+      check_errors(compare_attention(shape, mask, dtype, seed += 4), tolerance(dtype));
     }
 }
 
@@ -98,7 +98,7 @@ TEST_CASE("attention: odd sizes and a custom scale") {
         CAPTURE(shape_str(shape));
         CAPTURE(mask.causal);
         CAPTURE(mask.segments != nullptr);
-        check_errors(compare_attention(shape, mask, dtype, seed += 4), error_bound(dtype));
+        check_errors(compare_attention(shape, mask, dtype, seed += 4), tolerance(dtype));
       }
     }
 }

@@ -12,17 +12,15 @@
 #include "framework/autograd.h"
 #include "framework/cuda/caching_allocator.h"
 #include "framework/ops.h"
-#include "tests/support/device_compare.h"
+#include "tests/gpu/op_test_support.h"
 
 using namespace ft;
-using ft::testing::compare;
-using ft::testing::Comparison;
-using ft::testing::host_f32;
+using ft::testing::host_f64;
+using ft::testing::kGpu;
 using ft::testing::tolerance;
 
 namespace {
 
-const Device kGpu = Device::cuda(0);
 constexpr int kIgnore = -100;
 // References above this many elements run in f32 on the CPU (8192 x 50257 in f64 is 3.3 GB a
 // tensor); the CPU kernel sums the exponentials in double either way.
@@ -60,11 +58,7 @@ Result run(const Tensor& logits, const std::vector<int32_t>& targets, double ups
 
 void check_close(const char* what, const Tensor& got, const Tensor& expected, DType dtype) {
   CAPTURE(what);
-  const Comparison c = compare(got, expected);
-  INFO(c.str());
-  CHECK(c.nonfinite == 0);
-  CHECK(c.relative <= tolerance(dtype));
-  CHECK(c.worst <= tolerance(dtype));
+  testing::check_close(got, expected, tolerance(dtype), tolerance(dtype));
 }
 
 void check_against_cpu(const Tensor& logits, const std::vector<int32_t>& targets, double upstream) {
@@ -81,16 +75,16 @@ void check_against_cpu(const Tensor& logits, const std::vector<int32_t>& targets
   REQUIRE(gpu.dlogits.dtype() == dtype);
   check_close("dlogits", gpu.dlogits, cpu.dlogits, dtype);
 
-  Tensor got = host_f32(gpu.dlogits), expected = host_f32(cpu.dlogits).clone();
-  float* g = got.data<float>();
-  float* e = expected.data<float>();
+  Tensor got = host_f64(gpu.dlogits), expected = host_f64(cpu.dlogits).clone();
+  double* g = got.data<double>();
+  double* e = expected.data<double>();
   int64_t nonzero_in_ignored_rows = 0;
   for (int64_t r = 0; r < rows; ++r) {
     if (targets[r] == kIgnore) {
-      for (int64_t v = 0; v < vocab; ++v) nonzero_in_ignored_rows += g[r * vocab + v] != 0.0f;
+      for (int64_t v = 0; v < vocab; ++v) nonzero_in_ignored_rows += g[r * vocab + v] != 0.0;
       continue;
     }
-    g[r * vocab + targets[r]] = e[r * vocab + targets[r]] = 0.0f;
+    g[r * vocab + targets[r]] = e[r * vocab + targets[r]] = 0.0;
   }
   CHECK(nonzero_in_ignored_rows == 0);
   check_close("dlogits without the target entries", got, expected, dtype);

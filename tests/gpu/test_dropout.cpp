@@ -5,17 +5,17 @@
 #include <doctest/doctest.h>
 
 #include "framework/cuda/caching_allocator.h"
-#include "tests/gpu/cpu_reference.h"
+#include "tests/gpu/op_test_support.h"
 #include "tests/support/error_message.h"
 
 using namespace ft;
-using namespace ft::gpu_testing;
+using namespace ft::testing;
 
 TEST_CASE("dropout on CUDA drops the elements the CPU drops, with the same bits") {
   cuda::set_poison_allocations(true);
   Generator data(401);
   const Shape shapes[] = {{8, 1024, 768}, {1}, {3}, {1023}};
-  for (DType dtype : kCudaFloatTypes) {
+  for (DType dtype : kGpuDTypes) {
     for (const Shape& shape : shapes) {
       for (double p : {0.1, 0.5}) {
         CAPTURE(dtype_name(dtype));
@@ -24,7 +24,7 @@ TEST_CASE("dropout on CUDA drops the elements the CPU drops, with the same bits"
         Generator on_gpu(77), on_cpu(77);
         on_gpu.take(123457);  // a counter that does not start at 0
         on_cpu.take(123457);
-        Values x = random_leaves(shape, dtype, data);
+        Twin x = random_leaves(shape, dtype, data);
         // The CPU computes in f32 from the same values; kept elements are x * (float)(1/(1-p)) in
         // fp32 on both devices, then rounded to the dtype.
         Tensor x32 = x.cpu.detach().to(DType::f32).set_requires_grad(true);
@@ -34,7 +34,7 @@ TEST_CASE("dropout on CUDA drops the elements the CPU drops, with the same bits"
         const std::vector<double> got = y.to_double_vector();
         CHECK(got == expected.to(dtype).to_double_vector());
 
-        Values w = random_values(shape, dtype, data);
+        Twin w = random_values(shape, dtype, data);
         weighted_sum(y, w.gpu).backward();
         weighted_sum(expected, w.cpu.to(DType::f32)).backward();
         CHECK(x.gpu.grad().to_double_vector() == x32.grad().to(dtype).to_double_vector());
@@ -53,11 +53,11 @@ TEST_CASE("dropout on CUDA of a view that starts off a 16-byte boundary draws th
   // one-element-per-load path; 4099 elements leave a group of four incomplete.
   cuda::set_poison_allocations(true);
   Generator data(404);
-  for (DType dtype : kCudaFloatTypes) {
+  for (DType dtype : kGpuDTypes) {
     for (int64_t n : {int64_t{4099}, int64_t{8 * 1024 * 768}}) {
       CAPTURE(dtype_name(dtype));
       CAPTURE(n);
-      Values x = random_values({n + 1}, dtype, data);
+      Twin x = random_values({n + 1}, dtype, data);
       Tensor view = slice(x.gpu, 0, 1, n + 1);
       Generator on_gpu(78), on_cpu(78);
       on_gpu.take(99);

@@ -4,11 +4,11 @@
 #include <doctest/doctest.h>
 
 #include "framework/cuda/caching_allocator.h"
-#include "tests/gpu/cpu_reference.h"
+#include "tests/gpu/op_test_support.h"
 #include "tests/support/error_message.h"
 
 using namespace ft;
-using namespace ft::gpu_testing;
+using namespace ft::testing;
 
 namespace {
 
@@ -41,7 +41,7 @@ const NamedBinary kBinaryOps[] = {{"add", add}, {"sub", sub}, {"mul", mul}};
 TEST_CASE("add, sub and mul broadcast on CUDA as on the CPU, forward and backward") {
   cuda::set_poison_allocations(true);
   Generator gen(101);
-  for (DType dtype : kCudaFloatTypes) {
+  for (DType dtype : kGpuDTypes) {
     for (const BinaryCase& c : kBinaryCases) {
       for (const NamedBinary& named : kBinaryOps) {
         const BinaryFn op = named.fn;
@@ -52,15 +52,15 @@ TEST_CASE("add, sub and mul broadcast on CUDA as on the CPU, forward and backwar
         // Values around 1, not 0: the gradient of a broadcast input sums products of the upstream
         // gradient and the other input, rounded to the dtype one by one, and a sum that cancels to
         // near 0 would magnify those roundings past any fixed relative bound.
-        Values a = random_leaves(c.a, dtype, gen, 1.0), b = random_leaves(c.b, dtype, gen, 1.0);
+        Twin a = random_leaves(c.a, dtype, gen, 1.0), b = random_leaves(c.b, dtype, gen, 1.0);
         Tensor y = op(a.gpu, b.gpu), expected = op(a.cpu, b.cpu);
-        CHECK(error_against(y, expected) <= tolerance(dtype));
+        CHECK(gpu_error(y, expected) <= one_rounding_tolerance(dtype));
 
-        Values w = random_values(expected.shape(), dtype, gen, 1.0);
+        Twin w = random_values(expected.shape(), dtype, gen, 1.0);
         weighted_sum(y, w.gpu).backward();
         weighted_sum(expected, w.cpu).backward();
-        CHECK(error_against(a.gpu.grad(), a.cpu.grad()) <= tolerance(dtype));
-        CHECK(error_against(b.gpu.grad(), b.cpu.grad()) <= tolerance(dtype));
+        CHECK(gpu_error(a.gpu.grad(), a.cpu.grad()) <= one_rounding_tolerance(dtype));
+        CHECK(gpu_error(b.gpu.grad(), b.cpu.grad()) <= one_rounding_tolerance(dtype));
       }
     }
   }
@@ -69,18 +69,18 @@ TEST_CASE("add, sub and mul broadcast on CUDA as on the CPU, forward and backwar
 TEST_CASE("binary ops read transposed and unaligned views on CUDA") {
   cuda::set_poison_allocations(true);
   Generator gen(102);
-  for (DType dtype : kCudaFloatTypes) {
+  for (DType dtype : kGpuDTypes) {
     CAPTURE(dtype_name(dtype));
     // A row of 1023 elements: slicing off the first row leaves data 1023 elements past an
     // aligned block, so the kernel must take its one-element path.
-    Values base = random_values({6, 1023}, dtype, gen), other = random_values({5, 1023}, dtype, gen);
+    Twin base = random_values({6, 1023}, dtype, gen), other = random_values({5, 1023}, dtype, gen);
     Tensor unaligned_gpu = slice(base.gpu, 0, 1, 6), unaligned_cpu = slice(base.cpu, 0, 1, 6);
-    CHECK(error_against(mul(unaligned_gpu, other.gpu), mul(unaligned_cpu, other.cpu)) <= tolerance(dtype));
-    CHECK(error_against(gelu(unaligned_gpu), gelu(unaligned_cpu)) <= tolerance(dtype));
+    CHECK(gpu_error(mul(unaligned_gpu, other.gpu), mul(unaligned_cpu, other.cpu)) <= one_rounding_tolerance(dtype));
+    CHECK(gpu_error(gelu(unaligned_gpu), gelu(unaligned_cpu)) <= one_rounding_tolerance(dtype));
     // A transposed input is gathered to a contiguous copy first.
-    Values t = random_values({1023, 5}, dtype, gen);
-    CHECK(error_against(sub(transpose(t.gpu, 0, 1), other.gpu), sub(transpose(t.cpu, 0, 1), other.cpu)) <=
-          tolerance(dtype));
+    Twin t = random_values({1023, 5}, dtype, gen);
+    CHECK(gpu_error(sub(transpose(t.gpu, 0, 1), other.gpu), sub(transpose(t.cpu, 0, 1), other.cpu)) <=
+          one_rounding_tolerance(dtype));
   }
 }
 
@@ -89,20 +89,20 @@ TEST_CASE("scale and GELU on CUDA match the CPU, forward and backward") {
   Generator gen(103);
   // GPT-2's MLP activation [B*T, 4C], and sizes with a tail after the packs.
   const Shape shapes[] = {{8192, 3072}, {1}, {3}, {1023}, {5, 1023}};
-  for (DType dtype : kCudaFloatTypes) {
+  for (DType dtype : kGpuDTypes) {
     for (const Shape& shape : shapes) {
       CAPTURE(dtype_name(dtype));
       CAPTURE(shape_str(shape));
-      Values x = random_leaves(shape, dtype, gen);
+      Twin x = random_leaves(shape, dtype, gen);
       // Inputs times 3: GELU's curved part lies within a few units of 0.
       Tensor y = gelu(scale(x.gpu, 3.0)), expected = gelu(scale(x.cpu, 3.0));
-      CHECK(error_against(scale(x.gpu, -0.37), scale(x.cpu, -0.37)) <= tolerance(dtype));
-      CHECK(error_against(y, expected) <= tolerance(dtype));
+      CHECK(gpu_error(scale(x.gpu, -0.37), scale(x.cpu, -0.37)) <= one_rounding_tolerance(dtype));
+      CHECK(gpu_error(y, expected) <= one_rounding_tolerance(dtype));
 
-      Values w = random_values(shape, dtype, gen);
+      Twin w = random_values(shape, dtype, gen);
       weighted_sum(y, w.gpu).backward();
       weighted_sum(expected, w.cpu).backward();
-      CHECK(error_against(x.gpu.grad(), x.cpu.grad()) <= tolerance(dtype));
+      CHECK(gpu_error(x.gpu.grad(), x.cpu.grad()) <= one_rounding_tolerance(dtype));
     }
   }
 }
@@ -110,14 +110,14 @@ TEST_CASE("scale and GELU on CUDA match the CPU, forward and backward") {
 TEST_CASE("add_ accumulates in place on CUDA") {
   cuda::set_poison_allocations(true);
   Generator gen(104);
-  for (DType dtype : kCudaFloatTypes) {
+  for (DType dtype : kGpuDTypes) {
     for (const Shape& shape : {Shape{8192, 768}, Shape{1023}, Shape{1}}) {
       CAPTURE(dtype_name(dtype));
       CAPTURE(shape_str(shape));
-      Values dst = random_values(shape, dtype, gen), src = random_values(shape, dtype, gen);
+      Twin dst = random_values(shape, dtype, gen), src = random_values(shape, dtype, gen);
       add_(dst.gpu, src.gpu);
       add_(dst.cpu, src.cpu);
-      CHECK(error_against(dst.gpu, dst.cpu) <= tolerance(dtype));
+      CHECK(gpu_error(dst.gpu, dst.cpu) <= one_rounding_tolerance(dtype));
     }
   }
 }

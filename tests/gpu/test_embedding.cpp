@@ -10,11 +10,11 @@
 #include "framework/cuda/caching_allocator.h"
 #include "framework/cuda/context.h"
 #include "kernels/embedding/embedding_cuda.h"
-#include "tests/gpu/cpu_reference.h"
+#include "tests/gpu/op_test_support.h"
 #include "tests/support/error_message.h"
 
 using namespace ft;
-using namespace ft::gpu_testing;
+using namespace ft::testing;
 
 namespace {
 
@@ -62,7 +62,7 @@ TEST_CASE("embedding on CUDA gathers rows exactly and sums their gradients as th
   Generator gen(301);
   // GPT-2's token embedding over a batch, then odd sizes: one id, one channel, a tail.
   const Shapes cases[] = {{{8, 1024}, 50257, 768}, {{1}, 3, 5}, {{1023}, 3, 1}, {{3, 341}, 1023, 1023}};
-  for (DType dtype : kCudaFloatTypes) {
+  for (DType dtype : kGpuDTypes) {
     for (const Shapes& c : cases) {
       CAPTURE(dtype_name(dtype));
       CAPTURE(shape_str(c.ids));
@@ -70,14 +70,14 @@ TEST_CASE("embedding on CUDA gathers rows exactly and sums their gradients as th
       CAPTURE(c.channels);
       const std::vector<int32_t> ids = token_ids(shape_numel(c.ids), c.vocab, 7);
       Tensor ids_cpu = Tensor::from_ints(ids, c.ids), ids_gpu = ids_cpu.to(kGpu);
-      Values weight = random_leaves({c.vocab, c.channels}, dtype, gen);
+      Twin weight = random_leaves({c.vocab, c.channels}, dtype, gen);
       Tensor y = embedding(ids_gpu, weight.gpu), expected = embedding(ids_cpu, weight.cpu);
-      CHECK(error_against(y, expected) == 0);  // a gather moves values unchanged
+      CHECK(gpu_error(y, expected) == 0);  // a gather moves values unchanged
 
-      Values w = random_values(expected.shape(), dtype, gen);
+      Twin w = random_values(expected.shape(), dtype, gen);
       weighted_sum(y, w.gpu).backward();
       weighted_sum(expected, w.cpu).backward();
-      CHECK(error_against(weight.gpu.grad(), weight.cpu.grad()) <= tolerance(dtype));
+      CHECK(gpu_error(weight.gpu.grad(), weight.cpu.grad()) <= one_rounding_tolerance(dtype));
 
       if (dtype != DType::f32) continue;
       // In f32 both devices add the same numbers in the same order: the same bits.
@@ -92,7 +92,7 @@ TEST_CASE("the embedding gradient on CUDA is the same bits on every run") {
   Generator gen(302);
   const std::vector<int32_t> ids = token_ids(8 * 1024, 50257, 8);
   Tensor ids_gpu = Tensor::from_ints(ids, {8, 1024}, kGpu);
-  for (DType dtype : kCudaFloatTypes) {
+  for (DType dtype : kGpuDTypes) {
     CAPTURE(dtype_name(dtype));
     Tensor weight = random_values({50257, 768}, dtype, gen).gpu.set_requires_grad(true);
     Tensor w = random_values({8, 1024, 768}, dtype, gen).gpu;
@@ -116,10 +116,10 @@ TEST_CASE("the position table's gradient on CUDA, each id once per sequence, is 
   std::vector<int32_t> ids(rows);
   for (int64_t t = 0; t < rows; ++t) ids[t] = static_cast<int32_t>(t % seq);
   Tensor ids_cpu = Tensor::from_ints(ids, {rows}), ids_gpu = ids_cpu.to(kGpu);
-  for (DType dtype : kCudaFloatTypes) {
+  for (DType dtype : kGpuDTypes) {
     CAPTURE(dtype_name(dtype));
-    Values weight = random_leaves({seq, channels}, dtype, gen);
-    Values w = random_values({rows, channels}, dtype, gen);
+    Twin weight = random_leaves({seq, channels}, dtype, gen);
+    Twin w = random_values({rows, channels}, dtype, gen);
     weighted_sum(embedding(ids_cpu, weight.cpu), w.cpu).backward();
     std::vector<double> first;
     for (int run = 0; run < 3; ++run) {
@@ -130,7 +130,7 @@ TEST_CASE("the position table's gradient on CUDA, each id once per sequence, is 
         continue;
       }
       first = weight.gpu.grad().to_double_vector();
-      CHECK(error_against(weight.gpu.grad(), weight.cpu.grad()) <= tolerance(dtype));
+      CHECK(gpu_error(weight.gpu.grad(), weight.cpu.grad()) <= one_rounding_tolerance(dtype));
     }
     if (dtype != DType::f32) continue;
     Tensor weight32 = weight.cpu.detach().to(DType::f32).set_requires_grad(true);
@@ -147,24 +147,24 @@ TEST_CASE("embedding on CUDA reads a weight and a gradient that start off a 16-b
   const int64_t vocab = 37, channels = 64, tokens = 300;
   const std::vector<int32_t> ids = token_ids(tokens, vocab, 9);
   Tensor ids_gpu = Tensor::from_ints(ids, {tokens}, kGpu), ids_cpu = ids_gpu.to(Device::cpu());
-  for (DType dtype : kCudaFloatTypes) {
+  for (DType dtype : kGpuDTypes) {
     CAPTURE(dtype_name(dtype));
-    Values storage = random_values({vocab * channels + 1}, dtype, gen);
+    Twin storage = random_values({vocab * channels + 1}, dtype, gen);
     Tensor weight_gpu = reshape(slice(storage.gpu, 0, 1, vocab * channels + 1), {vocab, channels});
     Tensor weight_cpu = reshape(slice(storage.cpu, 0, 1, vocab * channels + 1), {vocab, channels});
     REQUIRE(weight_gpu.storage_offset() == 1);
     weight_cpu.set_requires_grad(true);
     Tensor y = embedding(ids_gpu, weight_gpu), expected = embedding(ids_cpu, weight_cpu);
-    CHECK(error_against(y, expected) == 0);
+    CHECK(gpu_error(y, expected) == 0);
 
     // The gradient: an upstream view one element into its storage (autograd always hands the op
     // fresh tensors, so the launcher is called directly).
-    Values upstream = random_values({tokens * channels + 1}, dtype, gen);
+    Twin upstream = random_values({tokens * channels + 1}, dtype, gen);
     Tensor dweight = Tensor::empty({vocab, channels}, dtype, kGpu);
     backward_from_offset(dweight, ids_gpu, upstream.gpu, 1, vocab, channels);
     Tensor g_cpu = reshape(slice(upstream.cpu, 0, 1, tokens * channels + 1), {tokens, channels});
     weighted_sum(expected, g_cpu).backward();
-    CHECK(error_against(dweight, weight_cpu.grad()) <= tolerance(dtype));
+    CHECK(gpu_error(dweight, weight_cpu.grad()) <= one_rounding_tolerance(dtype));
   }
 }
 

@@ -5,19 +5,12 @@
 // backward(); and the errors. Allocations are poisoned, so an unwritten output is NaN.
 #include <doctest/doctest.h>
 
-#include "framework/autograd.h"
-#include "framework/cuda/caching_allocator.h"
-#include "framework/ops.h"
-#include "tests/support/device_compare.h"
+#include "tests/gpu/op_test_support.h"
 
 using namespace ft;
-using ft::testing::compare;
-using ft::testing::Comparison;
-using ft::testing::tolerance;
+using namespace ft::testing;
 
 namespace {
-
-const Device kGpu = Device::cuda(0);
 
 struct Inputs {
   Tensor x, weight, bias, dy;
@@ -36,13 +29,6 @@ Inputs random_inputs(const Shape& shape, DType dtype, uint64_t seed) {
   return in;
 }
 
-// A fresh leaf with t's values, converted to `dtype` on `device`.
-Tensor leaf(const Tensor& t, DType dtype, Device device, bool requires_grad = true) {
-  Tensor out = t.to(dtype).to(device).detach();
-  out.set_requires_grad(requires_grad);
-  return out;
-}
-
 struct Result {
   Tensor y, dx, dweight, dbias;
 };
@@ -58,26 +44,12 @@ Result run(const Inputs& in, DType dtype, Device device, bool train_params = tru
   return {y, grads[0], grads[1], grads[2]};
 }
 
-void check_close(const char* what, const Tensor& got, const Tensor& expected, DType dtype) {
-  CAPTURE(what);
-  REQUIRE(got.defined());
-  CHECK(got.device() == kGpu);
-  CHECK(got.dtype() == dtype);
-  const Comparison c = compare(got, expected);
-  INFO(c.str());
-  CHECK(c.nonfinite == 0);
-  // Norm-wise within the dtype's bound; the single worst element within twice that (on the
-  // H100, f32 rows of 3 columns reached 1.3e-5 of the largest reference value).
-  CHECK(c.relative <= tolerance(dtype));
-  CHECK(c.worst <= 2 * tolerance(dtype));
-}
-
 void check_against_cpu(const Inputs& in, DType dtype) {
   const Result gpu = run(in, dtype, kGpu), cpu = run(in, DType::f64, Device::cpu());
-  check_close("y", gpu.y, cpu.y, dtype);
-  check_close("dx", gpu.dx, cpu.dx, dtype);
-  check_close("dweight", gpu.dweight, cpu.dweight, dtype);
-  check_close("dbias", gpu.dbias, cpu.dbias, dtype);
+  check_layer_norm_result("y", gpu.y, cpu.y, dtype);
+  check_layer_norm_result("dx", gpu.dx, cpu.dx, dtype);
+  check_layer_norm_result("dweight", gpu.dweight, cpu.dweight, dtype);
+  check_layer_norm_result("dbias", gpu.dbias, cpu.dbias, dtype);
 }
 
 }  // namespace
@@ -104,14 +76,8 @@ TEST_CASE("layer_norm on CUDA reads rows that are not 16-byte aligned element by
   cuda::set_poison_allocations(true);
   for (DType dtype : {DType::f32, DType::bf16}) {
     CAPTURE(dtype_name(dtype));
-    // A view one element into its storage: contiguous, so used in place, but misaligned.
-    const int64_t rows = 37, cols = 768;
-    Inputs in = random_inputs({rows, cols}, dtype, 40);
-    Tensor storage = Tensor::empty({rows * cols + 1}, dtype, kGpu);
-    Tensor shifted = storage.as_strided({rows, cols}, {cols, 1}, 1);
-    shifted.copy_(in.x);
-    REQUIRE(shifted.is_contiguous());
-    in.x = shifted;
+    Inputs in = random_inputs({37, 768}, dtype, 40);
+    in.x = misaligned_copy(in.x);
     check_against_cpu(in, dtype);
   }
   cuda::set_poison_allocations(false);
@@ -121,7 +87,7 @@ TEST_CASE("layer_norm on CUDA with frozen weight and bias computes dx only") {
   cuda::set_poison_allocations(true);
   const Inputs in = random_inputs({64, 768}, DType::f32, 50);
   const Result gpu = run(in, DType::f32, kGpu, false), cpu = run(in, DType::f64, Device::cpu(), false);
-  check_close("dx", gpu.dx, cpu.dx, DType::f32);
+  check_layer_norm_result("dx", gpu.dx, cpu.dx, DType::f32);
   CHECK(!gpu.dweight.defined());
   CHECK(!gpu.dbias.defined());
   cuda::set_poison_allocations(false);
@@ -161,9 +127,9 @@ TEST_CASE("layer_norm into cross_entropy on CUDA: backward() gives the CPU's lea
       grads.push_back({x.grad(), weight.grad(), bias.grad()});
     }
     CHECK(std::abs(losses[0] - losses[1]) <= tolerance(dtype) * std::abs(losses[1]));
-    check_close("x.grad", grads[0][0], grads[1][0], dtype);
-    check_close("weight.grad", grads[0][1], grads[1][1], dtype);
-    check_close("bias.grad", grads[0][2], grads[1][2], dtype);
+    check_layer_norm_result("x.grad", grads[0][0], grads[1][0], dtype);
+    check_layer_norm_result("weight.grad", grads[0][1], grads[1][1], dtype);
+    check_layer_norm_result("bias.grad", grads[0][2], grads[1][2], dtype);
   }
   cuda::set_poison_allocations(false);
 }

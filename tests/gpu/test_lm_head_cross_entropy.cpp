@@ -11,7 +11,6 @@
 #include <random>
 
 #include "tests/gpu/op_test_support.h"
-#include "tests/support/device_compare.h"
 
 using namespace ft;
 using namespace ft::testing;
@@ -88,11 +87,7 @@ void check_close(const char* what, const Tensor& got, const Tensor& expected, DT
   CAPTURE(what);
   REQUIRE(got.dtype() == dtype);
   REQUIRE(got.device() == kGpu);
-  const Comparison c = compare(got, expected);
-  INFO(c.str());
-  CHECK(c.nonfinite == 0);
-  CHECK(c.relative <= tolerance(dtype));
-  CHECK(c.worst <= tolerance(dtype));
+  testing::check_close(got, expected, tolerance(dtype), tolerance(dtype));
 }
 
 void check_against_cpu(int64_t rows, int64_t features, int64_t vocab, DType dtype, int64_t chunk_rows, uint64_t seed) {

@@ -41,7 +41,7 @@ TEST_CASE("matmul at GPT-2's sizes: [8, 1024, 768] x W^T, W [3072, 768], and its
   for (DType dtype : kGpuDTypes) {
     CAPTURE(dtype_text(dtype));
     AllowTf32 exact(false);
-    check_errors(compare_matmul({8}, true, 1024, 768, 3072, false, true, dtype, 10), error_bound(dtype));
+    check_errors(compare_matmul({8}, true, 1024, 768, 3072, false, true, dtype, 10), tolerance(dtype));
   }
   AllowTf32 tf32(true);
   check_errors(compare_matmul({8}, true, 1024, 768, 3072, false, true, DType::f32, 10), kTf32Bound);
@@ -70,8 +70,7 @@ TEST_CASE("matmul: every transpose, batched and shared B, odd sizes") {
               CAPTURE(shared_b);
               CAPTURE(ta);
               CAPTURE(tb);
-              check_errors(compare_matmul(batch, shared_b, s.m, s.k, s.n, ta, tb, dtype, seed += 3),
-                           error_bound(dtype));
+              check_errors(compare_matmul(batch, shared_b, s.m, s.k, s.n, ta, tb, dtype, seed += 3), tolerance(dtype));
             }
 }
 
@@ -103,8 +102,8 @@ TEST_CASE("linear at GPT-2's sizes, with the bias in the epilogue and its gradie
   AllowTf32 exact(false);
   for (DType dtype : kGpuDTypes) {
     CAPTURE(dtype_text(dtype));
-    check_errors(compare_linear({8, 1024, 768}, 3072, true, dtype, 400), error_bound(dtype));  // MLP up
-    check_errors(compare_linear({8, 1024, 3072}, 768, true, dtype, 410), error_bound(dtype));  // MLP down
+    check_errors(compare_linear({8, 1024, 768}, 3072, true, dtype, 400), tolerance(dtype));  // MLP up
+    check_errors(compare_linear({8, 1024, 3072}, 768, true, dtype, 410), tolerance(dtype));  // MLP down
   }
 }
 
@@ -118,7 +117,7 @@ TEST_CASE("linear: odd sizes, no bias, frozen weight (the bias gradient alone) o
         CAPTURE(dtype_text(dtype));
         CAPTURE(shape_str(x_shape));
         CAPTURE(out_features);
-        const double bound = error_bound(dtype);
+        const double bound = tolerance(dtype);
         check_errors(compare_linear(x_shape, out_features, true, dtype, seed += 4), bound);
         check_errors(compare_linear(x_shape, out_features, false, dtype, seed += 4), bound);
         check_errors(compare_linear(x_shape, out_features, true, dtype, seed += 4, {false, true}), bound);

@@ -7,17 +7,17 @@
 #include <cmath>
 
 #include "framework/cuda/caching_allocator.h"
-#include "tests/gpu/cpu_reference.h"
+#include "tests/gpu/op_test_support.h"
 #include "tests/support/error_message.h"
 
 using namespace ft;
-using namespace ft::gpu_testing;
+using namespace ft::testing;
 
 namespace {
 
 // Inputs with mean and spread `magnitude`: a sum of n of them is about n * magnitude, far from
 // the cancellation that would make a relative error meaningless.
-Values sum_inputs(const Shape& shape, DType dtype, Generator& gen, double magnitude) {
+Twin sum_inputs(const Shape& shape, DType dtype, Generator& gen, double magnitude) {
   return random_values(shape, dtype, gen, magnitude, magnitude);
 }
 
@@ -33,22 +33,22 @@ TEST_CASE("sum and mean on CUDA match the CPU, and their gradients spread the up
   Generator gen(201);
   // One element, a partial warp, a block and a bit, GPT-2's [B*T, C], a logits row count.
   const int64_t sizes[] = {1, 3, 257, 1023, 8192 * 768, 50257 * 8};
-  for (DType dtype : kCudaFloatTypes) {
+  for (DType dtype : kGpuDTypes) {
     for (int64_t n : sizes) {
       CAPTURE(dtype_name(dtype));
       CAPTURE(n);
       // Sums up to 8192 * 768 * 0.005 = 31457 and means of 0.005 are normal f16 numbers.
-      Values x = sum_inputs({n}, dtype, gen, 0.005);
+      Twin x = sum_inputs({n}, dtype, gen, 0.005);
       x.gpu.set_requires_grad(true);
       x.cpu.set_requires_grad(true);
       Tensor total = sum(x.gpu), expected = sum(x.cpu);
       CHECK(total.shape() == Shape{});
-      CHECK(scalar_error(total, expected) <= tolerance(dtype));
-      CHECK(scalar_error(mean(x.gpu), mean(x.cpu)) <= tolerance(dtype));
+      CHECK(scalar_error(total, expected) <= one_rounding_tolerance(dtype));
+      CHECK(scalar_error(mean(x.gpu), mean(x.cpu)) <= one_rounding_tolerance(dtype));
 
       scale(total, 0.37).backward();
       scale(expected, 0.37).backward();
-      CHECK(error_against(x.gpu.grad(), x.cpu.grad()) <= tolerance(dtype));
+      CHECK(gpu_error(x.gpu.grad(), x.cpu.grad()) <= one_rounding_tolerance(dtype));
       // 1/n is below f16's smallest normal number (6.1e-5) beyond 16384 elements, and its
       // subnormal has too few bits for the bound.
       if (dtype == DType::f16 && n > 16384) continue;
@@ -56,7 +56,7 @@ TEST_CASE("sum and mean on CUDA match the CPU, and their gradients spread the up
       x.cpu.zero_grad();
       mean(x.gpu).backward();
       mean(x.cpu).backward();
-      CHECK(error_against(x.gpu.grad(), x.cpu.grad()) <= tolerance(dtype));
+      CHECK(gpu_error(x.gpu.grad(), x.cpu.grad()) <= one_rounding_tolerance(dtype));
     }
   }
 }
@@ -80,22 +80,22 @@ TEST_CASE("sum_to_shape on CUDA matches the CPU for every layout of kept and sum
       {{5, 1, 3}, {1, 1, 3}},              // size-1 dimensions in between
       {{7, 1}, {1}},                       // fewer output dimensions
   };
-  for (DType dtype : kCudaFloatTypes) {
+  for (DType dtype : kGpuDTypes) {
     for (const Case& c : cases) {
       CAPTURE(dtype_name(dtype));
       CAPTURE(shape_str(c.x));
       CAPTURE(shape_str(c.out));
       // Each output sums `summed` inputs: outputs of about 100, within f16's range.
       const double summed = static_cast<double>(shape_numel(c.x)) / static_cast<double>(shape_numel(c.out));
-      Values x = sum_inputs(c.x, dtype, gen, 100.0 / summed);
-      CHECK(error_against(sum_to_shape(x.gpu, c.out), sum_to_shape(x.cpu, c.out)) <= tolerance(dtype));
+      Twin x = sum_inputs(c.x, dtype, gen, 100.0 / summed);
+      CHECK(gpu_error(sum_to_shape(x.gpu, c.out), sum_to_shape(x.cpu, c.out)) <= one_rounding_tolerance(dtype));
     }
   }
 }
 
 TEST_CASE("sum_to_shape on CUDA of an empty reduction writes zeros") {
   cuda::set_poison_allocations(true);
-  for (DType dtype : kCudaFloatTypes) {
+  for (DType dtype : kGpuDTypes) {
     CAPTURE(dtype_name(dtype));
     Tensor empty = Tensor::empty({0, 3}, dtype, kGpu);
     CHECK(sum_to_shape(empty, {1, 3}).to_double_vector() == std::vector<double>{0, 0, 0});
@@ -106,7 +106,7 @@ TEST_CASE("sum_to_shape on CUDA of an empty reduction writes zeros") {
 
 TEST_CASE("sums on CUDA give the same bits on every run") {
   Generator gen(203);
-  for (DType dtype : kCudaFloatTypes) {
+  for (DType dtype : kGpuDTypes) {
     CAPTURE(dtype_name(dtype));
     Tensor x = random_values({8192, 768}, dtype, gen).gpu;
     const double total = sum(x).item();

@@ -48,8 +48,8 @@ TEST_CASE("rotary_embedding at GPT-2's head shape, default and packed positions"
   const Twin packed = packed_positions(8, 1024, 0, 1);
   for (DType dtype : kGpuDTypes) {
     CAPTURE(dtype_text(dtype));
-    check_errors(compare_rotary(shape, nullptr, 10000.0, dtype, 10), error_bound(dtype));
-    check_errors(compare_rotary(shape, &packed, 10000.0, dtype, 20), error_bound(dtype));
+    check_errors(compare_rotary(shape, nullptr, 10000.0, dtype, 10), tolerance(dtype));
+    check_errors(compare_rotary(shape, &packed, 10000.0, dtype, 20), tolerance(dtype));
   }
 }
 
@@ -60,13 +60,13 @@ TEST_CASE("rotary_embedding at large positions and another base, and odd sizes")
   uint64_t seed = 100;
   for (DType dtype : kGpuDTypes) {
     CAPTURE(dtype_text(dtype));
-    check_errors(compare_rotary({2, 4, 300, 64}, &far, 10000.0, dtype, seed += 2), error_bound(dtype));
-    check_errors(compare_rotary({2, 4, 300, 64}, &far, 1e6, dtype, seed += 2), error_bound(dtype));
+    check_errors(compare_rotary({2, 4, 300, 64}, &far, 10000.0, dtype, seed += 2), tolerance(dtype));
+    check_errors(compare_rotary({2, 4, 300, 64}, &far, 1e6, dtype, seed += 2), tolerance(dtype));
     for (const Shape& shape : odd) {
       CAPTURE(shape_str(shape));
       const Twin positions = packed_positions(shape[0], shape[2], 5, seed);
-      check_errors(compare_rotary(shape, nullptr, 10000.0, dtype, seed += 2), error_bound(dtype));
-      check_errors(compare_rotary(shape, &positions, 500.0, dtype, seed += 2), error_bound(dtype));
+      check_errors(compare_rotary(shape, nullptr, 10000.0, dtype, seed += 2), tolerance(dtype));
+      check_errors(compare_rotary(shape, &positions, 500.0, dtype, seed += 2), tolerance(dtype));
     }
   }
 }

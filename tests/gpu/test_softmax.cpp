@@ -27,7 +27,7 @@ TEST_CASE("softmax at attention's and the vocabulary's sizes, and odd ones") {
       CAPTURE(shape_str(shape));
       // A standard deviation of 3: logits spread like a trained model's, so the max matters.
       check_errors(compare_with_cpu(kSoftmax, {random_twin(shape, dtype, seed += 2, 3.0)}, dtype, seed + 1),
-                   error_bound(dtype));
+                   tolerance(dtype));
     }
 }
 
@@ -46,7 +46,7 @@ TEST_CASE("softmax: -inf entries get probability 0, and a row of -inf is zeros")
     CAPTURE(dtype_text(dtype));
     Tensor typed = Tensor::from_vector(values, {4, cols}, dtype);
     const Twin x{typed.to(kGpu), typed.to(DType::f64)};
-    check_errors(compare_with_cpu(kSoftmax, {x}, dtype, 20), error_bound(dtype));
+    check_errors(compare_with_cpu(kSoftmax, {x}, dtype, 20), tolerance(dtype));
     const std::vector<double> y = softmax(x.gpu).to_double_vector();
     for (int64_t j = 0; j < cols; ++j) {
       CHECK(y[j] == 0);
