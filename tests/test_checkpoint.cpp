@@ -314,6 +314,23 @@ TEST_CASE("checkpoint: mixed precision keeps bf16 weights and fp32 masters, the 
   CHECK(contains(message, "holds fp32 master weights"));
 }
 
+TEST_CASE("checkpoint: weights-only loading into f32 takes a mixed-precision run's masters, not their bf16 rounding") {
+  testing::TempDir dir;
+  Generator gen(3);
+  Tensor master = randn({4, 4}, gen).set_requires_grad(true);
+  const std::vector<NamedParameter> params{{"w", master.to(DType::bf16), true}}, masters{{"w", master, true}};
+  AdamW optimizer(std::vector<ParamGroup>{{{master}, 0.0}});
+  const std::string path = save_checkpoint(dir.path(), 1, params, optimizer, {}, 1, masters);
+  REQUIRE(master.to_double_vector() != params[0].tensor.to_double_vector());  // bf16 rounded something
+
+  Tensor f32 = Tensor::zeros({4, 4});
+  load_checkpoint_parameters(path, {{"w", f32, true}});
+  CHECK(same_bits(f32, master));
+  Tensor bf16 = Tensor::zeros({4, 4}, DType::bf16);  // a bf16 model takes the stored bf16 weights
+  load_checkpoint_parameters(path, {{"w", bf16, true}});
+  CHECK(same_bits(bf16, params[0].tensor));
+}
+
 TEST_CASE("checkpoint: saving the same state twice gives byte-identical files") {
   testing::TempDir dir;
   Gpt2Run run(1);

@@ -9,7 +9,6 @@
 // with any HDF5 tool. OpenSSL's SHA-256 runs at about a GB/s, small beside writing the file.
 #include "framework/train/checkpoint.h"
 
-
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
@@ -319,15 +318,20 @@ Restore match(const CheckpointReader& reader, const std::string& name, const Ten
 }
 
 // Every parameter of `list` under `group` ("params/"), and no stored one the list lacks.
+// With `preferred` ("masters/"), a parameter is read from preferred + name instead where that
+// exists in the parameter's dtype and shape.
 void match_parameters(const CheckpointReader& reader, const std::string& group, const std::vector<NamedParameter>& list,
-                      std::vector<Restore>& restores) {
+                      std::vector<Restore>& restores, const std::string& preferred = "") {
   check_names(list, "parameter");
   std::unordered_set<std::string> wanted;
   for (const NamedParameter& p : list) {
     wanted.insert(group + p.name);
     FT_CHECK(reader.find(group + p.name), reader.path(), ": the checkpoint has no '", group + p.name,
              "' for the parameter '", p.name, "'");
-    restores.push_back(match(reader, group + p.name, p.tensor, "parameter"));
+    const Entry* alternative = preferred.empty() ? nullptr : reader.find(preferred + p.name);
+    const bool use_alternative =
+        alternative && alternative->dtype == dtype_name(p.tensor.dtype()) && alternative->shape == p.tensor.shape();
+    restores.push_back(match(reader, (use_alternative ? preferred : group) + p.name, p.tensor, "parameter"));
   }
   for (const Entry& entry : reader.entries())
     FT_CHECK(entry.name.rfind(group, 0) != 0 || wanted.count(entry.name), reader.path(), ": the checkpoint holds '",
@@ -494,13 +498,8 @@ int64_t load_checkpoint(const std::string& path, const std::vector<NamedParamete
 void load_checkpoint_parameters(const std::string& path, const std::vector<NamedParameter>& params) {
   const CheckpointReader reader(path);
   std::vector<Restore> restores;
-  match_parameters(reader, "params/", params, restores);
   // A mixed-precision run's weights are its f32 masters; its params are their 16-bit roundings.
-  for (size_t i = 0; i < params.size(); ++i) {
-    const Entry* master = reader.find("masters/" + params[i].name);
-    if (master && master->dtype == dtype_name(params[i].tensor.dtype()) && master->shape == params[i].tensor.shape())
-      restores[i].contents = reader.read_tensor(*master);
-  }
+  match_parameters(reader, "params/", params, restores, "masters/");
   apply(restores);
 }
 

@@ -51,7 +51,8 @@ std::string save_checkpoint(const std::string& dir, int64_t step, const std::vec
 int64_t load_checkpoint(const std::string& path, const std::vector<NamedParameter>& params, AdamW& optimizer,
                         CheckpointState& state, const std::vector<NamedParameter>& masters = {});
 
-// Weights only (generation, conversion): every parameter by name, shape and dtype checked.
+// Weights only (generation, conversion): every parameter by name, shape and dtype checked. A
+// mixed-precision run's f32 master is read where the parameter given is f32.
 void load_checkpoint_parameters(const std::string& path, const std::vector<NamedParameter>& params);
 
 // The effective recipe YAML the run saved (checksum checked): what rebuilds its model.
