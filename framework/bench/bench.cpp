@@ -9,6 +9,7 @@
 #include "framework/error.h"
 #include "framework/ops.h"
 #include "framework/optim/adamw.h"
+#include "framework/optim/grad_norm.h"
 #include "framework/optim/master_weights.h"
 #include "framework/random.h"
 #include "models/gpt2/gpt2.h"
@@ -91,17 +92,15 @@ TrainBenchResult bench_train(const TrainBenchOptions& o) {
   Generator init(1), data(2);
   const models::Gpt2 model(config, init, dtype, o.device);
   // A 16-bit model trains through f32 master weights, as the trainer does (bf16 needs no loss
-  // scaling; fp16's scale is a multiply the benchmark leaves out).
+  // scaling; fp16's scale is a multiply the benchmark leaves out), and the step clips by the
+  // global norm as the recipes do.
   std::optional<MasterWeights> masters;
   if (dtype != DType::f32) {
     Generator unused(1);
     masters.emplace(model.parameters(), models::Gpt2(config, unused, DType::f32, o.device).parameters());
   }
-  std::vector<ParamGroup> groups(1);
-  groups[0].params = masters ? masters->tensors() : std::vector<Tensor>();
-  if (!masters)
-    for (const NamedParameter& p : model.parameters()) groups[0].params.push_back(p.tensor);
-  AdamW optimizer(groups, AdamWOptions{});
+  AdamW optimizer(masters ? masters->groups(0.1) : weight_decay_groups(model.parameters(), 0.1), AdamWOptions{});
+  const std::vector<Tensor> gradient_holders = optimizer.gradient_holders();
 
   // Random token ids (uniform over the vocabulary), the same batch every step.
   Tensor u = Tensor::empty({o.batch, o.seq_len + 1});
@@ -115,9 +114,7 @@ TrainBenchResult bench_train(const TrainBenchOptions& o) {
   auto step = [&] {
     optimizer.zero_grad();
     model.loss(models::Gpt2Batch{inputs, Tensor(), Tensor()}, targets).backward();
-    if (masters) masters->gradients_to_masters(1.0);
-    optimizer.step();
-    if (masters) masters->masters_to_params();
+    optimizer.step(grad_sum_of_squares(gradient_holders), GradientScaling{1.0, 1.0});  // clipped at 1, as trained
   };
   Allocator& allocator = allocator_for(o.device);
   allocator.reset_peak();

@@ -120,6 +120,16 @@ KernelWork adamw_work(const models::Gpt2Config& config, Device device) {
           }};
 }
 
+// AdamW as mixed precision runs it: f32 masters stepped from the model's 16-bit gradients and
+// rounded into its 16-bit parameters, in the same launches.
+KernelWork mixed_adamw_work(const models::Gpt2Config& config, DType dtype, Device device) {
+  const std::vector<Tensor> compute = parameters_with_grads(config, dtype, device);
+  std::vector<Tensor> masters;
+  for (const Tensor& c : compute) masters.push_back(c.to(DType::f32).set_requires_grad(true));
+  auto optimizer = std::make_shared<AdamW>(std::vector<ParamGroup>{{masters, 0.1, compute}});
+  return {[optimizer] { optimizer->step(); }, {}};
+}
+
 // The matmul rows: linear(x [N, in], weight [out, in], bias) forward, 2 N in out flops, and its
 // backward (dx and dweight: twice that; the bias gradient's sum is not counted).
 void add_linear_rows(std::vector<KernelRow>& rows, const std::string& name, int64_t n, int64_t in, int64_t out,
@@ -290,7 +300,7 @@ std::vector<KernelRow> bandwidth_rows(const KernelBenchOptions& o) {
     return KernelRow{name, shape, dtn, CostUnit::bytes, bytes, kCopyCeilingGBps, std::move(baseline), std::move(setup)};
   };
   auto x_of = [=](const Shape& shape, bool grad) { return random_input(shape, dt, dev, grad); };
-  return {
+  std::vector<KernelRow> rows = {
       // ids read, the gathered rows read, the output written.
       row("embedding wte fwd", str(N, " ids, ", shape_text(V, C)), N * i32 + 2 * NC * s,
           [=] {
@@ -371,16 +381,22 @@ std::vector<KernelRow> bandwidth_rows(const KernelBenchOptions& o) {
           [=] {
             return KernelWork{backward_of(cross_entropy(x_of({N, V}, true), random_ids(N, V, dev))), {}};
           }),
-      // Every gradient read once (the per-block partial sums are negligible).
+      // Every gradient read once (the per-block partial sums are negligible); the sum stays on
+      // the device, where AdamW reads it, as in training.
       row("global_grad_norm", str(P, " params"), P * s,
           [=] {
             const std::vector<Tensor> params = parameters_with_grads(o.model, dt, dev);
-            return KernelWork{[params] { global_grad_norm(params); }, {}};
+            return KernelWork{[params] { grad_sum_of_squares(params); }, {}};
           }),
       // f32 whatever --dtype: parameter read and written, gradient read, both moments read and written.
       KernelRow{"adamw", str(P, " params"), "f32", CostUnit::bytes, 28.0 * P, kCopyCeilingGBps,
                 "adamw, one tensor per launch", [=] { return adamw_work(o.model, dev); }},
   };
+  // Master read and written, 16-bit gradient read, both moments read and written, 16-bit copy written.
+  if (dt != DType::f32)
+    rows.push_back(row(str("adamw, ", dtype_name(dt), " gradients into f32 masters"), str(P, " params"),
+                       (24 + 2 * s) * P, [=] { return mixed_adamw_work(o.model, dt, dev); }));
+  return rows;
 }
 
 }  // namespace

@@ -1,8 +1,9 @@
 // The global gradient norm and clipping, on the CPU and on GPUs. A GPU's gradients are
 // squared and summed in a few multi-tensor launches that leave the sum on the device
-// (kernels/grad_norm); global_grad_norm then copies it out, its one wait for the GPU per call,
-// which returning a double requires. clip_grad_norm scales by a factor computed on the host
-// from that norm, so clipping adds launches but no second wait.
+// (kernels/grad_norm). grad_sum_of_squares returns that sum as a device tensor, which the
+// trainer hands to AdamW without waiting; global_grad_norm copies it out, its one wait for the
+// GPU per call, which returning a double requires. clip_grad_norm scales by a factor computed
+// on the host from that norm, so clipping adds launches but no second wait.
 #include "framework/optim/grad_norm.h"
 
 #include <cmath>
@@ -31,8 +32,8 @@ std::vector<kernels::DeviceSpan<T>> spans(const std::vector<Tensor>& tensors) {
   return out;
 }
 
-// The sum of squares of one GPU's gradients (contiguous), waiting for the result.
-double cuda_sum_squares(int device, const std::map<DType, std::vector<Tensor>>& grads_by_dtype) {
+// The sum of squares of one GPU's gradients (contiguous), an f64 scalar on that GPU.
+Tensor cuda_sum_squares(int device, const std::map<DType, std::vector<Tensor>>& grads_by_dtype) {
   cuda::DeviceGuard guard(device);
   const cudaStream_t stream = cuda::context(device).stream;
   std::map<DType, int64_t> partial_counts;
@@ -53,7 +54,7 @@ double cuda_sum_squares(int device, const std::map<DType, std::vector<Tensor>>& 
   }
   Tensor total = Tensor::empty({}, DType::f64, Device::cuda(device));
   kernels::sum_partials_cuda(total.data<double>(), partials.data<float>(), total_partials, stream);
-  return total.item();
+  return total;
 }
 
 void cuda_scale(const CudaGrads& grads, double factor) {
@@ -69,10 +70,16 @@ void cuda_scale(const CudaGrads& grads, double factor) {
 }
 #endif
 
-}  // namespace
+// The sums of squares of the parameters' gradients: the CPU's as a double, each GPU's as an
+// f64 scalar left on that GPU (by device index).
+struct SumsOfSquares {
+  double cpu = 0.0;
+  bool any_cpu = false;
+  std::map<int, Tensor> cuda;
+};
 
-double global_grad_norm(const std::vector<Tensor>& params) {
-  double total = 0.0;
+SumsOfSquares sums_of_squares(const std::vector<Tensor>& params) {
+  SumsOfSquares sums;
 #ifdef FLASHTRAIN_HAS_CUDA
   CudaGrads cuda_grads;
 #endif
@@ -86,15 +93,34 @@ double global_grad_norm(const std::vector<Tensor>& params) {
       continue;
     }
 #endif
-    dispatch_float("global_grad_norm", g.dtype(), [&](auto tag) {
+    sums.any_cpu = true;
+    if (g.dtype() == DType::bf16 || g.dtype() == DType::f16) gc = g.to(DType::f32);  // exact: 16 bits fit in f32
+    dispatch_float("global_grad_norm", gc.dtype(), [&](auto tag) {
       using T = decltype(tag);
-      total += kernels::sum_squares_cpu<T>(gc.data<T>(), g.numel());
+      sums.cpu += kernels::sum_squares_cpu<T>(gc.data<T>(), g.numel());
     });
   }
 #ifdef FLASHTRAIN_HAS_CUDA
-  for (const auto& [device, by_dtype] : cuda_grads) total += cuda_sum_squares(device, by_dtype);
+  for (const auto& [device, by_dtype] : cuda_grads) sums.cuda[device] = cuda_sum_squares(device, by_dtype);
 #endif
+  return sums;
+}
+
+}  // namespace
+
+double global_grad_norm(const std::vector<Tensor>& params) {
+  const SumsOfSquares sums = sums_of_squares(params);
+  double total = sums.cpu;
+  for (const auto& [device, sum] : sums.cuda) total += sum.item();
   return std::sqrt(total);
+}
+
+Tensor grad_sum_of_squares(const std::vector<Tensor>& params) {
+  SumsOfSquares sums = sums_of_squares(params);
+  FT_CHECK(sums.cuda.size() + (sums.any_cpu ? 1 : 0) <= 1,
+           "grad_sum_of_squares: the gradients are on several devices; all must be on one");
+  if (!sums.cuda.empty()) return sums.cuda.begin()->second;
+  return Tensor::full({}, sums.cpu, DType::f64);
 }
 
 double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {

@@ -13,6 +13,11 @@ namespace ft {
 // sqrt(sum over parameters with a gradient of sum(grad^2)), accumulated in double.
 double global_grad_norm(const std::vector<Tensor>& params);
 
+// The sum over parameters with a gradient of sum(grad^2), accumulated in double, as an f64
+// scalar left on the gradients' device: the host does not wait for it. AdamW::step reads it
+// there to clip (and skip an overflowed step). Every gradient must be on one device.
+Tensor grad_sum_of_squares(const std::vector<Tensor>& params);
+
 // Scales the gradients when the norm exceeds max_norm (> 0); returns the norm before clipping.
 double clip_grad_norm(const std::vector<Tensor>& params, double max_norm);
 

@@ -3,7 +3,6 @@
 #include <unordered_map>
 
 #include "framework/autograd.h"
-#include "framework/ops.h"
 
 namespace ft {
 
@@ -33,21 +32,10 @@ std::vector<Tensor> MasterWeights::tensors() const {
   return out;
 }
 
-void MasterWeights::gradients_to_masters(double factor) const {
-  NoGradGuard no_grad;
-  for (size_t i = 0; i < params_.size(); ++i) {
-    const Tensor g = params_[i].grad();
-    const Tensor& master = masters_[i].tensor;
-    master.zero_grad();
-    if (!g.defined()) continue;
-    master.set_grad(factor == 1 ? g.to(DType::f32).contiguous() : scale(g.to(DType::f32), factor));
-    params_[i].zero_grad();
-  }
-}
-
-void MasterWeights::masters_to_params() const {
-  NoGradGuard no_grad;
-  for (size_t i = 0; i < params_.size(); ++i) params_[i].copy_(masters_[i].tensor);
+std::vector<ParamGroup> MasterWeights::groups(double weight_decay) const {
+  std::vector<ParamGroup> groups = weight_decay_groups(masters_, weight_decay);
+  for (size_t i = 0; i < masters_.size(); ++i) groups[masters_[i].weight_decay ? 0 : 1].compute.push_back(params_[i]);
+  return groups;
 }
 
 }  // namespace ft

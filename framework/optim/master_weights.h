@@ -1,17 +1,19 @@
 // Mixed precision's fp32 master weights. A bf16 or f16 model computes its forward and backward
 // in 16 bits, but an AdamW update of 1e-4 relative size vanishes when added to a bf16 weight
 // (8 mantissa bits resolve 4e-3). So the optimizer updates fp32 copies, the masters, and each
-// step's result is rounded back into the model's 16-bit parameters.
+// step's result is rounded back into the model's 16-bit parameters. AdamW does both ends in its
+// one pass: it reads the 16-bit gradients and writes the rounded parameters (ParamGroup's
+// compute copies), so no f32 gradient is ever stored.
 //
 //   MasterWeights masters(model.parameters(), f32_model.parameters());
-//   loss.backward();
-//   masters.gradients_to_masters(1 / loss_scale);   // f32 gradients on the masters
-//   optimizer.step();                               // an AdamW over masters.tensors()
-//   masters.masters_to_params();
+//   AdamW optimizer(masters.groups(0.1));           // masters, paired with their 16-bit copies
+//   loss.backward();                                // 16-bit gradients on the model
+//   optimizer.step(grad_sum_of_squares(masters.params()), {1 / loss_scale, max_norm});
 #pragma once
 
 #include <vector>
 
+#include "framework/optim/adamw.h"
 #include "framework/parameter.h"
 
 namespace ft {
@@ -28,13 +30,12 @@ class MasterWeights {
   const ParameterList& masters() const { return masters_; }
   std::vector<Tensor> tensors() const;
 
-  // Sets each master's gradient to its parameter's, converted to f32 and multiplied by
-  // `factor` (1 / loss scale), then drops the parameters' 16-bit gradients. A parameter without
-  // a gradient leaves its master without one.
-  void gradients_to_masters(double factor) const;
+  // The model's trainable 16-bit parameters, in masters() order: they hold the gradients.
+  const std::vector<Tensor>& params() const { return params_; }
 
-  // Rounds every master into its parameter.
-  void masters_to_params() const;
+  // AdamW's groups: the masters by weight decay (weight_decay_groups), each paired with its
+  // 16-bit parameter as the compute copy.
+  std::vector<ParamGroup> groups(double weight_decay) const;
 
  private:
   std::vector<Tensor> params_;  // the trainable ones, in masters_ order

@@ -90,7 +90,9 @@ double validation_loss(const models::Gpt2& model, const data::TokenCorpus& corpu
 struct TrainedModel {
   models::Gpt2 model;
   std::optional<MasterWeights> masters;
-  const ParameterList& optimized() const { return masters ? masters->masters() : model.parameters(); }
+  std::vector<ParamGroup> optimizer_groups(double weight_decay) const {
+    return masters ? masters->groups(weight_decay) : weight_decay_groups(model.parameters(), weight_decay);
+  }
   ParameterList checkpointed_masters() const { return masters ? masters->masters() : ParameterList(); }
 };
 
@@ -111,13 +113,6 @@ TrainedModel make_model(const Recipe& r, const models::Gpt2Config& config, Gener
   models::Gpt2 compute(config, unused, dtype, device);
   MasterWeights masters(compute.parameters(), f32.parameters());
   return {std::move(compute), std::move(masters)};
-}
-
-std::vector<ParamGroup> weight_decay_groups(const ParameterList& params, double weight_decay) {
-  std::vector<ParamGroup> groups(2);
-  groups[0].weight_decay = weight_decay;
-  for (const NamedParameter& p : params) groups[p.weight_decay ? 0 : 1].params.push_back(p.tensor);
-  return groups;
 }
 
 int64_t total_steps(const Recipe& r, const data::Loader& loader) {
@@ -168,7 +163,7 @@ TrainSummary run_training(const Recipe& r, const TrainHooks& hooks) {
   const TrainedModel trained = make_model(r, model_config(r, data.tokenizer->vocab_size()), init, device);
   const models::Gpt2& model = trained.model;
   AdamWOptions adam{r.optim.lr, r.optim.beta1, r.optim.beta2, r.optim.eps};
-  AdamW optimizer(weight_decay_groups(trained.optimized(), r.optim.weight_decay), adam);
+  AdamW optimizer(trained.optimizer_groups(r.optim.weight_decay), adam);
   LossScaler scaler(r.precision == "fp16");
   data::Loader loader(data.train, loader_options(r, data, true));
   const data::LoaderOptions val_options = loader_options(r, data, false);
@@ -190,7 +185,7 @@ TrainSummary run_training(const Recipe& r, const TrainHooks& hooks) {
   MetricsLog metrics((fs::path(run_dir) / "metrics.jsonl").string(), start);
   ProgressLine progress(steps, r.logging.every, start);
   TrainSummary summary{run_dir, start + 1, start, NAN, NAN, 0};
-  const std::vector<Tensor>& params = optimizer.params();
+  const std::vector<Tensor> gradient_holders = optimizer.gradient_holders();
   int64_t skipped_steps = 0;
   for (int64_t step = start + 1; step <= steps; ++step) {
     optimizer.set_lr(schedule.at(step));
@@ -205,17 +200,20 @@ TrainSummary run_training(const Recipe& r, const TrainHooks& hooks) {
       loss_sum = loss_sum.defined() ? add(loss_sum, l) : l.detach();
       tokens += b.real_tokens;
     }
-    if (trained.masters) trained.masters->gradients_to_masters(1.0 / scaler.scale());
-    if (hooks.reduce_gradients) hooks.reduce_gradients(params);
-    const double norm = r.optim.grad_clip > 0 ? clip_grad_norm(params, r.optim.grad_clip) : global_grad_norm(params);
+    if (hooks.reduce_gradients) hooks.reduce_gradients(gradient_holders);
+    // Clipping, unscaling and skipping an overflowed step are decided on the device from the
+    // sum of squares; the host reads the loss and the norm once the whole step is queued.
+    const GradientScaling scaling{1.0 / scaler.scale(), r.optim.grad_clip};
+    const Tensor sum_squares = grad_sum_of_squares(gradient_holders);
+    optimizer.step(sum_squares, scaling);
     const double loss = loss_sum.item() / static_cast<double>(r.optim.grad_accum);
+    const double norm = kernels::unscaled_norm(sum_squares.item(), scaling);
     FT_CHECK(std::isfinite(loss), "step ", step, ": the loss is ", loss,
              "; stopping (try a lower optim.lr or optim.grad_clip: 1.0)");
-    if (scaler.update(std::isfinite(norm))) {
-      optimizer.step();
-      if (trained.masters) trained.masters->masters_to_params();
-    } else {
-      FT_CHECK(scaler.dynamic(), "step ", step, ": the gradient norm is ", norm, "; stopping (try a lower optim.lr)");
+    if (!scaler.update(std::isfinite(norm))) {
+      FT_CHECK(scaler.dynamic(), "step ", step, ": the gradient norm is ", norm,
+               "; stopping before the update (try a lower optim.lr)");
+      optimizer.uncount_step();
       ++skipped_steps;
       progress.note(
           str("step ", step, ": the fp16 gradients overflowed; step skipped, loss scale now ", scaler.scale()));

@@ -12,18 +12,29 @@
 
 namespace ft::kernels {
 
-// One f32 parameter's update: device pointers of numel elements each, and its hyperparameters
-// (t is this parameter's own step count).
+// One parameter's update: device pointers of numel elements each, and its hyperparameters (t
+// is this parameter's own step count). The fp32 parameter (a mixed-precision run's master)
+// and both moments are updated in place; the gradient G is float, bf16 or half. With mixed
+// precision, `compute` is the 16-bit copy the model computes with (G's type), which receives
+// the updated value rounded; nullptr when there is none.
+template <class G>
 struct AdamWTensor {
   float* param;
-  const float* grad;
+  const G* grad;
   float* exp_avg;
   float* exp_avg_sq;
+  G* compute;
   int64_t numel;
   AdamWHyper hyper;
 };
 
-// Steps every listed parameter (all on the stream's device), kMultiTensorMax per launch.
-void adamw_step_cuda(const std::vector<AdamWTensor>& tensors, cudaStream_t stream);
+// Steps every listed parameter (all on the stream's device) in a few launches. Each gradient
+// is multiplied by adamw_gradient_factor(*sum_squares, scaling), computed on the device from
+// the sum of squares the norm kernel left there (sum_squares nullptr: a factor of
+// scaling.unscale, no clipping); when that factor is NaN (a gradient overflowed) nothing is
+// written at all.
+template <class G>
+void adamw_step_cuda(const std::vector<AdamWTensor<G>>& tensors, const double* sum_squares,
+                     const GradientScaling& scaling, cudaStream_t stream);
 
 }  // namespace ft::kernels

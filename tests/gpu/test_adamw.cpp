@@ -10,7 +10,9 @@
 #include <iterator>
 
 #include "framework/cuda/caching_allocator.h"
+#include "framework/ops.h"
 #include "framework/optim/adamw.h"
+#include "framework/optim/grad_norm.h"
 #include "framework/random.h"
 #include "tests/gpu/op_test_support.h"
 
@@ -95,6 +97,58 @@ TEST_CASE("adamw on CUDA steps like the CPU AdamW over several steps and two gro
   }
   MESSAGE(bit_identical, " of ", kParams, " parameters (with both moments) are bit-identical to the CPU's");
   WARN(bit_identical == kParams);
+  cuda::set_poison_allocations(false);
+}
+
+TEST_CASE("adamw on CUDA steps f32 masters from 16-bit gradients, unscaled and clipped on the device, like the CPU") {
+  cuda::set_poison_allocations(true);
+  const Shape shapes[] = {{768}, {3, 1023}, {1}, {1024, 768}, {7}, {2049}};
+  for (DType dtype : {DType::bf16, DType::f16}) {
+    CAPTURE(dtype_name(dtype));
+    Generator gen(12);
+    std::vector<Tensor> cpu_masters, gpu_masters, cpu_compute, gpu_compute;
+    for (const Shape& shape : shapes) {
+      const Tensor init = randn(shape, gen);
+      cpu_masters.push_back(init.clone().set_requires_grad(true));
+      gpu_masters.push_back(init.to(kGpu).set_requires_grad(true));
+      cpu_compute.push_back(init.to(dtype).set_requires_grad(true));
+      gpu_compute.push_back(init.to(dtype).to(kGpu).set_requires_grad(true));
+    }
+    AdamW cpu_opt({{cpu_masters, 0.1, cpu_compute}}), gpu_opt({{gpu_masters, 0.1, gpu_compute}});
+    // Gradients scaled by 1024 as an fp16 loss scale leaves them; the norm (about 1e3 * sqrt of
+    // the count) is far over max_norm, so every step clips.
+    const GradientScaling scaling{1.0 / 1024, 1.0};
+    for (int step = 0; step < 3; ++step) {
+      for (size_t i = 0; i < std::size(shapes); ++i) {
+        const Tensor g = scale(randn(shapes[i], gen), 1024.0).to(dtype);
+        cpu_compute[i].set_grad(g);
+        gpu_compute[i].set_grad(g.to(kGpu));
+      }
+      const Tensor cpu_sum = grad_sum_of_squares(cpu_opt.gradient_holders());
+      const Tensor gpu_sum = grad_sum_of_squares(gpu_opt.gradient_holders());
+      CHECK(gpu_sum.device() == kGpu);
+      testing::check_close(gpu_sum, cpu_sum, 1e-6, 0.0);
+      cpu_opt.step(cpu_sum, scaling);
+      gpu_opt.step(gpu_sum, scaling);
+    }
+    for (size_t i = 0; i < std::size(shapes); ++i) {
+      CAPTURE(i);
+      check_close("master", i, gpu_masters[i], cpu_masters[i]);
+      check_close("exp_avg", i, gpu_opt.states()[i].exp_avg, cpu_opt.states()[i].exp_avg);
+      check_close("exp_avg_sq", i, gpu_opt.states()[i].exp_avg_sq, cpu_opt.states()[i].exp_avg_sq);
+      // The 16-bit copy is its master rounded, bit for bit.
+      CHECK(same_bits(gpu_compute[i], gpu_masters[i].to(dtype)));
+    }
+
+    // An inf gradient: the device sees a non-finite norm and writes nothing.
+    std::vector<std::vector<double>> before;
+    for (const Tensor& t : gpu_masters) before.push_back(t.to_double_vector());
+    const std::vector<double> compute_before = gpu_compute[0].to_double_vector();
+    gpu_compute[0].grad().fill_(INFINITY);
+    gpu_opt.step(grad_sum_of_squares(gpu_opt.gradient_holders()), scaling);
+    for (size_t i = 0; i < std::size(shapes); ++i) CHECK(gpu_masters[i].to_double_vector() == before[i]);
+    CHECK(gpu_compute[0].to_double_vector() == compute_before);
+  }
   cuda::set_poison_allocations(false);
 }
 

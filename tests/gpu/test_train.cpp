@@ -75,8 +75,8 @@ TEST_CASE("fp16 training skips a step whose gradients overflow, halves the loss 
   int64_t step = 0;
   std::vector<double> before_overflow, after_overflow;
   TrainHooks hooks;
-  // Called once per step after the backward pass, with the f32 master weights (their gradients
-  // already unscaled): plant an inf at kOverflowStep, and look at the weights around it.
+  // Called once per step after the backward pass, with the fp16 parameters whose (scaled)
+  // gradients the step reads: plant an inf at kOverflowStep, and look at the weights around it.
   hooks.reduce_gradients = [&](const std::vector<Tensor>& params) {
     ++step;
     if (step == kOverflowStep) {
