@@ -37,8 +37,7 @@ Tensor apply_mask(const char* op, const Tensor& x, const DropoutMask& mask) {
   }
   dispatch_float(op, x.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    kernels::dropout_cpu<T>(out.data<T>(), xc.data<T>(), x.numel(), static_cast<float>(mask.p), mask.seed,
-                            mask.first);
+    kernels::dropout_cpu<T>(out.data<T>(), xc.data<T>(), x.numel(), static_cast<float>(mask.p), mask.seed, mask.first);
   });
   return out;
 }

@@ -3,14 +3,14 @@
 // 65536), and a kept element is scaled by 65536 / (65536 - t). The backward recomputes the mask
 // from (seed, first), so it drops the same elements again.
 //
-// A Philox4x32-10 block costs ten rounds of two wide multiplies and two XORs, about 45
-// instructions; at one block per four elements (24-bit uniforms) the bf16 kernel issued about
-// 130 instructions per 16-byte pack and was as much compute- as memory-bound (SM 61%, DRAM 45%,
-// 67% of the copy bandwidth). Sixteen bits per element make one block serve eight: one block per
-// bf16 or f16 pack (about 85 instructions), and for f32 one block per pack as before (the two
-// neighbouring threads that share a block both draw it, one using its low 64 bits, the other its
-// high ones: sharing it by a shuffle would need warp-uniform loops for no gain at f32's lower
-// element rate).
+// A Philox4x32-10 block costs ten rounds of two wide multiplies and two XORs, about 40
+// instructions; masking, scaling and converting a 16-byte bf16 pack costs about as much again. At
+// one block per four elements (24-bit uniforms) a bf16 pack took two blocks, about 130
+// instructions, and the kernel was as much compute- as memory-bound (SM 61%, DRAM 45%, 67% of
+// the copy bandwidth). Sixteen bits per element make one block serve eight elements: one block
+// per bf16 or f16 pack, about 85 instructions. An f32 pack is half a block, and the two
+// neighbouring threads that share it both draw it, one using words 0 and 1, the other words 2 and
+// 3: one block per 16 bytes, as before, and sharing it by a shuffle would need warp-uniform loops.
 //
 // The rest keeps bytes in flight: the ten rounds' keys depend on the seed only, so the host
 // computes them once and they reach the kernel as arguments, which the rounds' XORs read straight
@@ -173,8 +173,9 @@ void dropout_cuda(T* out, const T* in, int64_t n, float p, uint64_t seed, uint64
         <<<balanced_blocks((n / kVector + kPacksPerThread - 1) / kPacksPerThread), kBlockThreads, 0, stream>>>(o, i, n,
                                                                                                                mask);
   else
-    dropout_kernel<0><<<blocks_for((n + kDropoutElementsPerBlock - 1) / kDropoutElementsPerBlock), kBlockThreads, 0,
-                        stream>>>(o, i, n, mask);
+    dropout_kernel<0>
+        <<<blocks_for((n + kDropoutElementsPerBlock - 1) / kDropoutElementsPerBlock), kBlockThreads, 0, stream>>>(
+            o, i, n, mask);
   FT_CUDA_CHECK_LAUNCH();
 }
 
