@@ -13,13 +13,17 @@ using ft::testing::random_f64;
 
 namespace {
 
-// The mask scaled by 1/(1-p), from the documented rule: element i is kept iff the uniform of
-// word i % 4 of the Philox block at counter first + i / 4 exceeds p.
+// The mask scaled by the inverse of the keep probability, from the documented rule: with t =
+// round(p * 65536), element i is kept iff the 16-bit number i % 8 of the Philox block at counter
+// first + i / 8 (the low half of word (i % 8) / 2 for even i, its high half for odd i) is at
+// least t, which happens with probability (65536 - t) / 65536.
 std::vector<double> scaled_mask(const GeneratorState& state, int64_t n, double p) {
+  const double t = std::round(static_cast<double>(static_cast<float>(p)) * 65536.0);
   std::vector<double> mask(n);
   for (int64_t i = 0; i < n; ++i) {
-    const kernels::PhiloxBlock block = kernels::philox4x32(state.seed, state.offset + i / 4);
-    mask[i] = kernels::uint_to_unit(block.x[i % 4]) > static_cast<float>(p) ? 1.0 / (1.0 - p) : 0.0;
+    const uint32_t word = kernels::philox4x32(state.seed, state.offset + i / 8).x[(i % 8) / 2];
+    const uint32_t bits = i % 2 == 0 ? word & 0xFFFFu : word >> 16;
+    mask[i] = bits >= t ? 65536.0 / (65536.0 - t) : 0.0;
   }
   return mask;
 }
@@ -99,6 +103,29 @@ TEST_CASE("dropout with p = 0 returns its input and draws nothing") {
   Tensor y = dropout(x, 0.0, gen);
   CHECK(y.impl() == x.impl());
   CHECK(gen.state().offset == 0);
+}
+
+TEST_CASE("dropout rounds p to 1/65536: a tiny p keeps everything, one within 2^-17 of 1 drops everything") {
+  Generator gen(12);
+  Tensor x = random_f64({37}, 7).set_requires_grad(true);
+  // p < 2^-17 rounds to t = 0: every element is kept with scale 1, yet the counters are drawn.
+  CHECK(dropout(x, 1e-6, gen).to_double_vector() == x.to_double_vector());
+  CHECK(gen.state().offset == 37);
+  // p > 1 - 2^-17 rounds to t = 65536: nothing is kept, not even a NaN, and nothing flows back.
+  std::vector<double> with_nan = x.to_double_vector();
+  with_nan[3] = std::nan("");
+  Tensor y = dropout(Tensor::from_vector(with_nan, {37}), 1 - 1e-6, gen);
+  CHECK(y.to_double_vector() == std::vector<double>(37, 0.0));
+  sum(dropout(x, 1 - 1e-6, gen)).backward();
+  CHECK(x.grad().to_double_vector() == std::vector<double>(37, 0.0));
+  // p is rounded to the nearest 1/65536, not truncated (t = 32768 and 32769 here): the kept
+  // elements' scale, 2 or 65536/32767, tells the thresholds apart.
+  const GeneratorState before = gen.state();
+  Tensor ones = Tensor::full({4000}, 1.0, DType::f64);
+  for (double p : {0.5 - 0.4 / 65536, 0.5 + 0.6 / 65536}) {
+    gen.set_state(before);
+    CHECK(dropout(ones, p, gen).to_double_vector() == scaled_mask(before, 4000, p));
+  }
 }
 
 TEST_CASE("dropout rejects bad p and inputs, naming the op and the shape") {

@@ -1,9 +1,9 @@
 // dropout, on kernels/dropout. The op reserves x.numel() Philox counters from the generator;
 // the backward closure keeps only (seed, first counter) and recomputes the mask from them.
 //
-// p is compared with the uniforms in fp32 on both devices, so a CUDA tensor loses the same
-// elements as its CPU copy for the same generator state; p == 0 returns x itself and draws
-// nothing, so turning dropout off does not shift the generator's later numbers.
+// Both devices round p to the same 16-bit threshold (kernels/dropout/dropout_cpu.h), so a CUDA
+// tensor loses the same elements as its CPU copy for the same generator state; p == 0 returns x
+// itself and draws nothing, so turning dropout off does not shift the generator's later numbers.
 #include "framework/autograd.h"
 #include "framework/ops.h"
 #include "framework/ops/checks.h"
@@ -29,16 +29,15 @@ Tensor apply_mask(const char* op, const Tensor& x, const DropoutMask& mask) {
 #ifdef FLASHTRAIN_HAS_CUDA
     dispatch_cuda(op, x, [&](auto tag, cudaStream_t stream) {
       using T = decltype(tag);
-      kernels::dropout_cuda<T>(out.data<T>(), xc.data<T>(), x.numel(), static_cast<float>(mask.p),
-                               static_cast<float>(1.0 / (1.0 - mask.p)), mask.seed, mask.first, stream);
+      kernels::dropout_cuda<T>(out.data<T>(), xc.data<T>(), x.numel(), static_cast<float>(mask.p), mask.seed,
+                               mask.first, stream);
     });
 #endif
     return out;
   }
   dispatch_float(op, x.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    kernels::dropout_cpu<T>(out.data<T>(), xc.data<T>(), x.numel(), static_cast<float>(mask.p),
-                            static_cast<T>(1.0 / (1.0 - mask.p)), mask.seed, mask.first);
+    kernels::dropout_cpu<T>(out.data<T>(), xc.data<T>(), x.numel(), static_cast<float>(mask.p), mask.seed, mask.first);
   });
   return out;
 }

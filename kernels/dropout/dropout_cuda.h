@@ -1,5 +1,5 @@
 // Dropout on the GPU: the launcher of kernels/dropout/dropout.cu, on raw device pointers and a
-// stream. The mask is dropout_cpu's, bit for bit (same Philox counters, same fp32 comparison).
+// stream. The mask is dropout_cpu's, bit for bit (same Philox counters, same 16-bit threshold).
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -8,10 +8,10 @@
 
 namespace ft::kernels {
 
-// out[i] = keep_i ? in[i] * scale : 0, for i in [0, n), keep_i = philox_uniform_of_four(seed,
-// first, i) > p, p in [0, 1); scale is 1 / (1 - p) in fp32 and the product is taken in fp32.
+// out[i] = keep_i ? in[i] * scale : 0, for i in [0, n) and p in [0, 1), with keep_i and scale =
+// dropout_scale<float>(dropout_threshold(p)) as in kernels/dropout/dropout_cpu.h; the product is
+// taken in fp32.
 template <class T>
-void dropout_cuda(T* out, const T* in, int64_t n, float p, float scale, uint64_t seed, uint64_t first,
-                  cudaStream_t stream);
+void dropout_cuda(T* out, const T* in, int64_t n, float p, uint64_t seed, uint64_t first, cudaStream_t stream);
 
 }  // namespace ft::kernels

@@ -5,8 +5,8 @@
 //
 // flashtrain's convention: element i of a draw that starts at counter `offset` uses the block
 // philox(key = seed, counter = offset + i); uniforms take word 0, normals words 0 and 1.
-// Dropout masks, the one draw hot enough for Philox's cost to matter, take all four words
-// instead (philox_uniform_of_four): one block decides four neighbouring elements.
+// Dropout masks, the one draw hot enough for Philox's cost to matter, take all 128 bits instead,
+// as eight 16-bit numbers (philox_u16): one block decides eight neighbouring elements.
 #pragma once
 
 #include <cmath>
@@ -55,11 +55,8 @@ FT_HOST_DEVICE float philox_uniform(uint64_t seed, uint64_t counter) {
   return uint_to_unit(philox4x32(seed, counter).x[0]);
 }
 
-// Element i of a draw of four uniforms per block that starts at counter `offset`: word i % 4 of
-// the block at counter offset + i / 4.
-FT_HOST_DEVICE float philox_uniform_of_four(uint64_t seed, uint64_t offset, uint64_t i) {
-  return uint_to_unit(philox4x32(seed, offset + i / 4).x[i % 4]);
-}
+// 16-bit number h in [0, 8) of a block: the low (h even) or high (h odd) half of word h / 2.
+FT_HOST_DEVICE uint32_t philox_u16(const PhiloxBlock& b, int h) { return (b.x[h / 2] >> (16 * (h % 2))) & 0xFFFFu; }
 
 // A standard normal by Box-Muller from words 0 and 1 of the block.
 FT_HOST_DEVICE float philox_normal(uint64_t seed, uint64_t counter) {

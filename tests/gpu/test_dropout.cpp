@@ -4,6 +4,8 @@
 // is an error that draws nothing.
 #include <doctest/doctest.h>
 
+#include <cmath>
+
 #include "framework/cuda/caching_allocator.h"
 #include "tests/gpu/op_test_support.h"
 #include "tests/support/error_message.h"
@@ -78,6 +80,26 @@ TEST_CASE("dropout on CUDA with p = 0 returns its input and draws nothing") {
   const GeneratorState before = gen.state();
   CHECK(dropout(x, 0.0, gen).impl() == x.impl());
   CHECK(gen.state() == before);
+}
+
+TEST_CASE("dropout on CUDA rounds p like the CPU: a tiny p keeps everything, one near 1 drops everything") {
+  // t = 0 runs the kernel with scale 1; t = 65536 is a memset, which must zero even a NaN.
+  cuda::set_poison_allocations(true);
+  Generator data(405);
+  for (DType dtype : kGpuDTypes) {
+    CAPTURE(dtype_name(dtype));
+    Twin x = random_values({1023}, dtype, data);
+    Generator on_gpu(79), on_cpu(79);
+    CHECK(dropout(x.gpu, 1e-6, on_gpu).to_double_vector() == x.cpu.to_double_vector());
+    std::vector<double> with_nan = x.cpu.to_double_vector();
+    with_nan[5] = std::nan("");
+    Tensor nan_input = Tensor::from_vector(with_nan, {1023}, dtype, kGpu);
+    CHECK(dropout(nan_input, 1 - 1e-6, on_gpu).to_double_vector() == std::vector<double>(1023, 0.0));
+    dropout(x.cpu, 1e-6, on_cpu);
+    dropout(x.cpu, 1 - 1e-6, on_cpu);
+    CHECK(on_gpu.state() == on_cpu.state());
+  }
+  cuda::set_poison_allocations(false);
 }
 
 TEST_CASE("dropout on CUDA rejects dtypes without a kernel, drawing nothing") {
