@@ -7,10 +7,21 @@
 // the sum; the block then merges the pairs. lse = max + log(sum) is kept per row in fp32
 // (the backward rebuilds the softmax from it, never storing [rows, vocab] probabilities).
 //
-// These kernels are memory-bound, so rows move 16 bytes a load (8 bf16), several loads issued
-// before any is used, and the running max is updated once per 16-byte pack rather than once
-// per value. A row of 50257 16-bit logits starts on any 2-byte boundary, so each row splits
-// into a scalar head up to its first 16-byte boundary, whole packs, and a scalar tail.
+// These kernels are meant to be memory-bound, so rows move 16 bytes a load (8 bf16), several
+// loads issued before any is used, and the running max is updated once per 16-byte pack rather
+// than once per value. A row of 50257 16-bit logits starts on any 2-byte boundary, so each row
+// splits into a scalar head up to its first 16-byte boundary, whole packs, and a scalar tail.
+//
+// They are memory-bound only if a value costs a few instructions: an H200 SM receives about 9
+// bf16 logits a cycle (4.2 TB/s over 132 SMs at ~1.75 GHz), which leaves ~14 issue slots (128
+// lanes a cycle) and ~1.8 exp2s (16 a cycle) per logit. So e^x is taken as 2^(x * log2(e)) on
+// the special-function unit's approximate exp2 (one MUFU.EX2, 2 ulp; what FlashAttention does):
+// the accurate expf costs about ten instructions more, and with it the forward was compute-bound
+// (80% of the SMs' issue, 43% of the bandwidth). The exponent is (x - max) * log2(e), a
+// subtraction and a product rather than one fma x * log2(e) - max * log2(e): the fma would round
+// max * log2(e) to a different error for every max, while the subtraction keeps the row's
+// largest term exactly 2^0 = 1 (a row of one value gets lse = x and gradient 0 exactly, as on
+// the CPU) and the rounding relative to x - max.
 //
 // The subtle part is the mean: it divides by the number of rows not ignored, which the host
 // does not know without waiting for the GPU. So a one-block kernel adds the per-row losses and
@@ -64,21 +75,55 @@ constexpr int kSharedPerBlockOverhead = 2048;
 template <class T>
 constexpr int kVector = kPackBytes / static_cast<int>(sizeof(T));
 
+constexpr float kLog2e = 1.4426950408889634f;
+
+// 2^x on the special-function unit: ex2.approx.ftz, max relative error 2 ulp (the CUDA Math
+// API's bound for exp2f, which libdevice implements with this instruction). Results below 2^-126
+// flush to 0 (terms that small beside the row's largest, 1, do not change an fp32 sum); 2^-inf =
+// 0, 2^0 = 1 exactly, NaN stays NaN.
+__device__ __forceinline__ float fast_exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
+// e^(x - max) for a part whose max is `max`.
+__device__ __forceinline__ float exp_below(float x, float max) { return fast_exp2((x - max) * kLog2e); }
+
+// The max that exponentials are taken from: -inf only while every value so far is -inf (a
+// masked vocabulary, or nothing yet), whose terms are all 0; 0 then, so that -inf - -inf never
+// makes them NaN.
+__device__ __forceinline__ float exponent_origin(float max) { return max == -INFINITY ? 0.0f : max; }
+
 // max and sum of exp(x - max) over part of a row. The empty part is (-inf, 0).
 struct MaxSum {
   float max;
   float sum;
 };
 
+// Without branches: a part whose max is below m is rescaled by e^(max - m) <= 1 (0 for an empty
+// part, 1 exactly for the part that holds m).
 __device__ __forceinline__ MaxSum merge(MaxSum a, MaxSum b) {
-  const float m = fmaxf(a.max, b.max);
-  if (m == -INFINITY) return {m, 0.0f};  // both empty (or all -inf): exp(-inf - -inf) would be NaN
-  return {m, a.sum * expf(a.max - m) + b.sum * expf(b.max - m)};
+  const float m = fmaxf(a.max, b.max), origin = exponent_origin(m);
+  return {m, a.sum * exp_below(a.max, origin) + b.sum * exp_below(b.max, origin)};
 }
 
-// Adds N values: the sum is rescaled once, when the values' max exceeds the running one. A -inf
-// logit (a masked vocabulary entry) adds nothing; a NaN (which fmaxf skips) reaches the sum and
-// makes the loss NaN.
+// t[0] + ... + t[N - 1] as a tree: log2(N) dependent adds rather than N. Overwrites t.
+template <int N>
+__device__ __forceinline__ float tree_sum(float (&t)[N]) {
+  static_assert((N & (N - 1)) == 0, "the tree halves N");
+#pragma unroll
+  for (int width = N / 2; width > 0; width /= 2) {
+#pragma unroll
+    for (int k = 0; k < width; ++k) t[k] += t[k + width];
+  }
+  return t[0];
+}
+
+// Adds N values: the running sum is rescaled once a pack (by 1 when the pack raises no max),
+// without a branch, and each value costs a max, a subtraction, a product, an exp2 and an add. A
+// -inf logit (a masked vocabulary entry) adds 2^-inf = 0; a NaN (which fmaxf skips) reaches the
+// sum and makes the loss NaN.
 struct OnlineSoftmax {
   MaxSum acc{-INFINITY, 0.0f};
 
@@ -87,12 +132,12 @@ struct OnlineSoftmax {
     float m = acc.max;
 #pragma unroll
     for (int k = 0; k < N; ++k) m = fmaxf(m, x[k]);
-    if (m > acc.max) {
-      acc.sum *= expf(acc.max - m);
-      acc.max = m;
-    }
+    const float origin = exponent_origin(m);
+    float terms[N];
 #pragma unroll
-    for (int k = 0; k < N; ++k) acc.sum += x[k] == -INFINITY ? 0.0f : expf(x[k] - m);
+    for (int k = 0; k < N; ++k) terms[k] = exp_below(x[k], origin);
+    acc.sum = fmaf(acc.sum, exp_below(acc.max, origin), tree_sum(terms));
+    acc.max = m;
   }
 };
 
@@ -168,13 +213,19 @@ __device__ __forceinline__ void visit_row(const T* x, int64_t n, F& f) {
   for (int64_t v = s.head + s.packs * kVec + threadIdx.x; v < n; v += blockDim.x) f(v, {to_float(x[v])});
 }
 
-// out[v] = f(v, in[v]) over this thread's share of [0, n), computed in fp32. out and in are
-// the same row, or rows with the same offset from a 16-byte boundary (they split alike).
+// out[v, v + N) = f(v, in[v, v + N)) over this thread's share of [0, n), in fp32: f rewrites the
+// N values in place, N = 1 in the head and tail, kVec for the packs. out and in are the same
+// row, or rows with the same offset from a 16-byte boundary (they split alike).
 template <int kVec, class T, class F>
 __device__ __forceinline__ void transform_row(T* out, const T* in, int64_t n, const F& f) {
   using P = Pack<T, kVec>;
   const RowSplit s = split_row<kVec>(out, n);
-  for (int64_t v = threadIdx.x; v < s.head; v += blockDim.x) out[v] = from_float<T>(f(v, to_float(in[v])));
+  const auto one = [&](int64_t v) {
+    float value[1] = {to_float(in[v])};
+    f(v, value);
+    out[v] = from_float<T>(value[0]);
+  };
+  for (int64_t v = threadIdx.x; v < s.head; v += blockDim.x) one(v);
   const P* in_packs = reinterpret_cast<const P*>(in + s.head);
   P* out_packs = reinterpret_cast<P*>(out + s.head);
   for (int64_t first = threadIdx.x; first < s.packs; first += kUnroll * blockDim.x) {
@@ -186,14 +237,16 @@ __device__ __forceinline__ void transform_row(T* out, const T* in, int64_t n, co
     for (int u = 0; u < kUnroll; ++u) {
       const int64_t p = first + u * blockDim.x;
       if (p >= s.packs) break;
+      float values[kVec];
+      to_floats(values, loaded[u]);
+      f(s.head + p * kVec, values);
       P result;
 #pragma unroll
-      for (int k = 0; k < kVec; ++k) result.v[k] = from_float<T>(f(s.head + p * kVec + k, to_float(loaded[u].v[k])));
+      for (int k = 0; k < kVec; ++k) result.v[k] = from_float<T>(values[k]);
       out_packs[p] = result;
     }
   }
-  for (int64_t v = s.head + s.packs * kVec + threadIdx.x; v < n; v += blockDim.x)
-    out[v] = from_float<T>(f(v, to_float(in[v])));
+  for (int64_t v = s.head + s.packs * kVec + threadIdx.x; v < n; v += blockDim.x) one(v);
 }
 
 // out[0, n) = 0, 16 bytes a store.
@@ -223,13 +276,22 @@ __device__ float row_log_sum_exp(const T* x, int64_t vocab) {
 
 __device__ __forceinline__ bool in_vocab(int32_t target, int64_t vocab) { return target >= 0 && target < vocab; }
 
-// d/dx of a row's loss times scale: scale * (softmax - onehot).
+// d/dx of a row's loss times scale: scale * (softmax - onehot), on N values from index `first`.
+// The target lies in at most one pack, so it costs one test a pack rather than one a value.
 struct SoftmaxGradient {
   float lse, scale;
   int64_t target;
-  __device__ __forceinline__ float operator()(int64_t v, float x) const {
-    const float p = expf(x - lse);
-    return scale * (v == target ? p - 1.0f : p);
+
+  template <int N>
+  __device__ __forceinline__ void operator()(int64_t first, float (&x)[N]) const {
+#pragma unroll
+    for (int k = 0; k < N; ++k) x[k] = scale * exp_below(x[k], lse);
+    const int64_t at = target - first;
+    if (at >= 0 && at < N) {
+#pragma unroll
+      for (int k = 0; k < N; ++k)
+        if (k == at) x[k] -= scale;  // unrolled: x stays in registers, no indexing by a variable
+    }
   }
 };
 
