@@ -12,11 +12,7 @@
 #include <cmath>
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define FT_HOST_DEVICE __host__ __device__ __forceinline__
-#else
-#define FT_HOST_DEVICE inline
-#endif
+#include "kernels/common/host_device.h"
 
 namespace ft::kernels {
 
