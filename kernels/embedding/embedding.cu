@@ -66,10 +66,13 @@ constexpr int kMaxSlices = 2048;
 // channels, GPT-2's whole row; wider rows take several rounds.
 constexpr int kLanePacks = 3;
 // Positions whose loads a merge warp issues before adding them (in order): 2 x 3 packs of 16
-// bytes, 96 bytes per lane in flight. Four would need 157 registers in bf16 (ptxas unpacks the
-// loaded bf16 to floats early), which spills under the 128 that two blocks a multiprocessor allow.
+// bytes, 96 bytes per lane in flight (103 registers in bf16). Four would need 157 registers
+// (ptxas unpacks the loaded bf16 to floats early) and spill under the cap below.
 constexpr int kMergeUnroll = 2;
-constexpr int kMergeBlocksPerSm = 2;
+// Merge blocks of 4 warps (4 slices), so that GPT-2's 393 blocks spread evenly (3 on each
+// multiprocessor); 4 blocks a multiprocessor caps the registers at 128.
+constexpr int kMergeThreads = 128;
+constexpr int kMergeBlocksPerSm = 4;
 // The key of no run: after a chunk's last run, and for lanes without a chunk.
 constexpr int kNoKey = INT_MAX;
 
@@ -309,7 +312,7 @@ __device__ __forceinline__ void add_pack(float (&acc)[kPack], const D& d) {
 // c's next run at or after the current row and its key; a lane that sums its run moves to the
 // next one, whose key the run's entry carries. The partial sums are [vocab, channels] fp32.
 template <int kPack, class T>
-__global__ void __launch_bounds__(kBlockThreads, kMergeBlocksPerSm)
+__global__ void __launch_bounds__(kMergeThreads, kMergeBlocksPerSm)
     merge_chunks_kernel(T* dweight, float* partial, const Entry* __restrict__ entries,
                         const int* __restrict__ slice_starts, const T* __restrict__ dout, Plan p, int64_t packs_per_row,
                         MergePass pass) {
@@ -439,12 +442,12 @@ void sort_chunks(const Workspace& w, const int32_t* ids, const Plan& p, cudaStre
 
 template <int kPack, class T>
 void merge_chunks(T* dweight, const Workspace& w, const T* dout, const Plan& p, int64_t channels, cudaStream_t stream) {
-  const int warps_per_block = kBlockThreads / 32, blocks = (p.slices + warps_per_block - 1) / warps_per_block;
+  const int warps_per_block = kMergeThreads / 32, blocks = (p.slices + warps_per_block - 1) / warps_per_block;
   for (int i = 0; i < p.passes; ++i) {
     const int first_chunk = i * kMergeLanes;
     const MergePass pass{first_chunk, std::min(kMergeLanes, p.chunks - first_chunk), i > 0, i < p.passes - 1,
                          i == 0 || i == p.passes - 1};
-    merge_chunks_kernel<kPack><<<blocks, kBlockThreads, 0, stream>>>(
+    merge_chunks_kernel<kPack><<<blocks, kMergeThreads, 0, stream>>>(
         device_ptr(dweight), w.partial, w.entries, w.slice_starts, device_ptr(dout), p, channels / kPack, pass);
     FT_CUDA_CHECK_LAUNCH();
   }
