@@ -14,12 +14,12 @@
 // of one id stay in increasing order) and counts, for every slice of R consecutive rows, where
 // that slice starts in its sorted chunk. Then one warp takes each slice and merges up to 32
 // chunks, one per lane: lane c keeps a cursor on the next run of chunk c and that run's id in a
-// register, so a row no id hits costs a compare, a ballot and its zero stores, and a row that
-// is hit sums the runs of the lanes whose id it is in lane order, which is chunk order, which is
-// position order. The whole warp sums each position's row, three 16-byte packs per lane (768
-// bf16 channels: one row per warp), several positions' loads in flight before the additions,
-// which stay in order. With R chosen so that there are about as many slices as warps that fit
-// on the GPU at once, the merge is bound by writing dweight.
+// register, so a row no id hits costs a few register operations and its zero stores (no load),
+// and a row that is hit sums the runs of the lanes whose id it is in lane order, which is chunk
+// order, which is position order. The whole warp sums each position's row, three 16-byte packs
+// per lane (768 bf16 channels: one row per warp), several positions' loads in flight before the
+// additions, which stay in order. With R chosen so that there are about as many slices as warps
+// that fit on the GPU at once, the merge is bound by writing dweight.
 //
 // The one subtle decision is what a lane keeps: each sorted entry carries the id of the run
 // after its own, so once a lane has summed a run it knows at once which row it waits for next,
@@ -29,7 +29,7 @@
 //
 // Ids must be in range; the loader validates them (data/prepare.cpp). An id outside [0, vocab)
 // is made harmless, not reported (that would need a host synchronisation inside the op): it
-// gathers a row of zeros and sorts, as key `vocab`, after every row's runs, where no lane reaches.
+// gathers a row of zeros and sorts, as key `vocab`, after every row's runs, matching no row.
 #include <climits>
 #include <cub/block/block_radix_sort.cuh>
 #include <cub/block/block_scan.cuh>
