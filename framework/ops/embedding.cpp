@@ -36,7 +36,7 @@ Tensor embedding_weight_grad(const Tensor& idc, const Tensor& gc, int64_t vocab,
 #ifdef FLASHTRAIN_HAS_CUDA
     dispatch_cuda("embedding backward", gc, [&](auto tag, cudaStream_t stream) {
       using T = decltype(tag);
-      const auto workspace_bytes = kernels::embedding_backward_workspace_bytes(idc.numel(), vocab);
+      const auto workspace_bytes = kernels::embedding_backward_workspace_bytes(idc.numel(), vocab, channels);
       Tensor workspace = Tensor::empty({static_cast<int64_t>(workspace_bytes)}, DType::u8, gc.device());
       kernels::embedding_backward_cuda<T>(dweight.data<T>(), idc.data<int32_t>(), gc.data<T>(), idc.numel(), vocab,
                                           channels, workspace.raw_data(), stream);

@@ -16,12 +16,15 @@ template <class T>
 void embedding_forward_cuda(T* out, const int32_t* ids, const T* weight, int64_t tokens, int64_t vocab,
                             int64_t channels, cudaStream_t stream);
 
-// Bytes of scratch embedding_backward_cuda needs for `tokens` ids (the sort's buffers).
-size_t embedding_backward_workspace_bytes(int64_t tokens, int64_t vocab);
+// Bytes of scratch embedding_backward_cuda needs: about 16 per id for the sorted chunks and 32
+// per id at most for where each slice of rows starts in them; over 131072 ids (several merge
+// passes) also vocab * channels floats of partial sums.
+size_t embedding_backward_workspace_bytes(int64_t tokens, int64_t vocab, int64_t channels);
 
 // Overwrites dweight ([vocab, channels]) with the sum over positions t of dout[t] into row
 // ids[t], in fp32 and in increasing t for each row (the CPU reference's order): deterministic.
-// `workspace` holds embedding_backward_workspace_bytes(tokens, vocab) bytes, 256-byte aligned.
+// `workspace` holds embedding_backward_workspace_bytes(tokens, vocab, channels) bytes, 256-byte
+// aligned.
 template <class T>
 void embedding_backward_cuda(T* dweight, const int32_t* ids, const T* dout, int64_t tokens, int64_t vocab,
                              int64_t channels, void* workspace, cudaStream_t stream);

@@ -1,8 +1,9 @@
 // embedding on CUDA against the CPU reference: the gather exactly, the weight gradient (sorted
 // by id, summed per row in position order) within the dtype's bound in f32, bf16 and f16 and
 // bit for bit against the CPU's f32 in f32, the same bits on every run (token ids, and position
-// ids repeated once per sequence), views off a 16-byte boundary (the one-element path), ids out
-// of range made harmless, and the errors of a wrong device or dtype.
+// ids repeated once per sequence), skewed ids (one id at 30%, the rest at the vocabulary's ends)
+// over more chunks than one merge pass takes, views off a 16-byte boundary (the one-element
+// path), ids out of range made harmless, and the errors of a wrong device or dtype.
 #include <doctest/doctest.h>
 
 #include <random>
@@ -35,7 +36,7 @@ std::vector<int32_t> token_ids(int64_t n, int64_t vocab, uint64_t seed) {
 void backward_from_offset(Tensor& dweight, const Tensor& ids, const Tensor& dout_storage, int64_t offset, int64_t vocab,
                           int64_t channels) {
   const int64_t tokens = ids.numel();
-  const auto bytes = static_cast<int64_t>(kernels::embedding_backward_workspace_bytes(tokens, vocab));
+  const auto bytes = static_cast<int64_t>(kernels::embedding_backward_workspace_bytes(tokens, vocab, channels));
   Tensor workspace = Tensor::empty({bytes}, DType::u8, kGpu);
   auto launch = [&](auto tag) {
     using T = decltype(tag);
@@ -136,6 +137,55 @@ TEST_CASE("the position table's gradient on CUDA, each id once per sequence, is 
     Tensor weight32 = weight.cpu.detach().to(DType::f32).set_requires_grad(true);
     weighted_sum(embedding(ids_cpu, weight32), w.cpu.to(DType::f32)).backward();
     CHECK(first == weight32.grad().to_double_vector());
+  }
+}
+
+namespace {
+
+// Skewed ids: one id in the middle of the vocabulary at about 30% of the positions (a run of
+// hundreds in every chunk the backward sorts), the rest only at the vocabulary's two ends (the
+// rows between are hit by nothing, whole slices of them).
+std::vector<int32_t> skewed_ids(int64_t n, int64_t vocab, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<int32_t> end(0, 15);
+  std::vector<int32_t> ids(n);
+  for (int32_t& id : ids) {
+    const int32_t e = end(rng);
+    id = rng() % 10 < 3 ? static_cast<int32_t>(vocab / 2) : e < 8 ? e : static_cast<int32_t>(vocab - 16 + e);
+  }
+  return ids;
+}
+
+}  // namespace
+
+TEST_CASE("the embedding gradient on CUDA of skewed ids, over 32 and 64 chunks of ids, is the CPU's bits in f32") {
+  cuda::set_poison_allocations(true);
+  Generator gen(307);
+  // GPT-2's shapes (one pass over 32 chunks); 140000 ids (over 32 chunks of 4096: two merge
+  // passes), 300000 ids (three: the middle one adds to rows in place); 7 channels (the
+  // one-element path, also in passes).
+  const Shapes cases[] = {{{16 * 1024}, 50257, 768}, {{140000}, 5003, 24}, {{300000}, 50257, 16}, {{140000}, 1000, 7}};
+  for (DType dtype : kGpuDTypes) {
+    for (const Shapes& c : cases) {
+      CAPTURE(dtype_name(dtype));
+      CAPTURE(shape_str(c.ids));
+      CAPTURE(c.vocab);
+      CAPTURE(c.channels);
+      const std::vector<int32_t> ids = skewed_ids(shape_numel(c.ids), c.vocab, 11);
+      Tensor ids_cpu = Tensor::from_ints(ids, c.ids), ids_gpu = ids_cpu.to(kGpu);
+      Twin weight = random_leaves({c.vocab, c.channels}, dtype, gen);
+      Shape out_shape = c.ids;
+      out_shape.push_back(c.channels);
+      Twin w = random_values(out_shape, dtype, gen);
+      weighted_sum(embedding(ids_gpu, weight.gpu), w.gpu).backward();
+      weighted_sum(embedding(ids_cpu, weight.cpu), w.cpu).backward();
+      CHECK(all_finite(weight.gpu.grad()));
+      CHECK(gpu_error(weight.gpu.grad(), weight.cpu.grad()) <= one_rounding_tolerance(dtype));
+      if (dtype != DType::f32) continue;
+      Tensor weight32 = weight.cpu.detach().to(DType::f32).set_requires_grad(true);
+      weighted_sum(embedding(ids_cpu, weight32), w.cpu.to(DType::f32)).backward();
+      CHECK(weight.gpu.grad().to_double_vector() == weight32.grad().to_double_vector());
+    }
   }
 }
 
