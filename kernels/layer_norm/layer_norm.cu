@@ -20,10 +20,8 @@
 // at compile time for rows up to 8 packs a lane: 2048 bf16 or 1024 f32 values) from the row
 // sums to the dx store, and adds dy * xhat and dy into per-lane fp32 sums for its own columns
 // as it goes, so the parameter gradients cost no second read of dy and x. The sums take 48
-// registers a lane for GPT-2's 768 columns, which caps a warp at one row in registers; the next
-// rows are therefore copied ahead into a per-warp ring in shared memory with cp.async (no
-// registers held while in flight), each lane copying only the packs it will read itself, so the
-// ring needs no barrier and a warp finds its next row already on the SM.
+// registers a lane for GPT-2's 768 columns, so the next rows are prefetched into L2 (which holds
+// no registers) rather than into registers, to keep bytes in flight through a row's reductions.
 //
 // The one subtle decision is how the parameter gradients are added up: float atomics would
 // make dweight change in its last bits from run to run. Instead each block owns a fixed chunk
@@ -31,9 +29,9 @@
 // few enough that the fp32 partials stay a few percent of the traffic), its warps' per-lane
 // sums are added in warp order through shared memory into one fp32 partial per chunk, and a
 // second small kernel adds the chunks' partials in a fixed order. Same inputs, same bits. Rows
-// that do not fit the registers (or whose ring does not fit the GPU's shared memory) or are not
-// 16-byte aligned take a slower path with the same chunks: dx as above but rereading the row
-// through L1, and the partials from a kernel that walks 32 columns of a chunk.
+// that do not fit the registers or are not 16-byte aligned take a slower path with the same
+// chunks: dx as above but rereading the row through L1, and the partials from a kernel that
+// walks 32 columns of a chunk.
 #include <algorithm>
 #include <climits>
 #include <cstdint>
@@ -71,6 +69,10 @@ constexpr int64_t kSharedRowBytes = 48 * 1024;
 constexpr int64_t kTargetChunks = 256;
 // The resident paths hold at most this many 16-byte packs of a row per lane in registers.
 constexpr int kMaxResidentPacks = 8;
+// The resident backward prefetches a warp's rows this many of its steps ahead: with GPT-2's
+// 8 rows a warp, 2 rows (6 KiB of bf16 x and dy a warp, ~96 KiB an SM at 16 warps) in flight
+// while it works on a third, about twice what HBM needs to stay busy.
+constexpr int kPrefetchRows = 2;
 // The slow path's partials: a block owns 32 columns (one per lane, so each warp reads 32
 // neighbouring values of a row: coalesced) and a chunk of rows, shared out over its 8 warps.
 constexpr int kParamColumns = 32;
@@ -262,19 +264,18 @@ __global__ void layer_norm_backward_dx_kernel(T* dx, const T* dy, const T* x, co
 
 #undef FOR_EACH_PACK
 
-// Each warp's per-lane sums go through shared memory (`shared`: 8 x 2 x 32 N floats) one pack
-// slot at a time (32 N columns), and the block adds them in warp order into its chunk's
-// partials [2][chunks][cols].
+// Each warp's per-lane sums go through shared memory one pack slot at a time (32 N columns),
+// and the block adds them in warp order into its chunk's partials [2][chunks][cols].
 template <int N, int P>
-__device__ __forceinline__ void write_chunk_partials(float* partials, float* shared, const float (&dweight)[P][N],
+__device__ __forceinline__ void write_chunk_partials(float* partials, const float (&dweight)[P][N],
                                                      const float (&dbias)[P][N], int cols) {
   constexpr int kSlotColumns = 32 * N;
-  auto warp_sums = reinterpret_cast<float(*)[2][kSlotColumns]>(shared);
+  __shared__ float warp_sums[kRowsPerBlock][2][kSlotColumns];
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const int64_t chunk = blockIdx.x, chunks = gridDim.x;
 #pragma unroll
   for (int p = 0; p < P; ++p) {
-    __syncthreads();  // the previous slot's sums (or, first, the warps' rows) have been read
+    __syncthreads();  // the previous slot's sums have been read
 #pragma unroll
     for (int k = 0; k < N; ++k) {
       warp_sums[warp][0][lane * N + k] = dweight[p][k];
@@ -297,117 +298,49 @@ __device__ __forceinline__ void write_chunk_partials(float* partials, float* sha
 // with one block, and capping their ~170-250 registers at 128 would spill their sums.
 constexpr int resident_blocks_per_sm(int columns_per_lane) { return columns_per_lane <= 24 ? 2 : 1; }
 
-// The resident backward's staging ring: each warp owns resident_stages slots, one row each; a lane
-// copies into a slot only the 16-byte packs of x and dy it will read itself (plus its own copy
-// of the row's mean and rstd), so the ring needs no barrier, only the lane's own cp.async waits.
-// A slot: P packs of x, P of dy (each pack p as 32 lanes x 16 bytes, so a warp's shared loads
-// are 512 contiguous bytes: no bank conflicts), then 32 lanes x {mean, rstd}.
-constexpr int resident_slot_bytes(int packs) {
-  return 2 * packs * 32 * kVectorBytes + 32 * 2 * static_cast<int>(sizeof(float));
-}
-// Three slots (two rows in flight while a warp works on a third) while a block's ring stays
-// within kRingBytes, else two. 100 KiB lets two blocks share an H100/H200 SM (228 KiB): GPT-2's
-// 768 columns take 78 KiB a block in bf16 (3 slots: 16 warps x 2 rows x 3 KiB = 96 KiB an SM in
-// flight) and 100 KiB in f32 (2 slots: 16 x 1 x 6 KiB = 96 KiB).
-constexpr int kRingBytes = 100 * 1024;
-constexpr int resident_stages(int packs) {
-  return 3 * kRowsPerBlock * resident_slot_bytes(packs) <= kRingBytes ? 3 : 2;
-}
-constexpr int resident_ring_bytes(int packs) {
-  return kRowsPerBlock * resident_stages(packs) * resident_slot_bytes(packs);
-}
-
-// Ampere's asynchronous global-to-shared copies (cp.async): no registers held while in flight.
-// .cg (16 bytes) skips L1, where x and dy would only evict the weights; .ca is the only form
-// that copies 4 bytes. The "memory" clobbers keep the compiler from moving shared loads across.
-__device__ __forceinline__ void copy_async_16(unsigned char* shared, const void* global) {
-  asm volatile(
-      "cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(static_cast<unsigned>(__cvta_generic_to_shared(shared))),
-      "l"(global)
-      : "memory");
-}
-__device__ __forceinline__ void copy_async_4(unsigned char* shared, const void* global) {
-  asm volatile(
-      "cp.async.ca.shared.global [%0], [%1], 4;" ::"r"(static_cast<unsigned>(__cvta_generic_to_shared(shared))),
-      "l"(global)
-      : "memory");
-}
-__device__ __forceinline__ void commit_copies() { asm volatile("cp.async.commit_group;" ::: "memory"); }
-// Waits until at most `Pending` of this thread's latest committed groups are still in flight.
-template <int Pending>
-__device__ __forceinline__ void wait_copies() {
-  asm volatile("cp.async.wait_group %0;" ::"n"(Pending) : "memory");
-}
-
-// Starts copying this lane's share of `row` (its packs of x and dy, the row's mean and rstd)
-// into `slot`; nothing for a row past the chunk (the caller still commits, so that every step
-// commits one group and the wait count stays fixed).
+// Asks L2 for the row's packs of x and dy that this lane will load later: no registers held,
+// nothing waited for, so a warp keeps its next rows' bytes in flight through its current row's
+// reductions and stores.
 template <class T, int N, int P>
-__device__ __forceinline__ void stage_resident_row(unsigned char* slot, const T* dy, const T* x, const float* mean,
-                                                   const float* rstd, int64_t row, int64_t chunk_end, int cols) {
-  if (row >= chunk_end) return;
-  const int lane = threadIdx.x % 32;
+__device__ __forceinline__ void prefetch_resident_row(const T* dy, const T* x, int64_t row, int cols) {
   const int64_t offset = row * cols;
 #pragma unroll
   for (int p = 0; p < P; ++p) {
-    const int col = resident_column<N>(p);
-    if (col >= cols) continue;
-    copy_async_16(slot + (p * 32 + lane) * kVectorBytes, x + offset + col);
-    copy_async_16(slot + ((P + p) * 32 + lane) * kVectorBytes, dy + offset + col);
+    if (resident_column<N>(p) >= cols) continue;
+    asm volatile("prefetch.global.L2 [%0];" ::"l"(x + offset + resident_column<N>(p)));
+    asm volatile("prefetch.global.L2 [%0];" ::"l"(dy + offset + resident_column<N>(p)));
   }
-  unsigned char* stats = slot + 2 * P * 32 * kVectorBytes + lane * 2 * sizeof(float);
-  copy_async_4(stats, mean + row);
-  copy_async_4(stats + sizeof(float), rstd + row);
-}
-
-template <int N, class T>
-__device__ __forceinline__ Pack<T, N> staged_pack(const unsigned char* slot, int index) {
-  return *reinterpret_cast<const Pack<T, N>*>(slot + (index * 32 + threadIdx.x % 32) * kVectorBytes);
 }
 
 // The fast backward: block b owns rows [b, b + 1) * rows_per_chunk, its warps take every 8th;
-// a lane keeps its P packs of x and dy in registers from the row sums to the dx store (packs
-// past the row's end are skipped) and its columns' dweight and dbias sums over all its rows.
-// Each warp streams its rows through its ring of S slots: the copies of rows i + 1 .. i + S - 1
-// are in flight while it works on row i, so the loads, not the registers, hold the bytes in
-// flight through a row's reductions and stores. dx and partials may each be null.
+// a lane keeps its P packs of x and dy in registers (packs past the row's end are skipped) and
+// its columns' dweight and dbias sums over all its rows. A warp prefetches its rows
+// kPrefetchRows steps ahead into L2 (holding them in registers instead would spill the bf16
+// sums), so its loads mostly hit L2. dx and partials may each be null.
 template <class T, int N, int P>
 __global__ void __launch_bounds__(kRowThreads, resident_blocks_per_sm(N* P))
     layer_norm_backward_resident_kernel(T* dx, float* partials, const T* dy, const T* x, const T* weight,
                                         const float* mean, const float* rstd, int64_t rows, int cols,
                                         int64_t rows_per_chunk) {
-  constexpr int S = resident_stages(P), kSlotBytes = resident_slot_bytes(P);
-  extern __shared__ __align__(16) unsigned char ring[];
-  unsigned char* warp_ring = ring + (threadIdx.x / 32) * S * kSlotBytes;
   float dweight[P][N] = {}, dbias[P][N] = {};
   const int64_t chunk_begin = blockIdx.x * rows_per_chunk;
   const int64_t chunk_end = chunk_begin + rows_per_chunk < rows ? chunk_begin + rows_per_chunk : rows;
   const int64_t first = chunk_begin + threadIdx.x / 32;
-#pragma unroll
-  for (int i = 0; i < S - 1; ++i) {
-    stage_resident_row<T, N, P>(warp_ring + i * kSlotBytes, dy, x, mean, rstd, first + i * kRowsPerBlock, chunk_end,
-                                cols);
-    commit_copies();
-  }
-  int slot = 0;  // the slot of `row`; the slot before it (mod S) was read by the previous step
+  for (int step = 1; step < kPrefetchRows; ++step)
+    if (first + step * kRowsPerBlock < chunk_end)
+      prefetch_resident_row<T, N, P>(dy, x, first + step * kRowsPerBlock, cols);
   for (int64_t row = first; row < chunk_end; row += kRowsPerBlock) {
-    const int refill = slot == 0 ? S - 1 : slot - 1;
-    stage_resident_row<T, N, P>(warp_ring + refill * kSlotBytes, dy, x, mean, rstd, row + (S - 1) * kRowsPerBlock,
-                                chunk_end, cols);
-    commit_copies();
-    wait_copies<S - 1>();  // this row's group, committed S - 1 groups ago, has landed
-    const unsigned char* staged = warp_ring + slot * kSlotBytes;
-    slot = slot == S - 1 ? 0 : slot + 1;
+    const int64_t ahead = row + kPrefetchRows * kRowsPerBlock;
+    if (ahead < chunk_end) prefetch_resident_row<T, N, P>(dy, x, ahead, cols);
+    const int64_t offset = row * cols;
     Pack<T, N> xs[P], gs[P];
 #pragma unroll
     for (int p = 0; p < P; ++p) {
       if (resident_column<N>(p) >= cols) continue;
-      xs[p] = staged_pack<N, T>(staged, p);
-      gs[p] = staged_pack<N, T>(staged, P + p);
+      xs[p] = load_pack<N>(x + offset + resident_column<N>(p));
+      gs[p] = load_pack<N>(dy + offset + resident_column<N>(p));
     }
-    const float* stats =
-        reinterpret_cast<const float*>(staged + 2 * P * 32 * kVectorBytes + (threadIdx.x % 32) * 2 * sizeof(float));
-    const float m = stats[0], s = stats[1];
+    const float m = mean[row], s = rstd[row];
     float sum_dxhat = 0.0f, sum_dxhat_xhat = 0.0f;
 #pragma unroll
     for (int p = 0; p < P; ++p) {
@@ -424,11 +357,8 @@ __global__ void __launch_bounds__(kRowThreads, resident_blocks_per_sm(N* P))
       }
     }
     if (!dx) continue;
-    // dx = s (dy w - mean_dxhat - (x - m) s mean_dxhat_xhat), regrouped as dy (s w) + ((x - m)
-    // shift_x + shift) so that an element costs a subtract, a multiply and two FMAs.
-    const float shift = -s * (warp_sum(sum_dxhat) / cols);
-    const float shift_x = -s * s * (warp_sum(sum_dxhat_xhat) / cols);
-    const int64_t offset = row * cols;
+    const float mean_dxhat = warp_sum(sum_dxhat) / cols;
+    const float mean_dxhat_xhat = warp_sum(sum_dxhat_xhat) / cols;
 #pragma unroll
     for (int p = 0; p < P; ++p) {
       if (resident_column<N>(p) >= cols) continue;
@@ -436,17 +366,14 @@ __global__ void __launch_bounds__(kRowThreads, resident_blocks_per_sm(N* P))
       Pack<T, N> out;
 #pragma unroll
       for (int k = 0; k < N; ++k) {
-        const float centred = to_float(xs[p].v[k]) - m;
-        out.v[k] = from_float<T>(fmaf(to_float(gs[p].v[k]), s * to_float(w.v[k]), fmaf(centred, shift_x, shift)));
+        const float xhat = (to_float(xs[p].v[k]) - m) * s;
+        const float dxhat = to_float(gs[p].v[k]) * to_float(w.v[k]);
+        out.v[k] = from_float<T>(s * (dxhat - mean_dxhat - xhat * mean_dxhat_xhat));
       }
       store_pack<N>(dx + offset + resident_column<N>(p), out);
     }
   }
-  wait_copies<0>();  // the trailing groups are empty, but the ring is reused below
-  static_assert(resident_ring_bytes(P) >= kRowsPerBlock * 2 * 32 * N * static_cast<int>(sizeof(float)),
-                "the ring holds the warps' sums for write_chunk_partials");
-  if (partials)  // uniform: every thread or none
-    write_chunk_partials<N, P>(partials, reinterpret_cast<float*>(ring), dweight, dbias, cols);
+  if (partials) write_chunk_partials<N, P>(partials, dweight, dbias, cols);  // uniform: every thread or none
 }
 
 // The slow path's partials, in the same layout: block (chunk, column tile) adds its chunk's
@@ -601,24 +528,13 @@ bool try_resident_backward(D* dx, float* partials, const D* dy, const D* x, cons
   constexpr int kPack = kVectorBytes / sizeof(D);
   if (!packs_fit<kPack>(cols, {dx, dy, x, weight})) return false;
   const int64_t chunks = param_chunks(rows), chunk_rows = rows_per_chunk(rows);
-  int device = 0, shared_per_block = 0;
-  FT_CUDA_CHECK(cudaGetDevice(&device));
-  FT_CUDA_CHECK(cudaDeviceGetAttribute(&shared_per_block, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
-  bool resident = false;
-  with_resident_packs(cols / kPack, [&](auto packs) {
-    constexpr int P = decltype(packs)::value, kRing = resident_ring_bytes(P);
-    if (kRing > shared_per_block) return;  // a GPU with less shared memory than an A100's: the streamed path
-    resident = true;
+  return with_resident_packs(cols / kPack, [&](auto packs) {
+    constexpr int P = decltype(packs)::value;
     if (chunks == 0) return;
-    const auto kernel = layer_norm_backward_resident_kernel<D, kPack, P>;
-    FT_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kRing));
-    FT_CUDA_CHECK(
-        cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared));
-    kernel<<<static_cast<int>(chunks), kRowThreads, kRing, stream>>>(dx, partials, dy, x, weight, mean, rstd, rows,
-                                                                     static_cast<int>(cols), chunk_rows);
+    layer_norm_backward_resident_kernel<D, kPack, P><<<static_cast<int>(chunks), kRowThreads, 0, stream>>>(
+        dx, partials, dy, x, weight, mean, rstd, rows, static_cast<int>(cols), chunk_rows);
     FT_CUDA_CHECK_LAUNCH();
   });
-  return resident;
 }
 
 // The slow path: dx rereading each row through L1, then the partials from a second read.
