@@ -1,7 +1,8 @@
 // Mixed precision's host-side pieces: the dynamic loss scaler's grow/back-off rule, the fp32
 // master weights (AdamW steps them from the 16-bit gradients, unscaled, and rounds them back
-// into the 16-bit parameters), and the step's clipping and skipping by the global norm. The kernels these use have their own GPU suites; here the 16-bit
-// parameters are CPU tensors, which hold bf16 and f16 values though no CPU op computes in them.
+// into the 16-bit parameters), and the step's clipping and skipping by the global norm. The kernels these use have
+// their own GPU suites; here the 16-bit parameters are CPU tensors, which hold bf16 and f16 values though no CPU op
+// computes in them.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -53,7 +54,9 @@ ParameterList named(const std::vector<Tensor>& tensors) {
   return out;
 }
 
-TEST_CASE("master weights pair each f32 master with its 16-bit parameter, and AdamW steps the masters from 16-bit gradients") {
+TEST_CASE(
+    "master weights pair each f32 master with its 16-bit parameter, and AdamW steps the masters from 16-bit "
+    "gradients") {
   for (DType dtype : {DType::bf16, DType::f16}) {
     CAPTURE(dtype_name(dtype));
     Generator gen(3);
@@ -89,7 +92,7 @@ TEST_CASE("master weights pair each f32 master with its 16-bit parameter, and Ad
     CHECK(sources[0].to_double_vector() == copies[0].to_double_vector());  // the master stepped as the reference
     CHECK(sources[0].to_double_vector() != initial);
     CHECK(params[0].to_double_vector() == sources[0].to(dtype).to_double_vector());  // and rounded into the param
-    CHECK(sources[1].to_double_vector() == copies[1].to_double_vector());  // no gradient: untouched
+    CHECK(sources[1].to_double_vector() == copies[1].to_double_vector());            // no gradient: untouched
     CHECK(optimizer.states()[0].step == 1);
     CHECK(optimizer.states()[1].step == 0);
 

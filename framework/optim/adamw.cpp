@@ -95,9 +95,8 @@ void AdamW::step(const Tensor& grad_sum_squares, const GradientScaling& scaling)
   ++step_count_;
   can_uncount_ = true;
   if (last_stepped_.empty()) return;
-  FT_CHECK(!grad_sum_squares.defined() ||
-               (grad_sum_squares.numel() == 1 && grad_sum_squares.dtype() == DType::f64 &&
-                grad_sum_squares.device() == params_[last_stepped_[0]].device()),
+  FT_CHECK(!grad_sum_squares.defined() || (grad_sum_squares.numel() == 1 && grad_sum_squares.dtype() == DType::f64 &&
+                                           grad_sum_squares.device() == params_[last_stepped_[0]].device()),
            "adamw: the gradients' sum of squares is ", describe(grad_sum_squares),
            ", expected an f64 scalar on the parameters' device");
   for (size_t i : last_stepped_) ++states_[i].step;
@@ -108,9 +107,8 @@ void AdamW::step(const Tensor& grad_sum_squares, const GradientScaling& scaling)
 }
 
 void AdamW::step_cpu(const Tensor& grad_sum_squares, const GradientScaling& scaling) {
-  const double factor = grad_sum_squares.defined()
-                            ? kernels::adamw_gradient_factor(grad_sum_squares.item(), scaling)
-                            : scaling.unscale;
+  const double factor =
+      grad_sum_squares.defined() ? kernels::adamw_gradient_factor(grad_sum_squares.item(), scaling) : scaling.unscale;
   if (std::isnan(factor)) return;
   for (size_t i : last_stepped_) {
     const Tensor& p = params_[i];
@@ -118,7 +116,8 @@ void AdamW::step_cpu(const Tensor& grad_sum_squares, const GradientScaling& scal
     const Tensor& compute = compute_[i];
     const Tensor g = (compute.defined() ? compute : p).grad().to(p.dtype()).contiguous();
     AdamWState& s = states_[i];
-    const kernels::AdamWHyper hyper{options_.lr, options_.beta1, options_.beta2, options_.eps, weight_decays_[i], s.step};
+    const kernels::AdamWHyper hyper{options_.lr,  options_.beta1,    options_.beta2,
+                                    options_.eps, weight_decays_[i], s.step};
     dispatch_float("adamw", p.dtype(), [&](auto tag) {
       using T = decltype(tag);
       kernels::adamw_step_cpu<T>(p.data<T>(), g.data<T>(), s.exp_avg.data<T>(), s.exp_avg_sq.data<T>(), p.numel(),
@@ -149,8 +148,12 @@ void AdamW::step_cuda(const Tensor& grad_sum_squares, const GradientScaling& sca
         AdamWState& s = states_[i];
         const Tensor g = (compute.defined() ? compute : p).grad();
         FT_CHECK(g.is_contiguous(), "adamw: the gradient of ", describe(p), " is not contiguous");
-        tensors.push_back({p.data<float>(), g.data<G>(), s.exp_avg.data<float>(), s.exp_avg_sq.data<float>(),
-                           compute.defined() ? compute.data<G>() : nullptr, p.numel(),
+        tensors.push_back({p.data<float>(),
+                           g.data<G>(),
+                           s.exp_avg.data<float>(),
+                           s.exp_avg_sq.data<float>(),
+                           compute.defined() ? compute.data<G>() : nullptr,
+                           p.numel(),
                            {options_.lr, options_.beta1, options_.beta2, options_.eps, weight_decays_[i], s.step}});
       }
       kernels::adamw_step_cuda(tensors, sum_squares, scaling, cuda::context(device.index).stream);

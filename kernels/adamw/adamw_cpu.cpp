@@ -5,8 +5,7 @@
 namespace ft::kernels {
 
 template <class T>
-void adamw_step_cpu(T* param, const T* grad, T* exp_avg, T* exp_avg_sq, int64_t n, const AdamWHyper& h,
-                    T grad_factor) {
+void adamw_step_cpu(T* param, const T* grad, T* exp_avg, T* exp_avg_sq, int64_t n, const AdamWHyper& h, T grad_factor) {
   const AdamWCoefficients<T> c = adamw_coefficients<T>(h);
   const T decay = c.decay, step_size = c.step_size, bias_correction2_sqrt = c.bias_correction2_sqrt;
   const T beta1 = c.beta1, beta2 = c.beta2, eps = c.eps;

@@ -66,7 +66,6 @@ FT_HOST_DEVICE double adamw_gradient_factor(double sum_squares, const GradientSc
 
 // One step with every gradient multiplied by grad_factor (in T) before it is used.
 template <class T>
-void adamw_step_cpu(T* param, const T* grad, T* exp_avg, T* exp_avg_sq, int64_t n, const AdamWHyper& h,
-                    T grad_factor);
+void adamw_step_cpu(T* param, const T* grad, T* exp_avg, T* exp_avg_sq, int64_t n, const AdamWHyper& h, T grad_factor);
 
 }  // namespace ft::kernels

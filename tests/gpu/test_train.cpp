@@ -3,6 +3,7 @@
 // trained 200 steps must give the same loss at every step, within 1e-3 in fp32 (TF32 off) and
 // within 2e-2 in bf16. And fp16's dynamic loss scaling must survive an overflow: an inf planted
 // in a gradient skips that step (the weights stay), halves the scale, and training goes on.
+// And a run stopped after a checkpoint resumes on the GPU exactly where it left off.
 //
 // Needs $FLASHTRAIN_DATA with gpt2-tokenizer/ and wikitext-2-raw/wiki.valid.raw (the corpus).
 #include <doctest/doctest.h>
@@ -10,6 +11,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <stdexcept>
 
 #include "framework/train/metrics.h"
 #include "framework/train/recipe.h"
@@ -28,13 +30,14 @@ std::string corpus_path() {
 }
 
 // A two-block GPT-2 (n_embd 64) on 8 x 64 tokens per step, dropout on, metrics every step.
-Recipe tiny_recipe(const std::string& run_dir, const std::string& device, const std::string& precision, int64_t steps) {
-  const std::string yaml =
-      str("name: parity\nrun_dir: ", run_dir, "\ndevice: ", device, "\nprecision: ", precision,
-          "\ntf32: false\nseed: 5\n", "model: {n_layer: 2, n_head: 2, n_embd: 64, block_size: 64, dropout: 0.1}\n",
-          "data: {source: ", corpus_path(), ", format: text, val_fraction: 0.05, seq_len: 64}\n",
-          "optim: {batch_size: 8, steps: ", steps, ", warmup_steps: 10, lr: 1.0e-3}\n",
-          "checkpoint: {every: 0, keep: 1}\n", "logging: {every: 1, val_every: 0, val_batches: 2, sample_every: 0}\n");
+Recipe tiny_recipe(const std::string& run_dir, const std::string& device, const std::string& precision, int64_t steps,
+                   int64_t checkpoint_every = 0) {
+  const std::string yaml = str(
+      "name: parity\nrun_dir: ", run_dir, "\ndevice: ", device, "\nprecision: ", precision, "\ntf32: false\nseed: 5\n",
+      "model: {n_layer: 2, n_head: 2, n_embd: 64, block_size: 64, dropout: 0.1}\n", "data: {source: ", corpus_path(),
+      ", format: text, val_fraction: 0.05, seq_len: 64}\n", "optim: {batch_size: 8, steps: ", steps,
+      ", warmup_steps: 10, lr: 1.0e-3}\n", "checkpoint: {every: ", checkpoint_every, ", keep: 2}\n",
+      "logging: {every: 1, val_every: 0, val_batches: 2, sample_every: 0}\n");
   return parse_recipe(yaml, "parity.yaml");
 }
 
@@ -99,6 +102,35 @@ TEST_CASE("fp16 training skips a step whose gradients overflow, halves the loss 
     CHECK(std::isfinite(row.values.at("loss")));
   }
   CHECK(rows.back().values.at("loss") < rows.front().values.at("loss") - 0.5);  // still learning
+}
+
+TEST_CASE("a GPU run stopped after a checkpoint and resumed repeats the uninterrupted run bit for bit") {
+  constexpr int64_t kSteps = 40, kEvery = 20;
+  for (const char* precision : {"bf16", "fp16"}) {
+    CAPTURE(precision);
+    const testing::TempDir dir;
+    const std::vector<MetricsRow> straight =
+        train(tiny_recipe(dir.path() + "/straight", "cuda", precision, kSteps, kEvery));
+    REQUIRE(straight.size() == kSteps);
+
+    // The second run dies (an exception out of the hook) in the step after its step-20 checkpoint.
+    const Recipe recipe = tiny_recipe(dir.path() + "/stopped", "cuda", precision, kSteps, kEvery);
+    int64_t step = 0;
+    TrainHooks crash;
+    crash.reduce_gradients = [&](const std::vector<Tensor>&) {
+      if (++step == kEvery + 1) throw std::runtime_error("stopped");
+    };
+    CHECK_THROWS_AS(run_training(recipe, crash), std::runtime_error);
+    Recipe resume = recipe;
+    resume.resume = "auto";
+    const std::vector<MetricsRow> resumed = train(resume);
+    REQUIRE(resumed.size() == kSteps);
+    for (int64_t i = 0; i < kSteps; ++i) {
+      CAPTURE(resumed[i].step);
+      CHECK(resumed[i].values.at("loss") == straight[i].values.at("loss"));
+      CHECK(resumed[i].values.at("grad_norm") == straight[i].values.at("grad_norm"));
+    }
+  }
 }
 
 }  // namespace
