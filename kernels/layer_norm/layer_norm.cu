@@ -14,24 +14,30 @@
 // from global memory when it is over 48 KiB.
 //
 // Backward: dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)) with dxhat = dy *
-// weight, one warp per row; dweight = sum over rows of dy * xhat and dbias = sum of dy. The
-// backward is pure memory traffic (read dy and x, write dx), so the fast path reads each row
-// once: a lane keeps its share of the row's x and dy in registers (P packs of 16 bytes, P fixed
-// at compile time for rows up to 8 packs a lane: 2048 bf16 or 1024 f32 values) from the row
-// sums to the dx store, and adds dy * xhat and dy into per-lane fp32 sums for its own columns
-// as it goes, so the parameter gradients cost no second read of dy and x. The sums take 48
-// registers a lane for GPT-2's 768 columns, so the next rows are prefetched into L2 (which holds
-// no registers) rather than into registers, to keep bytes in flight through a row's reductions.
+// weight; dweight = sum over rows of dy * xhat and dbias = sum of dy. The backward is pure
+// memory traffic (read dy and x, write dx), so the fast path reads each row once and splits it
+// over a row group of several warps, one 16-byte pack a lane (8 bf16/f16 or 4 f32 columns:
+// GPT-2's 768 columns are 3 warps in bf16, 6 in f32). A lane keeps its pack of x and dy in
+// registers from the row sums to the dx store and adds dy * xhat and dy into fp32 sums for its
+// own columns as it goes, so the parameter gradients cost no second read. Owning one pack keeps
+// a lane at 64 registers (16 column sums, the current and the next row's packs), 30 warps a
+// multiprocessor in bf16; a row's dependent chain (loads, warp shuffles, one named barrier of
+// its group, dx) is a third of a warp-per-row kernel's; and every lane loads its next row
+// before it works on the current one (and asks L2 for the row after), so its group's next bytes
+// are in flight through the row's sums. (A warp a row with 24 columns a lane took 128 registers:
+// 16 warps an SM, each walking its rows one long chain after another, latency-bound at ~50% of
+// the bandwidth.) f32 takes 6 warps of one pack a lane rather than 3 of two: the registers of
+// bf16, where two packs a lane would need ~24 more and spill.
 //
 // The one subtle decision is how the parameter gradients are added up: float atomics would
 // make dweight change in its last bits from run to run. Instead each block owns a fixed chunk
 // of rows (a function of the row count alone, about 256 chunks: enough blocks to fill the GPU,
-// few enough that the fp32 partials stay a few percent of the traffic), its warps' per-lane
-// sums are added in warp order through shared memory into one fp32 partial per chunk, and a
-// second small kernel adds the chunks' partials in a fixed order. Same inputs, same bits. Rows
-// that do not fit the registers or are not 16-byte aligned take a slower path with the same
-// chunks: dx as above but rereading the row through L1, and the partials from a kernel that
-// walks 32 columns of a chunk.
+// few enough that the fp32 partials stay a few percent of the traffic), its row groups' per-lane
+// sums are added in group order through shared memory into one fp32 partial per chunk, and a
+// second small kernel adds the chunks' partials in a fixed order. The row sums that dx needs
+// are added warp by warp in warp order. Same inputs, same bits. Rows wider than 16 warps of
+// packs or not 16-byte aligned take a slower path with the same chunks: dx with one warp a row,
+// rereading the row through L1, and the partials from a kernel that walks 32 columns of a chunk.
 #include <algorithm>
 #include <climits>
 #include <cstdint>
@@ -536,8 +542,8 @@ __global__ void __launch_bounds__(kSumWarps * 32)
 }
 
 // Rows per chunk: a function of the row count alone (so of nothing that varies run to run), a
-// multiple of 8 (GPT-2's 64-row chunks split evenly over the grouped backward's 8 bf16 or 4 f32
-// row groups and the slow path's 8 warps), giving at most kTargetChunks chunks.
+// multiple of 8 (the slow path's 8 warps share a chunk evenly), giving at most kTargetChunks
+// chunks.
 int64_t rows_per_chunk(int64_t rows) {
   const int64_t target = std::max<int64_t>(1, (rows + kTargetChunks - 1) / kTargetChunks);
   return (target + kRowsPerBlock - 1) / kRowsPerBlock * kRowsPerBlock;
@@ -634,7 +640,7 @@ bool try_grouped_backward(D* dx, float* partials, const D* dy, const D* x, const
   if (chunks == 0) return true;
   const int groups = std::min<int>(kMaxGroups, kGroupedWarps / static_cast<int>(warps_per_row));
   layer_norm_backward_grouped_kernel<D>
-      <<<static_cast<int>(chunks), groups * static_cast<int>(warps_per_row) * 32, 0, stream>>>(
+      <<<static_cast<int>(chunks), groups* static_cast<int>(warps_per_row) * 32, 0, stream>>>(
           dx, partials, dy, x, weight, mean, rstd, rows, static_cast<int>(cols), rows_per_chunk(rows),
           static_cast<int>(warps_per_row));
   FT_CUDA_CHECK_LAUNCH();
