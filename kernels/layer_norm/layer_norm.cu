@@ -26,8 +26,8 @@
 // before it works on the current one (and asks L2 for the row after), so its group's next bytes
 // are in flight through the row's sums. (A warp a row with 24 columns a lane took 128 registers:
 // 16 warps an SM, each walking its rows one long chain after another, latency-bound at ~50% of
-// the bandwidth.) f32 takes 6 warps of one pack a lane rather than 3 of two: the registers of
-// bf16, where two packs a lane would need ~24 more and spill.
+// the bandwidth.) f32 takes 6 warps of one pack a lane rather than 3 of two: 56 registers, 36
+// warps a multiprocessor, where two packs a lane would need ~24 registers more and spill.
 //
 // The one subtle decision is how the parameter gradients are added up: float atomics would
 // make dweight change in its last bits from run to run. Instead each block owns a fixed chunk
@@ -77,15 +77,18 @@ constexpr int64_t kTargetChunks = 256;
 // The resident forward holds at most this many 16-byte packs of a row per lane in registers.
 constexpr int kMaxResidentPacks = 8;
 // The grouped backward's blocks: as many row groups (the warps_per_row = packs / 32 warps, one
-// 16-byte pack a lane, that hold one row) as fit in 16 warps: GPT-2's 768 columns make 5 groups
-// of 3 warps in bf16/f16 (15 warps) and 2 groups of 6 in f32. A lane needs ~64 registers (16
-// fp32 column sums in bf16, its packs of the current and the next row, the weights), which
-// allow 32 warps a multiprocessor: two such blocks, and with 256 chunks on 132 multiprocessors
-// every block is resident in one wave. Rows wider than 16 warps (4096 bf16 or 2048 f32 values)
-// take the streamed path.
-constexpr int kGroupedWarps = 16;
-constexpr int kGroupedThreads = kGroupedWarps * 32;
+// 16-byte pack a lane, that hold one row) as fit in grouped_block_warps, two blocks a
+// multiprocessor: with 256 chunks on 132 multiprocessors every block is then resident in one
+// wave. A bf16/f16 lane needs 64 registers (16 fp32 column sums, its packs of the current and
+// the next row, the weights): blocks of 16 warps, two filling the register file (GPT-2's 768
+// columns: 5 groups of 3 warps, 30 warps a multiprocessor). An f32 lane has 8 column sums and
+// fits in 56 registers without spilling: blocks of 18 warps (3 groups of 6 at 768 columns, 36
+// warps). Wider rows than one block take the streamed path.
 constexpr int kGroupedBlocksPerSm = 2;
+template <class T>
+constexpr int grouped_block_warps() {
+  return sizeof(T) == 4 ? 18 : 16;
+}
 // A group syncs on its own named barrier, 1 to 15 (0 is __syncthreads's): at most 15 a block.
 constexpr int kMaxGroups = 15;
 // The slow path's partials: a block owns 32 columns (one per lane, so each warp reads 32
@@ -373,16 +376,15 @@ __device__ __forceinline__ void prefetch_to_l2(const T* dy, const T* x, int64_t 
 // row's parity so that one barrier a row is enough: a warp writes a parity's slot again two rows
 // later, after the next row's barrier, which no warp of its group passes before every warp has
 // read this row's slots.
-__device__ __forceinline__ float2 row_group_sums(float a, float b, float2 (*slots)[kGroupedWarps], int parity,
-                                                 int group, int warps_per_row) {
+__device__ __forceinline__ float2 row_group_sums(float a, float b, float2* parity_slots, int group, int warps_per_row) {
   a = warp_sum(a);
   b = warp_sum(b);
   const int first_warp = group * warps_per_row;
-  if (threadIdx.x % 32 == 0) slots[parity][threadIdx.x / 32] = make_float2(a, b);
+  if (threadIdx.x % 32 == 0) parity_slots[threadIdx.x / 32] = make_float2(a, b);
   named_barrier(1 + group, warps_per_row * 32);
-  float2 total = slots[parity][first_warp];
+  float2 total = parity_slots[first_warp];
   for (int w = 1; w < warps_per_row; ++w) {
-    const float2 v = slots[parity][first_warp + w];
+    const float2 v = parity_slots[first_warp + w];
     total.x += v.x;
     total.y += v.y;
   }
@@ -422,13 +424,13 @@ __device__ __forceinline__ void add_group_column_sums(float* out, const float (&
 // barrier and dx store, and adds dy * xhat and dy into fp32 sums for its N columns over all its
 // rows. dx and partials may each be null.
 template <class T>
-__global__ void __launch_bounds__(kGroupedThreads, kGroupedBlocksPerSm)
+__global__ void __launch_bounds__(grouped_block_warps<T>() * 32, kGroupedBlocksPerSm)
     layer_norm_backward_grouped_kernel(T* dx, float* partials, const T* dy, const T* x, const T* weight,
                                        const float* mean, const float* rstd, int64_t rows, int cols,
                                        int64_t rows_per_chunk, int warps_per_row) {
-  constexpr int N = kVectorBytes / sizeof(T);
-  __shared__ float2 row_slots[2][kGroupedWarps];
-  __shared__ float column_buffer[kGroupedThreads * (N + 1)];
+  constexpr int N = kVectorBytes / sizeof(T), kWarps = grouped_block_warps<T>();
+  __shared__ float2 row_slots[2][kWarps];
+  __shared__ float column_buffer[kWarps * 32 * (N + 1)];
   const int group_threads = warps_per_row * 32, groups = blockDim.x / group_threads;
   const int group = threadIdx.x / group_threads, col = threadIdx.x % group_threads * N;
   const bool active = col < cols;
@@ -460,7 +462,7 @@ __global__ void __launch_bounds__(kGroupedThreads, kGroupedBlocksPerSm)
       }
     }
     if (dx) {  // uniform over the grid
-      const float2 sums = row_group_sums(sum_dxhat, sum_dxhat_xhat, row_slots, parity, group, warps_per_row);
+      const float2 sums = row_group_sums(sum_dxhat, sum_dxhat_xhat, row_slots[parity], group, warps_per_row);
       const float mean_dxhat = sums.x / cols, mean_dxhat_xhat = sums.y / cols;
       if (active) {
         forget_derived_values(w);
@@ -628,17 +630,18 @@ int64_t layer_norm_backward_scratch_floats(int64_t rows, int64_t cols) { return 
 
 namespace {
 
-// The fast path, when the rows split into 16-byte packs of at most kGroupedWarps warps of one
-// pack a lane; false otherwise.
+// The fast path, when the rows split into 16-byte packs, one a lane, of at most a block's warps;
+// false otherwise.
 template <class D>
 bool try_grouped_backward(D* dx, float* partials, const D* dy, const D* x, const D* weight, const float* mean,
                           const float* rstd, int64_t rows, int64_t cols, cudaStream_t stream) {
   constexpr int kPack = kVectorBytes / sizeof(D);
   const int64_t warps_per_row = (cols / kPack + 31) / 32;
-  if (!packs_fit<kPack>(cols, {dx, dy, x, weight}) || warps_per_row < 1 || warps_per_row > kGroupedWarps) return false;
+  constexpr int kBlockWarps = grouped_block_warps<D>();
+  if (!packs_fit<kPack>(cols, {dx, dy, x, weight}) || warps_per_row < 1 || warps_per_row > kBlockWarps) return false;
   const int64_t chunks = param_chunks(rows);
   if (chunks == 0) return true;
-  const int groups = std::min<int>(kMaxGroups, kGroupedWarps / static_cast<int>(warps_per_row));
+  const int groups = std::min<int>(kMaxGroups, kBlockWarps / static_cast<int>(warps_per_row));
   layer_norm_backward_grouped_kernel<D>
       <<<static_cast<int>(chunks), groups* static_cast<int>(warps_per_row) * 32, 0, stream>>>(
           dx, partials, dy, x, weight, mean, rstd, rows, static_cast<int>(cols), rows_per_chunk(rows),
