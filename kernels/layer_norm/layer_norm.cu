@@ -642,10 +642,10 @@ bool try_grouped_backward(D* dx, float* partials, const D* dy, const D* x, const
   const int64_t chunks = param_chunks(rows);
   if (chunks == 0) return true;
   const int groups = std::min<int>(kMaxGroups, kBlockWarps / static_cast<int>(warps_per_row));
-  layer_norm_backward_grouped_kernel<D>
-      <<<static_cast<int>(chunks), groups* static_cast<int>(warps_per_row) * 32, 0, stream>>>(
-          dx, partials, dy, x, weight, mean, rstd, rows, static_cast<int>(cols), rows_per_chunk(rows),
-          static_cast<int>(warps_per_row));
+  const int threads = groups * static_cast<int>(warps_per_row) * 32;
+  layer_norm_backward_grouped_kernel<D><<<static_cast<int>(chunks), threads, 0, stream>>>(
+      dx, partials, dy, x, weight, mean, rstd, rows, static_cast<int>(cols), rows_per_chunk(rows),
+      static_cast<int>(warps_per_row));
   FT_CUDA_CHECK_LAUNCH();
   return true;
 }
