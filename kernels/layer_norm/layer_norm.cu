@@ -14,27 +14,34 @@
 // from global memory when it is over 48 KiB.
 //
 // Backward: dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)) with dxhat = dy *
-// weight, one warp per row; dweight = sum over rows of dy * xhat and dbias = sum of dy. The
-// backward is pure memory traffic (read dy and x, write dx), so the fast path reads each row
-// once: a lane keeps its share of the row's x and dy in registers (P packs of 16 bytes, P fixed
-// at compile time for rows up to 8 packs a lane: 2048 bf16 or 1024 f32 values) from the row
-// sums to the dx store, and adds dy * xhat and dy into per-lane fp32 sums for its own columns
-// as it goes, so the parameter gradients cost no second read of dy and x. The sums take 48
-// registers a lane for GPT-2's 768 columns, so the next rows are prefetched into L2 (which holds
-// no registers) rather than into registers, to keep bytes in flight through a row's reductions.
+// weight; dweight = sum over rows of dy * xhat and dbias = sum of dy. The backward is pure
+// memory traffic (read dy and x, write dx), so the fast path reads each row once and splits it
+// over a row group of several warps, one 16-byte pack a lane (8 bf16/f16 or 4 f32 columns:
+// GPT-2's 768 columns are 3 warps in bf16, 6 in f32). A lane keeps its pack of x and dy in
+// registers from the row sums to the dx store and adds dy * xhat and dy into fp32 sums for its
+// own columns as it goes, so the parameter gradients cost no second read. Owning one pack keeps
+// a lane at 64 registers (16 column sums, the current and the next row's packs), 30 warps a
+// multiprocessor in bf16; a row's dependent chain (loads, warp shuffles, one named barrier of
+// its group, dx) is a third of a warp-per-row kernel's; and every lane loads its next row
+// before it works on the current one (and asks L2 for the row after), so its group's next bytes
+// are in flight through the row's sums. (A warp a row with 24 columns a lane took 128 registers:
+// 16 warps an SM, each walking its rows one long chain after another, latency-bound at ~50% of
+// the bandwidth.) f32 takes 6 warps of one pack a lane rather than 3 of two: 56 registers, 36
+// warps a multiprocessor, where two packs a lane would need ~24 registers more and spill.
 //
 // The one subtle decision is how the parameter gradients are added up: float atomics would
 // make dweight change in its last bits from run to run. Instead each block owns a fixed chunk
 // of rows (a function of the row count alone, about 256 chunks: enough blocks to fill the GPU,
-// few enough that the fp32 partials stay a few percent of the traffic), its warps' per-lane
-// sums are added in warp order through shared memory into one fp32 partial per chunk, and a
-// second small kernel adds the chunks' partials in a fixed order. Same inputs, same bits. Rows
-// that do not fit the registers or are not 16-byte aligned take a slower path with the same
-// chunks: dx as above but rereading the row through L1, and the partials from a kernel that
-// walks 32 columns of a chunk.
+// few enough that the fp32 partials stay a few percent of the traffic), its row groups' per-lane
+// sums are added in group order through shared memory into one fp32 partial per chunk, and a
+// second small kernel adds the chunks' partials in a fixed order. The row sums that dx needs
+// are added warp by warp in warp order. Same inputs, same bits. Rows wider than 16 warps of
+// packs or not 16-byte aligned take a slower path with the same chunks: dx with one warp a row,
+// rereading the row through L1, and the partials from a kernel that walks 32 columns of a chunk.
 #include <algorithm>
 #include <climits>
 #include <cstdint>
+#include <cstring>
 #include <initializer_list>
 #include <type_traits>
 
@@ -64,15 +71,26 @@ constexpr int kVectorBytes = 16;
 constexpr int64_t kSharedRowBytes = 48 * 1024;
 
 // The parameter gradients' row chunks: about this many (one block each), so that GPT-2's 8 or
-// 16 x 1024 rows fill an H100/H200 (132 SMs x 2 blocks of 8 warps at <= 128 registers a thread)
-// in one wave while the partials (2 x 256 x 768 floats, 1.5 MiB) stay ~2% of the traffic.
+// 16 x 1024 rows fill an H100/H200 (132 SMs x 2 blocks of the grouped backward) in one wave
+// while the partials (2 x 256 x 768 floats, 1.5 MiB) stay ~2% of the traffic.
 constexpr int64_t kTargetChunks = 256;
-// The resident paths hold at most this many 16-byte packs of a row per lane in registers.
+// The resident forward holds at most this many 16-byte packs of a row per lane in registers.
 constexpr int kMaxResidentPacks = 8;
-// The resident backward prefetches a warp's rows this many of its steps ahead: with GPT-2's
-// 8 rows a warp, 2 rows (6 KiB of bf16 x and dy a warp, ~96 KiB an SM at 16 warps) in flight
-// while it works on a third, about twice what HBM needs to stay busy.
-constexpr int kPrefetchRows = 2;
+// The grouped backward's blocks: as many row groups (the warps_per_row = packs / 32 warps, one
+// 16-byte pack a lane, that hold one row) as fit in grouped_block_warps, two blocks a
+// multiprocessor: with 256 chunks on 132 multiprocessors every block is then resident in one
+// wave. A bf16/f16 lane needs 64 registers (16 fp32 column sums, its packs of the current and
+// the next row, the weights): blocks of 16 warps, two filling the register file (GPT-2's 768
+// columns: 5 groups of 3 warps, 30 warps a multiprocessor). An f32 lane has 8 column sums and
+// fits in 56 registers without spilling: blocks of 18 warps (3 groups of 6 at 768 columns, 36
+// warps). Wider rows than one block take the streamed path.
+constexpr int kGroupedBlocksPerSm = 2;
+template <class T>
+constexpr int grouped_block_warps() {
+  return sizeof(T) == 4 ? 18 : 16;
+}
+// A group syncs on its own named barrier, 1 to 15 (0 is __syncthreads's): at most 15 a block.
+constexpr int kMaxGroups = 15;
 // The slow path's partials: a block owns 32 columns (one per lane, so each warp reads 32
 // neighbouring values of a row: coalesced) and a chunk of rows, shared out over its 8 warps.
 constexpr int kParamColumns = 32;
@@ -264,116 +282,206 @@ __global__ void layer_norm_backward_dx_kernel(T* dx, const T* dy, const T* x, co
 
 #undef FOR_EACH_PACK
 
-// Each warp's per-lane sums go through shared memory one pack slot at a time (32 N columns),
-// and the block adds them in warp order into its chunk's partials [2][chunks][cols].
-template <int N, int P>
-__device__ __forceinline__ void write_chunk_partials(float* partials, const float (&dweight)[P][N],
-                                                     const float (&dbias)[P][N], int cols) {
-  constexpr int kSlotColumns = 32 * N;
-  __shared__ float warp_sums[kRowsPerBlock][2][kSlotColumns];
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  const int64_t chunk = blockIdx.x, chunks = gridDim.x;
+// Waits for the `threads` threads (a multiple of 32) that use barrier `id` (1 to 15; 0 is
+// __syncthreads's) and, like __syncthreads, orders their shared-memory accesses.
+__device__ __forceinline__ void named_barrier(int id, int threads) {
+  asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(threads) : "memory");
+}
+
+// A 16-byte pack as four 32-bit words, each one f32 or two bf16/f16 (the lower half first): the
+// grouped backward keeps its packs so, because ptxas gives each 16-bit value of a Pack<bf16, 8>
+// a 32-bit register of its own, twice the registers, and widens the values with bit operations.
+struct alignas(16) Words {
+  uint32_t w[4];
+};
+
+__device__ __forceinline__ Words load_words(const void* p) { return *reinterpret_cast<const Words*>(p); }
+
+// Element k of a pack of T (k known at compile time once the loops are unrolled).
+template <class T>
+__device__ __forceinline__ float element(const Words& p, int k);
+template <>
+__device__ __forceinline__ float element<float>(const Words& p, int k) {
+  return __uint_as_float(p.w[k]);
+}
+template <>
+__device__ __forceinline__ float element<__nv_bfloat16>(const Words& p, int k) {
+  return __uint_as_float(k % 2 == 0 ? p.w[k / 2] << 16 : p.w[k / 2] & 0xffff0000u);
+}
+template <>
+__device__ __forceinline__ float element<__half>(const Words& p, int k) {
+  return __half2float(__ushort_as_half(static_cast<unsigned short>(k % 2 == 0 ? p.w[k / 2] : p.w[k / 2] >> 16)));
+}
+
+// The pack of T holding values v rounded to nearest, as from_float<T> rounds them.
+template <class T, int N>
+__device__ __forceinline__ Words to_words(const float (&v)[N]) {
+  Words p;
+  if constexpr (std::is_same_v<T, float>) {
 #pragma unroll
-  for (int p = 0; p < P; ++p) {
-    __syncthreads();  // the previous slot's sums have been read
+    for (int k = 0; k < 4; ++k) p.w[k] = __float_as_uint(v[k]);
+  } else {
 #pragma unroll
-    for (int k = 0; k < N; ++k) {
-      warp_sums[warp][0][lane * N + k] = dweight[p][k];
-      warp_sums[warp][1][lane * N + k] = dbias[p][k];
+    for (int i = 0; i < 4; ++i) {
+      if constexpr (std::is_same_v<T, __half>) {
+        const __half2 pair = __floats2half2_rn(v[2 * i], v[2 * i + 1]);
+        memcpy(&p.w[i], &pair, sizeof(uint32_t));
+      } else {
+        const __nv_bfloat162 pair = __floats2bfloat162_rn(v[2 * i], v[2 * i + 1]);
+        memcpy(&p.w[i], &pair, sizeof(uint32_t));
+      }
     }
-    __syncthreads();
-    for (int i = threadIdx.x; i < 2 * kSlotColumns; i += kRowThreads) {
-      const int which = i / kSlotColumns, j = i % kSlotColumns, col = p * kSlotColumns + j;
-      if (col >= cols) continue;
-      float total = 0.0f;
-      for (int w = 0; w < kRowsPerBlock; ++w) total += warp_sums[w][which][j];
-      partials[(which * chunks + chunk) * cols + col] = total;
-    }
+  }
+  return p;
+}
+
+// Hides a pack's value from the compiler (an empty asm that claims to change it in place), so
+// that the floats derived from it are recomputed where used: left to itself, the compiler
+// hoists the weights' 8 bf16-to-float widenings out of the row loop, 4 registers more a lane
+// for 8 bit operations a row saved, and spills.
+__device__ __forceinline__ void forget_derived_values(Words& p) {
+  asm volatile("" : "+r"(p.w[0]), "+r"(p.w[1]), "+r"(p.w[2]), "+r"(p.w[3]));
+}
+
+// What the grouped backward loads a row ahead: a lane's pack of the row's x and dy, and the
+// row's statistics.
+struct RowSlice {
+  Words x, dy;
+  float mean, rstd;
+};
+
+template <class T>
+__device__ __forceinline__ RowSlice load_row_slice(const T* dy, const T* x, const float* mean, const float* rstd,
+                                                   int64_t row, int cols, int col, bool active) {
+  RowSlice slice;
+  slice.mean = mean[row];
+  slice.rstd = rstd[row];
+  if (active) {
+    slice.x = load_words(x + row * cols + col);
+    slice.dy = load_words(dy + row * cols + col);
+  }
+  return slice;
+}
+
+// Asks L2 for a lane's packs of a row of x and dy that it will load later: no registers held,
+// nothing waited for.
+template <class T>
+__device__ __forceinline__ void prefetch_to_l2(const T* dy, const T* x, int64_t row, int cols, int col) {
+  asm volatile("prefetch.global.L2 [%0];" ::"l"(x + row * cols + col));
+  asm volatile("prefetch.global.L2 [%0];" ::"l"(dy + row * cols + col));
+}
+
+// The sums of (a, b) over the lanes of a row group, added warp by warp in warp order (the same
+// bits in every lane and on every run), through one slot a warp. The slots alternate with the
+// row's parity so that one barrier a row is enough: a warp writes a parity's slot again two rows
+// later, after the next row's barrier, which no warp of its group passes before every warp has
+// read this row's slots.
+__device__ __forceinline__ float2 row_group_sums(float a, float b, float2* parity_slots, int group, int warps_per_row) {
+  a = warp_sum(a);
+  b = warp_sum(b);
+  const int first_warp = group * warps_per_row;
+  if (threadIdx.x % 32 == 0) parity_slots[threadIdx.x / 32] = make_float2(a, b);
+  named_barrier(1 + group, warps_per_row * 32);
+  float2 total = parity_slots[first_warp];
+  for (int w = 1; w < warps_per_row; ++w) {
+    const float2 v = parity_slots[first_warp + w];
+    total.x += v.x;
+    total.y += v.y;
+  }
+  return total;
+}
+
+// Where column j of row group g keeps its sum in the grouped backward's shared buffer: one
+// padding float after each lane's N columns, so that a warp's lanes, N floats apart, store to
+// 32 different banks.
+template <int N>
+__device__ __forceinline__ int padded_column(int group, int group_threads, int j) {
+  return group * group_threads * (N + 1) + j + j / N;
+}
+
+// Adds the block's row groups' per-lane column sums in group order into `out` (cols floats: its
+// chunk's partial of dweight or of dbias), through shared memory. Every thread of the block calls it.
+template <int N>
+__device__ __forceinline__ void add_group_column_sums(float* out, const float (&sums)[N], float* buffer, int cols,
+                                                      int group_threads) {
+  const int group = threadIdx.x / group_threads, lane_column = threadIdx.x % group_threads * N;
+  __syncthreads();  // the buffer's previous sums have been read
+#pragma unroll
+  for (int k = 0; k < N; ++k) buffer[padded_column<N>(group, group_threads, lane_column + k)] = sums[k];
+  __syncthreads();
+  const int groups = blockDim.x / group_threads;
+  for (int j = threadIdx.x; j < cols; j += blockDim.x) {
+    float total = 0.0f;
+    for (int g = 0; g < groups; ++g) total += buffer[padded_column<N>(g, group_threads, j)];
+    out[j] = total;
   }
 }
 
-// Blocks a multiprocessor should hold for a lane's columns in the resident backward: two (at
-// most 128 registers a thread) while a lane sums at most 24 columns (GPT-2's 768 values, bf16 or
-// f32: 48 fp32 sums + a row's packs fit without spilling); wider rows keep enough bytes in flight
-// with one block, and capping their ~170-250 registers at 128 would spill their sums.
-constexpr int resident_blocks_per_sm(int columns_per_lane) { return columns_per_lane <= 24 ? 2 : 1; }
-
-// Asks L2 for the row's packs of x and dy that this lane will load later: no registers held,
-// nothing waited for, so a warp keeps its next rows' bytes in flight through its current row's
-// reductions and stores.
-template <class T, int N, int P>
-__device__ __forceinline__ void prefetch_resident_row(const T* dy, const T* x, int64_t row, int cols) {
-  const int64_t offset = row * cols;
-#pragma unroll
-  for (int p = 0; p < P; ++p) {
-    if (resident_column<N>(p) >= cols) continue;
-    asm volatile("prefetch.global.L2 [%0];" ::"l"(x + offset + resident_column<N>(p)));
-    asm volatile("prefetch.global.L2 [%0];" ::"l"(dy + offset + resident_column<N>(p)));
-  }
-}
-
-// The fast backward: block b owns rows [b, b + 1) * rows_per_chunk, its warps take every 8th;
-// a lane keeps its P packs of x and dy in registers (packs past the row's end are skipped) and
-// its columns' dweight and dbias sums over all its rows. A warp prefetches its rows
-// kPrefetchRows steps ahead into L2 (holding them in registers instead would spill the bf16
-// sums), so its loads mostly hit L2. dx and partials may each be null.
-template <class T, int N, int P>
-__global__ void __launch_bounds__(kRowThreads, resident_blocks_per_sm(N* P))
-    layer_norm_backward_resident_kernel(T* dx, float* partials, const T* dy, const T* x, const T* weight,
-                                        const float* mean, const float* rstd, int64_t rows, int cols,
-                                        int64_t rows_per_chunk) {
-  float dweight[P][N] = {}, dbias[P][N] = {};
+// The fast backward. Block b owns rows [b, b + 1) * rows_per_chunk; its row groups of
+// warps_per_row warps take rows g, g + groups, ...; lane t of a group owns the pack of columns
+// [t N, t N + N) (lanes past the row's end hold nothing and add zeros). A lane loads its next
+// row's packs before it works on the current one, so they are in flight through the row's sums,
+// barrier and dx store, and adds dy * xhat and dy into fp32 sums for its N columns over all its
+// rows. dx and partials may each be null.
+template <class T>
+__global__ void __launch_bounds__(grouped_block_warps<T>() * 32, kGroupedBlocksPerSm)
+    layer_norm_backward_grouped_kernel(T* dx, float* partials, const T* dy, const T* x, const T* weight,
+                                       const float* mean, const float* rstd, int64_t rows, int cols,
+                                       int64_t rows_per_chunk, int warps_per_row) {
+  constexpr int N = kVectorBytes / sizeof(T), kWarps = grouped_block_warps<T>();
+  __shared__ float2 row_slots[2][kWarps];
+  __shared__ float column_buffer[kWarps * 32 * (N + 1)];
+  const int group_threads = warps_per_row * 32, groups = blockDim.x / group_threads;
+  const int group = threadIdx.x / group_threads, col = threadIdx.x % group_threads * N;
+  const bool active = col < cols;
   const int64_t chunk_begin = blockIdx.x * rows_per_chunk;
   const int64_t chunk_end = chunk_begin + rows_per_chunk < rows ? chunk_begin + rows_per_chunk : rows;
-  const int64_t first = chunk_begin + threadIdx.x / 32;
-  for (int step = 1; step < kPrefetchRows; ++step)
-    if (first + step * kRowsPerBlock < chunk_end)
-      prefetch_resident_row<T, N, P>(dy, x, first + step * kRowsPerBlock, cols);
-  for (int64_t row = first; row < chunk_end; row += kRowsPerBlock) {
-    const int64_t ahead = row + kPrefetchRows * kRowsPerBlock;
-    if (ahead < chunk_end) prefetch_resident_row<T, N, P>(dy, x, ahead, cols);
-    const int64_t offset = row * cols;
-    Pack<T, N> xs[P], gs[P];
-#pragma unroll
-    for (int p = 0; p < P; ++p) {
-      if (resident_column<N>(p) >= cols) continue;
-      xs[p] = load_pack<N>(x + offset + resident_column<N>(p));
-      gs[p] = load_pack<N>(dy + offset + resident_column<N>(p));
-    }
-    const float m = mean[row], s = rstd[row];
+  Words w;
+  if (active) w = load_words(weight + col);
+  float dweight[N] = {}, dbias[N] = {};
+  const int chunk_rows = static_cast<int>(chunk_end - chunk_begin);
+  RowSlice current;
+  if (group < chunk_rows) current = load_row_slice(dy, x, mean, rstd, chunk_begin + group, cols, col, active);
+#pragma unroll 1
+  for (int i = group, parity = 0; i < chunk_rows; i += groups, parity ^= 1) {
+    if (active && i + 2 * groups < chunk_rows) prefetch_to_l2(dy, x, chunk_begin + i + 2 * groups, cols, col);
+    RowSlice next;
+    if (i + groups < chunk_rows) next = load_row_slice(dy, x, mean, rstd, chunk_begin + i + groups, cols, col, active);
+    const float m = current.mean, s = current.rstd;
     float sum_dxhat = 0.0f, sum_dxhat_xhat = 0.0f;
-#pragma unroll
-    for (int p = 0; p < P; ++p) {
-      if (resident_column<N>(p) >= cols) continue;
-      const Pack<T, N> w = load_pack<N>(weight + resident_column<N>(p));
+    if (active) {
+      forget_derived_values(w);
 #pragma unroll
       for (int k = 0; k < N; ++k) {
-        const float g = to_float(gs[p].v[k]), xhat = (to_float(xs[p].v[k]) - m) * s;
-        const float dxhat = g * to_float(w.v[k]);
+        const float g = element<T>(current.dy, k), xhat = (element<T>(current.x, k) - m) * s;
+        const float dxhat = g * element<T>(w, k);
         sum_dxhat += dxhat;
         sum_dxhat_xhat += dxhat * xhat;
-        dweight[p][k] += g * xhat;
-        dbias[p][k] += g;
+        dweight[k] += g * xhat;
+        dbias[k] += g;
       }
     }
-    if (!dx) continue;
-    const float mean_dxhat = warp_sum(sum_dxhat) / cols;
-    const float mean_dxhat_xhat = warp_sum(sum_dxhat_xhat) / cols;
+    if (dx) {  // uniform over the grid
+      const float2 sums = row_group_sums(sum_dxhat, sum_dxhat_xhat, row_slots[parity], group, warps_per_row);
+      const float mean_dxhat = sums.x / cols, mean_dxhat_xhat = sums.y / cols;
+      if (active) {
+        forget_derived_values(w);
+        float out[N];
 #pragma unroll
-    for (int p = 0; p < P; ++p) {
-      if (resident_column<N>(p) >= cols) continue;
-      const Pack<T, N> w = load_pack<N>(weight + resident_column<N>(p));
-      Pack<T, N> out;
-#pragma unroll
-      for (int k = 0; k < N; ++k) {
-        const float xhat = (to_float(xs[p].v[k]) - m) * s;
-        const float dxhat = to_float(gs[p].v[k]) * to_float(w.v[k]);
-        out.v[k] = from_float<T>(s * (dxhat - mean_dxhat - xhat * mean_dxhat_xhat));
+        for (int k = 0; k < N; ++k) {
+          const float xhat = (element<T>(current.x, k) - m) * s;
+          const float dxhat = element<T>(current.dy, k) * element<T>(w, k);
+          out[k] = s * (dxhat - mean_dxhat - xhat * mean_dxhat_xhat);
+        }
+        *reinterpret_cast<Words*>(dx + (chunk_begin + i) * cols + col) = to_words<T>(out);
       }
-      store_pack<N>(dx + offset + resident_column<N>(p), out);
     }
+    current = next;
   }
-  if (partials) write_chunk_partials<N, P>(partials, dweight, dbias, cols);  // uniform: every thread or none
+  if (!partials) return;  // uniform over the grid
+  const int64_t chunk = blockIdx.x, chunks = gridDim.x;
+  add_group_column_sums<N>(partials + chunk * cols, dweight, column_buffer, cols, group_threads);
+  add_group_column_sums<N>(partials + (chunks + chunk) * cols, dbias, column_buffer, cols, group_threads);
 }
 
 // The slow path's partials, in the same layout: block (chunk, column tile) adds its chunk's
@@ -436,7 +544,8 @@ __global__ void __launch_bounds__(kSumWarps * 32)
 }
 
 // Rows per chunk: a function of the row count alone (so of nothing that varies run to run), a
-// multiple of the block's 8 warps, giving at most kTargetChunks chunks.
+// multiple of 8 (the slow path's 8 warps share a chunk evenly), giving at most kTargetChunks
+// chunks.
 int64_t rows_per_chunk(int64_t rows) {
   const int64_t target = std::max<int64_t>(1, (rows + kTargetChunks - 1) / kTargetChunks);
   return (target + kRowsPerBlock - 1) / kRowsPerBlock * kRowsPerBlock;
@@ -521,20 +630,24 @@ int64_t layer_norm_backward_scratch_floats(int64_t rows, int64_t cols) { return 
 
 namespace {
 
-// The fast path, when the rows split into 16-byte packs and fit in registers; false otherwise.
+// The fast path, when the rows split into 16-byte packs, one a lane, of at most a block's warps;
+// false otherwise.
 template <class D>
-bool try_resident_backward(D* dx, float* partials, const D* dy, const D* x, const D* weight, const float* mean,
-                           const float* rstd, int64_t rows, int64_t cols, cudaStream_t stream) {
+bool try_grouped_backward(D* dx, float* partials, const D* dy, const D* x, const D* weight, const float* mean,
+                          const float* rstd, int64_t rows, int64_t cols, cudaStream_t stream) {
   constexpr int kPack = kVectorBytes / sizeof(D);
-  if (!packs_fit<kPack>(cols, {dx, dy, x, weight})) return false;
-  const int64_t chunks = param_chunks(rows), chunk_rows = rows_per_chunk(rows);
-  return with_resident_packs(cols / kPack, [&](auto packs) {
-    constexpr int P = decltype(packs)::value;
-    if (chunks == 0) return;
-    layer_norm_backward_resident_kernel<D, kPack, P><<<static_cast<int>(chunks), kRowThreads, 0, stream>>>(
-        dx, partials, dy, x, weight, mean, rstd, rows, static_cast<int>(cols), chunk_rows);
-    FT_CUDA_CHECK_LAUNCH();
-  });
+  const int64_t warps_per_row = (cols / kPack + 31) / 32;
+  constexpr int kBlockWarps = grouped_block_warps<D>();
+  if (!packs_fit<kPack>(cols, {dx, dy, x, weight}) || warps_per_row < 1 || warps_per_row > kBlockWarps) return false;
+  const int64_t chunks = param_chunks(rows);
+  if (chunks == 0) return true;
+  const int groups = std::min<int>(kMaxGroups, kBlockWarps / static_cast<int>(warps_per_row));
+  const int threads = groups * static_cast<int>(warps_per_row) * 32;
+  layer_norm_backward_grouped_kernel<D><<<static_cast<int>(chunks), threads, 0, stream>>>(
+      dx, partials, dy, x, weight, mean, rstd, rows, static_cast<int>(cols), rows_per_chunk(rows),
+      static_cast<int>(warps_per_row));
+  FT_CUDA_CHECK_LAUNCH();
+  return true;
 }
 
 // The slow path: dx rereading each row through L1, then the partials from a second read.
@@ -570,8 +683,8 @@ void layer_norm_backward_cuda(T* dx, T* dweight, T* dbias, float* scratch, const
   check_sizes("layer_norm backward", rows, cols);
   using D = cuda_t<T>;
   float* partials = dweight || dbias ? scratch : nullptr;
-  if (!try_resident_backward<D>(device_ptr(dx), partials, device_ptr(dy), device_ptr(x), device_ptr(weight), mean, rstd,
-                                rows, cols, stream))
+  if (!try_grouped_backward<D>(device_ptr(dx), partials, device_ptr(dy), device_ptr(x), device_ptr(weight), mean, rstd,
+                               rows, cols, stream))
     streamed_backward<D>(device_ptr(dx), partials, device_ptr(dy), device_ptr(x), device_ptr(weight), mean, rstd, rows,
                          cols, stream);
   if (!partials) return;
