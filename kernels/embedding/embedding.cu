@@ -12,19 +12,17 @@
 // launches, most of them a few busy blocks). The ids are cut into chunks of consecutive
 // positions, and one block sorts each chunk by id (cub::BlockRadixSort, stable: the positions
 // of one id stay in increasing order) and counts, for every slice of R consecutive rows, where
-// that slice starts in its sorted chunk. Then one warp takes each (slice, group of 32 packs of
-// the row) and merges up to 32 chunks, one per lane: lane c keeps a cursor on the next run of
-// chunk c and that run's id in a register, so the next row any chunk adds to is the warp's
-// minimum id (one __reduce_min_sync); the rows before it are written as zeros at once (no
-// load), and the hit rows' contributions are queued in shared memory, in lane order, which is
-// chunk order, which is position order. The queue is then summed with several contributions'
-// loads in flight, across rows, before their additions, which stay in queue order: a warp never
-// waits for one hit row's load before it asks for the next one's. Small slices (16 rows for
-// GPT-2) and one pack a lane keep the warps many and their registers few, so the merge is bound
-// by writing dweight, not by the latency of its loads.
+// that slice starts in its sorted chunk. Then one warp takes each slice and merges up to 32
+// chunks, one per lane: lane c keeps a cursor on the next run of chunk c and that run's id in a
+// register, so a row no id hits costs a few register operations and its zero stores (no load),
+// and a row that is hit sums the runs of the lanes whose id it is in lane order, which is chunk
+// order, which is position order. The whole warp sums each position's row, three 16-byte packs
+// per lane (768 bf16 channels: one row per warp), several positions' loads in flight before the
+// additions, which stay in order. With R chosen so that there are about as many slices as warps
+// that fit on the GPU at once, the merge is bound by writing dweight.
 //
 // The one subtle decision is what a lane keeps: each sorted entry carries the id of the run
-// after its own, so once a lane has queued a run it knows at once which row it waits for next,
+// after its own, so once a lane has summed a run it knows at once which row it waits for next,
 // and the load of that run's entry has until then to arrive. More than 32 chunks (over 131072
 // ids) take several merge passes over 32 chunks each, whose sums stay fp32 in the workspace in
 // between, so every row is still rounded once and added in position order.
@@ -38,7 +36,6 @@
 #include <type_traits>
 
 #include "framework/cuda/check.h"
-#include "framework/cuda/context.h"
 #include "framework/error.h"
 #include "kernels/common/cuda_numeric.cuh"
 #include "kernels/embedding/embedding_cuda.h"
@@ -60,23 +57,22 @@ constexpr int kMinSortItems = 2, kMaxSortItems = 16;
 // Chunks one merge pass takes: one per lane.
 constexpr int kMergeLanes = 32;
 // At most this many slices: a power-of-two R rows each, the smallest R that keeps the count
-// under it. GPT-2's 50257 rows make 3142 slices of 16; a 1024-row position table gets one row
-// per slice. Each slice holds few hit rows (5 on average for GPT-2's 16K uniform ids), so no
-// warp has a long chain of them, and the chunks' slice starts stay small (slices x chunks <=
-// 8 per id).
-constexpr int kMaxSlices = 4096;
-// Contributions a merge warp queues before it sums them (a row with more takes several queues).
-constexpr int kMergeQueue = 64;
-// Queued contributions whose loads a merge lane issues before adding them (in order): as many
-// packs as unpack to 32 floats, at most 8 (ptxas converts loaded bf16 to floats at once, and 8
-// packs of 8 would spill): 8 x 16 bytes in f32, 4 x 16 in bf16, 2-4 KB a warp in flight.
-template <int kPack>
-constexpr int merge_loads() {
-  return kPack >= 4 ? 32 / kPack : 8;
-}
-// Merge blocks of 4 warps; 8 blocks a multiprocessor (32 warps) cap the registers at 64.
+// under it. GPT-2's 50257 rows make 1571 slices of 32, one warp each: 12 warps on each of an
+// H200's 132 multiprocessors, all resident at once (the registers allow 16), and the chunks'
+// slice starts stay small (slices x chunks <= 4 per id). A 1024-row position table gets one row
+// per warp.
+constexpr int kMaxSlices = 2048;
+// Packs (16 bytes) per lane per row that a merge warp sums at once: 96 packs are 768 bf16
+// channels, GPT-2's whole row; wider rows take several rounds.
+constexpr int kLanePacks = 3;
+// Positions whose loads a merge warp issues before adding them (in order): 2 x 3 packs of 16
+// bytes, 96 bytes per lane in flight (103 registers in bf16). Four would need 157 registers
+// (ptxas unpacks the loaded bf16 to floats early) and spill under the cap below.
+constexpr int kMergeUnroll = 2;
+// Merge blocks of 4 warps (4 slices), so that GPT-2's 393 blocks spread evenly (3 on each
+// multiprocessor); 4 blocks a multiprocessor caps the registers at 128.
 constexpr int kMergeThreads = 128;
-constexpr int kMergeBlocksPerSm = 6;
+constexpr int kMergeBlocksPerSm = 4;
 // The key of no run: after a chunk's last run, and for lanes without a chunk.
 constexpr int kNoKey = INT_MAX;
 
@@ -256,18 +252,16 @@ __global__ void __launch_bounds__(kSortThreads)
     if (keys[j] < vocab) atomicAdd(&smem.after.counts[keys[j] >> p.slice_shift], 1);
   __syncthreads();
 
-  // Slice starts: an exclusive sum of the counts, kSlicesPerThread consecutive slices a thread,
-  // back through shared memory so that consecutive threads write consecutive slices.
+  // Slice starts: an exclusive sum of the counts, kSlicesPerThread consecutive slices a thread.
   int starts[kSlicesPerThread];
 #pragma unroll
   for (int k = 0; k < kSlicesPerThread; ++k) starts[k] = smem.after.counts[threadIdx.x * kSlicesPerThread + k];
   Scan(smem.after.scan).ExclusiveSum(starts, starts);
-  __syncthreads();  // every thread has read its counts
 #pragma unroll
-  for (int k = 0; k < kSlicesPerThread; ++k) smem.after.counts[threadIdx.x * kSlicesPerThread + k] = starts[k];
-  __syncthreads();
-  for (int s = threadIdx.x; s < p.slices; s += kSortThreads)
-    slice_starts[int64_t{chunk} * p.slices + s] = smem.after.counts[s];
+  for (int k = 0; k < kSlicesPerThread; ++k) {
+    const int slice = threadIdx.x * kSlicesPerThread + k;
+    if (slice < p.slices) slice_starts[int64_t{slice} * p.chunks + chunk] = starts[k];
+  }
 
 #pragma unroll
   for (int j = 0; j < kItems; ++j) {
@@ -314,137 +308,37 @@ __device__ __forceinline__ void add_pack(float (&acc)[kPack], const D& d) {
   for (int j = 0; j < kPack; ++j) acc[j] += to_float(d.v[j]);
 }
 
-// A merge warp's queue of (row, position) contributions, in row order and position order within
-// a row, whose loads it issues merge_loads<kPack>() at a time; position -1 only starts a row from
-// `partial` (a last pass over several that adds nothing to the row).
-struct MergeQueue {
-  int row[kMergeQueue];
-  int position[kMergeQueue];
-};
-
-// The one pack of every row a lane sums and writes, and the fp32 sums of the row it is on.
+// Every row of one slice per warp (see the top). Lane c holds the head (first entry) of chunk
+// c's next run at or after the current row and its key; a lane that sums its run moves to the
+// next one, whose key the run's entry carries. The partial sums are [vocab, channels] fp32.
 template <int kPack, class T>
-struct LaneSums {
-  T* dweight;
-  float* partial;
-  const T* dout;
-  int64_t packs_per_row, pack;
-  bool has_pack;  // the last column group of a row may be short
-  MergePass pass;
-  int row = -1;  // the row `acc` sums, -1 before the first
-  float acc[kPack];
-
-  __device__ void store(int to_row, const float (&sums)[kPack]) const {
-    if (!has_pack) return;
-    const int64_t at = to_row * packs_per_row + pack;
-    if (pass.to_partial) {
-      Pack<float, kPack> out;
-#pragma unroll
-      for (int j = 0; j < kPack; ++j) out.v[j] = sums[j];
-      reinterpret_cast<Pack<float, kPack>*>(partial)[at] = out;
-    } else {
-      Pack<T, kPack> out;
-#pragma unroll
-      for (int j = 0; j < kPack; ++j) out.v[j] = from_float<T>(sums[j]);
-      reinterpret_cast<Pack<T, kPack>*>(dweight)[at] = out;
-    }
-  }
-
-  // Writes the row summed so far and starts `next` from 0 or from an earlier pass's sums.
-  __device__ void start_row(int next) {
-    if (row >= 0) store(row, acc);
-    row = next;
-    const Pack<float, kPack> start =
-        pass.accumulate && has_pack ? reinterpret_cast<const Pack<float, kPack>*>(partial)[next * packs_per_row + pack]
-                                    : Pack<float, kPack>{};
-#pragma unroll
-    for (int j = 0; j < kPack; ++j) acc[j] = start.v[j];
-  }
-
-  // Sums queue[0, n): merge_loads<kPack>() loads in flight (they need nothing but the queue), then their
-  // additions in queue order, so every row's sum keeps position order.
-  __device__ void sum(const MergeQueue& queue, int n) {
-    using P = Pack<T, kPack>;
-    constexpr int kLoads = merge_loads<kPack>();
-    for (int i = 0; i < n; i += kLoads) {
-      P d[kLoads];
-#pragma unroll
-      for (int u = 0; u < kLoads; ++u) {
-        const int position = i + u < n ? queue.position[i + u] : -1;
-        if (position >= 0 && has_pack) d[u] = reinterpret_cast<const P*>(dout)[position * packs_per_row + pack];
-      }
-#pragma unroll
-      for (int u = 0; u < kLoads; ++u) {
-        if (i + u >= n) break;  // the whole warp
-        if (queue.row[i + u] != row) start_row(queue.row[i + u]);
-        if (queue.position[i + u] >= 0 && has_pack) add_pack(acc, d[u]);
-      }
-    }
-  }
-};
-
-// One warp per (slice, column group of 32 packs): lane c holds the head (first entry) of chunk
-// c's next run at or after the current row and its key, so the next row any chunk adds to is
-// the warp's minimum key. The rows before it are written as zeros at once; a row that is hit
-// queues its contributions, and the queue is summed when full and at the end. kOnePass (all
-// chunks in one pass, GPT-2's case) makes the pass's flags constants, which leaves the fp32
-// sums' loads and stores out of the code and its registers.
-template <int kPack, class T, bool kOnePass>
 __global__ void __launch_bounds__(kMergeThreads, kMergeBlocksPerSm)
     merge_chunks_kernel(T* dweight, float* partial, const Entry* __restrict__ entries,
                         const int* __restrict__ slice_starts, const T* __restrict__ dout, Plan p, int64_t packs_per_row,
-                        int groups, MergePass pass) {
-  if (kOnePass) pass = MergePass{pass.first_chunk, pass.chunks_here, false, false, true};
-  __shared__ MergeQueue queues[kMergeThreads / 32];
-  const int64_t item = warp_index();
-  if (item >= int64_t{p.slices} * groups) return;  // the whole warp
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  cudaGridDependencySynchronize();  // the chunk sort's entries (a no-op unless launched dependent)
-#endif
-  const int slice = static_cast<int>(item / groups), group = static_cast<int>(item % groups);
+                        MergePass pass) {
+  using P = Pack<T, kPack>;
+  using F = Pack<float, kPack>;
+  const int64_t slice = warp_index();
+  if (slice >= p.slices) return;  // the whole warp
   const int lane = threadIdx.x % 32, chunk = pass.first_chunk + lane;
-  MergeQueue& queue = queues[threadIdx.x / 32];
   const bool has_chunk = lane < pass.chunks_here;
   const int chunk_start = has_chunk ? chunk * p.chunk_tokens : 0;  // below tokens <= INT_MAX
   int cursor = 0, key = kNoKey;
   Entry head{kNoKey, kNoKey, 0, 0};
   if (has_chunk) {
-    cursor = slice_starts[int64_t{chunk} * p.slices + slice];
+    cursor = slice_starts[slice * p.chunks + chunk];
     if (cursor < min(int64_t{p.chunk_tokens}, p.tokens - chunk_start)) {
       head = entries[chunk_start + cursor];
       key = head.key;
     }
   }
 
-  const int64_t pack = int64_t{group} * 32 + lane;
-  LaneSums<kPack, T> sums{dweight, partial, dout, packs_per_row, pack, pack < packs_per_row, pass};
-  int queued = 0;
-  const auto flush = [&] {
-    __syncwarp();
-    sums.sum(queue, queued);
-    __syncwarp();
-    queued = 0;
-  };
-  const float zeros[kPack] = {};
-  const int end_row = static_cast<int>(min(int64_t{p.vocab}, (int64_t{slice} + 1) << p.slice_shift));
-  for (int row = slice << p.slice_shift;; ++row) {
-    const int next_hit = min(__reduce_min_sync(0xffffffffu, key), end_row);
-    for (; row < next_hit && pass.every_row; ++row) {  // rows no chunk of this pass adds to
-      if (!pass.accumulate) {
-        sums.store(row, zeros);
-        continue;
-      }
-      if (queued == kMergeQueue) flush();
-      if (lane == 0) {
-        queue.row[queued] = row;
-        queue.position[queued] = -1;
-      }
-      ++queued;
-    }
-    row = next_hit;
-    if (row == end_row) break;
-
+  const int first_row = static_cast<int>(slice << p.slice_shift);
+  const int end_row = static_cast<int>(min(int64_t{p.vocab}, (slice + 1) << p.slice_shift));
+  for (int row = first_row; row < end_row; ++row) {
     const bool hit = key == row;
+    const unsigned hits = __ballot_sync(0xffffffffu, hit);
+    if (hits == 0 && !pass.every_row) continue;
     const int run = hit ? head.run_end - cursor : 0;
     int ends = run;  // inclusive sum over the lanes
 #pragma unroll
@@ -455,25 +349,65 @@ __global__ void __launch_bounds__(kMergeThreads, kMergeBlocksPerSm)
     const int total = __shfl_sync(0xffffffffu, ends, 31);
     // Entry indices are below tokens <= INT_MAX.
     const int head_entry = chunk_start + cursor, first_entry = head_entry - (ends - run);
-    for (int k0 = 0; k0 < total; k0 += 32) {
-      const int position =
-          contribution_position(k0 + lane, total, ends, first_entry, head_entry, head.position, entries);
-      const int n = min(32, total - k0);
-      if (queued + n > kMergeQueue) flush();
-      if (lane < n) {
-        queue.row[queued + lane] = row;
-        queue.position[queued + lane] = position;
+
+    // Rounds of 32 * kLanePacks packs; every lane takes every round, for the shuffles inside.
+    for (int64_t round = 0; round < packs_per_row; round += 32 * kLanePacks) {
+      const int64_t pack0 = round + lane;
+      float acc[kLanePacks][kPack];
+#pragma unroll
+      for (int q = 0; q < kLanePacks; ++q) {
+        const int64_t pack = pack0 + 32 * q;
+        const F start = pass.accumulate && pack < packs_per_row
+                            ? reinterpret_cast<const F*>(partial)[row * packs_per_row + pack]
+                            : F{};
+#pragma unroll
+        for (int j = 0; j < kPack; ++j) acc[q][j] = start.v[j];
       }
-      queued += n;
+      for (int k0 = 0; k0 < total; k0 += 32) {
+        const int position =
+            contribution_position(k0 + lane, total, ends, first_entry, head_entry, head.position, entries);
+        const int n = min(32, total - k0);
+        for (int i = 0; i < n; i += kMergeUnroll) {
+          P d[kMergeUnroll][kLanePacks];
+#pragma unroll
+          for (int u = 0; u < kMergeUnroll; ++u) {
+            const int64_t at = __shfl_sync(0xffffffffu, position, (i + u) % 32) * packs_per_row;
+#pragma unroll
+            for (int q = 0; q < kLanePacks; ++q)
+              if (i + u < n && pack0 + 32 * q < packs_per_row)
+                d[u][q] = reinterpret_cast<const P*>(dout)[at + pack0 + 32 * q];
+          }
+#pragma unroll
+          for (int u = 0; u < kMergeUnroll; ++u)
+#pragma unroll
+            for (int q = 0; q < kLanePacks; ++q)
+              if (i + u < n) add_pack(acc[q], d[u][q]);
+        }
+      }
+#pragma unroll
+      for (int q = 0; q < kLanePacks; ++q) {
+        const int64_t pack = pack0 + 32 * q, at = row * packs_per_row + pack;
+        if (pack >= packs_per_row) continue;
+        if (pass.to_partial) {
+          F sums;
+#pragma unroll
+          for (int j = 0; j < kPack; ++j) sums.v[j] = acc[q][j];
+          reinterpret_cast<F*>(partial)[at] = sums;
+        } else {
+          P result;
+#pragma unroll
+          for (int j = 0; j < kPack; ++j) result.v[j] = from_float<T>(acc[q][j]);
+          reinterpret_cast<P*>(dweight)[at] = result;
+        }
+      }
     }
+
     if (hit) {  // on to the chunk's next run; its entry is not needed before the row of its key
       cursor = head.run_end;
       key = head.next_key;
       if (key != kNoKey) head = entries[chunk_start + cursor];
     }
   }
-  flush();
-  if (sums.row >= 0) sums.store(sums.row, sums.acc);
 }
 
 template <int kPack, class T>
@@ -506,49 +440,16 @@ void sort_chunks(const Workspace& w, const int32_t* ids, const Plan& p, cudaStre
   }
 }
 
-// Launches one merge pass. On sm_90 and later it may start while the chunk sort (the kernel
-// before it on the stream) finishes: its warps wait in cudaGridDependencySynchronize for the
-// sort's results, and its launch latency hides behind the sort's tail.
-template <int kPack, class T>
-void launch_merge(T* dweight, const Workspace& w, const T* dout, const Plan& p, int64_t packs_per_row, int groups,
-                  const MergePass& pass, bool after_sort, cudaStream_t stream) {
-  const int64_t warps = int64_t{p.slices} * groups, warps_per_block = kMergeThreads / 32;
-  cudaLaunchConfig_t config{};
-  config.gridDim = dim3(static_cast<unsigned>((warps + warps_per_block - 1) / warps_per_block));
-  config.blockDim = dim3(kMergeThreads);
-  config.stream = stream;
-  cudaLaunchAttribute overlap{};
-  overlap.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  overlap.val.programmaticStreamSerializationAllowed = 1;
-  if (after_sort) {
-    config.attrs = &overlap;
-    config.numAttrs = 1;
-  }
-  const auto kernel =
-      p.passes == 1 ? merge_chunks_kernel<kPack, cuda_t<T>, true> : merge_chunks_kernel<kPack, cuda_t<T>, false>;
-  FT_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, device_ptr(dweight), w.partial,
-                                   static_cast<const Entry*>(w.entries), static_cast<const int*>(w.slice_starts),
-                                   device_ptr(dout), p, packs_per_row, groups, pass));
-  FT_CUDA_CHECK_LAUNCH();
-}
-
-// Whether the current device can start a kernel before the one before it ends (sm_90 and later).
-bool has_dependent_launch() {
-  int device = 0;
-  FT_CUDA_CHECK(cudaGetDevice(&device));
-  return cuda::device_properties(device).major >= 9;
-}
-
 template <int kPack, class T>
 void merge_chunks(T* dweight, const Workspace& w, const T* dout, const Plan& p, int64_t channels, cudaStream_t stream) {
-  const int64_t packs_per_row = channels / kPack;
-  const auto groups = static_cast<int>((packs_per_row + 31) / 32);
-  const bool dependent = p.chunks > 0 && has_dependent_launch();
+  const int warps_per_block = kMergeThreads / 32, blocks = (p.slices + warps_per_block - 1) / warps_per_block;
   for (int i = 0; i < p.passes; ++i) {
     const int first_chunk = i * kMergeLanes;
     const MergePass pass{first_chunk, std::min(kMergeLanes, p.chunks - first_chunk), i > 0, i < p.passes - 1,
                          i == 0 || i == p.passes - 1};
-    launch_merge<kPack>(dweight, w, dout, p, packs_per_row, groups, pass, dependent && i == 0, stream);
+    merge_chunks_kernel<kPack><<<blocks, kMergeThreads, 0, stream>>>(
+        device_ptr(dweight), w.partial, w.entries, w.slice_starts, device_ptr(dout), p, channels / kPack, pass);
+    FT_CUDA_CHECK_LAUNCH();
   }
 }
 
