@@ -98,7 +98,7 @@ TEST_CASE("matmul rows count 2 M N K flops per product against the dtype's tenso
   }
 }
 
-TEST_CASE("--only keeps the rows whose name contains it") {
+TEST_CASE("--only keeps the rows whose name contains it, or the one named exactly so") {
   KernelBenchOptions o = small_options();
   o.only = "layer_norm";
   const std::vector<KernelRow> rows = kernel_rows(o);
@@ -107,6 +107,11 @@ TEST_CASE("--only keeps the rows whose name contains it") {
   CHECK(rows[1].name == "layer_norm bwd");
   CHECK(rows[2].name == "add_layer_norm fwd");
   CHECK(rows[2].baseline == "add + layer_norm");
+
+  o.only = "layer_norm fwd";  // also inside "add_layer_norm fwd": the exact name wins
+  const std::vector<KernelRow> exact = kernel_rows(o);
+  REQUIRE(exact.size() == 1);
+  CHECK(exact[0].name == "layer_norm fwd");
 }
 
 TEST_CASE("the fused rows count their bytes and flops and name the unfused path") {

@@ -414,10 +414,15 @@ std::vector<KernelRow> kernel_rows(const KernelBenchOptions& o) {
   for (KernelRow& r : fused_rows(o)) all.push_back(std::move(r));
   std::vector<KernelRow> chosen;
   std::string names;
-  for (KernelRow& r : all) {
-    names += (names.empty() ? "" : ", ") + r.name;
-    if (r.name.find(o.only) != std::string::npos) chosen.push_back(std::move(r));
+  for (KernelRow& r : all) names += (names.empty() ? "" : ", ") + r.name;
+  // A row named exactly `only` is chosen alone ("mlp fwd+bwd" without its "epilogues off" twin).
+  const auto exact = std::find_if(all.begin(), all.end(), [&](const KernelRow& r) { return r.name == o.only; });
+  if (exact != all.end()) {
+    chosen.push_back(std::move(*exact));
+    return chosen;
   }
+  for (KernelRow& r : all)
+    if (r.name.find(o.only) != std::string::npos) chosen.push_back(std::move(r));
   FT_CHECK(!chosen.empty(), "bench kernels: --only '", o.only, "' matches no kernel (the kernels: ", names, ")");
   return chosen;
 }

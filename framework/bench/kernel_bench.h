@@ -25,7 +25,7 @@ inline constexpr double kPeakFp32Tflops = 67.0;
 struct KernelBenchOptions {
   DType dtype = DType::bf16;  // of activations and gradients: bf16, f32 or f16 (AdamW is f32 always)
   int64_t rows = 16 * 1024;   // N, the tokens of one step (batch x seq); a multiple of model.block_size
-  std::string only;           // only the rows whose name contains this; empty: all
+  std::string only;           // only the rows whose name contains this (one named exactly this: it alone); empty: all
   Device device = Device::cuda(0);
   // C = n_embd, the MLP's H = 4 C, V = vocab_size, heads = n_head, T = block_size; AdamW and the
   // gradient norm run over all of this model's parameters.

@@ -55,7 +55,7 @@ void add_kernels_command(CLI::App& bench) {
   kernels->add_option("--rows", a->options.rows, "Tokens per step (batch x 1024)")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
-  kernels->add_option("--only", a->options.only, "Only the kernels whose name contains this");
+  kernels->add_option("--only", a->options.only, "Only the kernels whose name contains this (or the one named exactly this)");
   kernels->add_option("--device", a->device, "cuda or cuda:N")->capture_default_str();
   kernels->callback([a] { run_kernel_bench(*a); });
 }
