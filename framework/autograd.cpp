@@ -52,14 +52,20 @@ Tensor record(Tensor output, const char* op, std::vector<Tensor> inputs, Backwar
   return output;
 }
 
-void run_backward(const Tensor& loss) {
+void run_backward(const Tensor& loss, const Tensor& upstream) {
   FT_CHECK(loss.defined(), "backward: called on an undefined tensor");
-  FT_CHECK(loss.numel() == 1, "backward: expected a one-element loss, got shape ", shape_str(loss.shape()));
+  FT_CHECK(upstream.defined() || loss.numel() == 1, "backward: expected a one-element loss, got shape ",
+           shape_str(loss.shape()), " (pass the upstream gradient for a tensor)");
+  FT_CHECK(!upstream.defined() || (upstream.shape() == loss.shape() && upstream.dtype() == loss.dtype() &&
+                                   upstream.device() == loss.device()),
+           "backward: the upstream gradient ", describe(upstream), " does not match the tensor ", describe(loss));
   FT_CHECK(loss.requires_grad(), "backward: the loss does not require grad (no parameter reaches it, or it was "
                                  "computed under no-grad)");
   NoGradGuard no_grad;
+  const Tensor seed =
+      upstream.defined() ? upstream : Tensor::full(loss.shape(), 1.0, loss.dtype(), loss.device());
   if (!loss.grad_fn()) {  // the loss is itself a leaf
-    accumulate_leaf(loss, Tensor::full(loss.shape(), 1.0, loss.dtype(), loss.device()));
+    accumulate_leaf(loss, seed);
     return;
   }
 
@@ -82,7 +88,7 @@ void run_backward(const Tensor& loss) {
   std::sort(nodes.begin(), nodes.end(), [](const auto& a, const auto& b) { return a->sequence > b->sequence; });
 
   std::unordered_map<Node*, Tensor> grads;
-  grads[loss.grad_fn().get()] = Tensor::full(loss.shape(), 1.0, loss.dtype(), loss.device());
+  grads[loss.grad_fn().get()] = seed;
   for (const std::shared_ptr<Node>& n : nodes) {
     auto it = grads.find(n.get());
     if (it == grads.end()) continue;  // reaches the loss only through inputs that need no grad

@@ -54,7 +54,8 @@ class NoGradGuard {
 // input requires one. Returns output (now with a grad_fn when recorded).
 Tensor record(Tensor output, const char* op, std::vector<Tensor> inputs, BackwardFn backward);
 
-// The backward pass behind Tensor::backward(): `loss` must be a one-element tensor.
-void run_backward(const Tensor& loss);
+// The backward pass behind Tensor::backward(): from a one-element `loss` (seed 1), or from any
+// tensor with the gradient of some scalar with respect to it (`upstream`, same shape).
+void run_backward(const Tensor& loss, const Tensor& upstream = Tensor());
 
 }  // namespace ft

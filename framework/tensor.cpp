@@ -282,6 +282,11 @@ void Tensor::set_grad_fn(std::shared_ptr<Node> node) const {
 
 void Tensor::backward() const { run_backward(*this); }
 
+void Tensor::backward(const Tensor& upstream) const {
+  FT_CHECK(upstream.defined(), "backward: the upstream gradient is undefined");
+  run_backward(*this, upstream);
+}
+
 Tensor Tensor::detach() const {
   auto impl = std::make_shared<TensorImpl>(checked());
   impl->requires_grad = false;

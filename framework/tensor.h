@@ -110,6 +110,9 @@ class Tensor {
   void set_grad_fn(std::shared_ptr<Node> node) const;
   // Reverse-mode pass from this scalar: accumulates d(this)/d(leaf) into every leaf's grad().
   void backward() const;
+  // The same from a tensor, given upstream = dL/d(this) for some scalar L (PyTorch's
+  // backward(gradient)): accumulates dL/d(leaf).
+  void backward(const Tensor& upstream) const;
   // The same data, cut off from the graph.
   Tensor detach() const;
   const std::string& name() const;

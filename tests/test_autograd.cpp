@@ -15,6 +15,23 @@ TEST_CASE("a value used twice receives the sum of both gradients") {
   CHECK(x.grad().to_double_vector() == std::vector<double>{6.0, -1.0, 9.0});
 }
 
+TEST_CASE("backward from a tensor with its upstream gradient equals backward from sum(tensor * upstream)") {
+  Tensor x = Tensor::from_vector({1.5, -2.0, 3.0}, {3}, DType::f64).set_requires_grad(true);
+  const Tensor g = Tensor::from_vector({0.5, 2.0, -1.0}, {3}, DType::f64);
+  mul(x, x).backward(g);  // d/dx sum(x^2 * g) = 2 x g
+  CHECK(x.grad().to_double_vector() == std::vector<double>{1.5, -8.0, -6.0});
+  x.zero_grad();
+  sum(mul(mul(x, x), g)).backward();
+  CHECK(x.grad().to_double_vector() == std::vector<double>{1.5, -8.0, -6.0});
+
+  x.zero_grad();
+  x.backward(g);  // a leaf takes the upstream gradient as is
+  CHECK(x.grad().to_double_vector() == g.to_double_vector());
+  CHECK_THROWS_WITH(mul(x, x).backward(Tensor::zeros({2}, DType::f64)),
+                    doctest::Contains("does not match the tensor"));
+  CHECK_THROWS_WITH(mul(x, x).backward(), doctest::Contains("pass the upstream gradient"));
+}
+
 TEST_CASE("gradients flow through a diamond and accumulate across backward passes") {
   Tensor w = Tensor::from_vector({2.0}, {1}, DType::f64).set_requires_grad(true);
   auto loss = [&] {
