@@ -56,6 +56,44 @@ struct Shapes {
   int64_t vocab, channels;
 };
 
+// Skewed ids: one id in the middle of the vocabulary at about 30% of the positions (a run of
+// hundreds in every chunk the backward sorts), the rest only at the vocabulary's two ends (the
+// rows between are hit by nothing, whole slices of them).
+std::vector<int32_t> skewed_ids(int64_t n, int64_t vocab, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<int32_t> end(0, 15);
+  std::vector<int32_t> ids(n);
+  for (int32_t& id : ids) {
+    const int32_t e = end(rng);
+    id = rng() % 10 < 3 ? static_cast<int32_t>(vocab / 2) : e < 8 ? e : static_cast<int32_t>(vocab - 16 + e);
+  }
+  return ids;
+}
+
+// The embedding of `ids` on CUDA against the CPU: the gather exact, the weight gradient finite
+// and within one rounding of the CPU's, and in f32 the CPU's very bits (both devices add the
+// same numbers in the same order).
+void check_like_cpu(const Shapes& c, const std::vector<int32_t>& ids, DType dtype, Generator& gen) {
+  CAPTURE(dtype_name(dtype));
+  CAPTURE(shape_str(c.ids));
+  CAPTURE(c.vocab);
+  CAPTURE(c.channels);
+  Tensor ids_cpu = Tensor::from_ints(ids, c.ids), ids_gpu = ids_cpu.to(kGpu);
+  Twin weight = random_leaves({c.vocab, c.channels}, dtype, gen);
+  Tensor y = embedding(ids_gpu, weight.gpu), expected = embedding(ids_cpu, weight.cpu);
+  CHECK(gpu_error(y, expected) == 0);  // a gather moves values unchanged
+
+  Twin w = random_values(expected.shape(), dtype, gen);
+  weighted_sum(y, w.gpu).backward();
+  weighted_sum(expected, w.cpu).backward();
+  CHECK(all_finite(weight.gpu.grad()));
+  CHECK(gpu_error(weight.gpu.grad(), weight.cpu.grad()) <= one_rounding_tolerance(dtype));
+  if (dtype != DType::f32) return;
+  Tensor weight32 = weight.cpu.detach().to(DType::f32).set_requires_grad(true);
+  weighted_sum(embedding(ids_cpu, weight32), w.cpu.to(DType::f32)).backward();
+  CHECK(weight.gpu.grad().to_double_vector() == weight32.grad().to_double_vector());
+}
+
 }  // namespace
 
 TEST_CASE("embedding on CUDA gathers rows exactly and sums their gradients as the CPU does") {
@@ -63,30 +101,8 @@ TEST_CASE("embedding on CUDA gathers rows exactly and sums their gradients as th
   Generator gen(301);
   // GPT-2's token embedding over a batch, then odd sizes: one id, one channel, a tail.
   const Shapes cases[] = {{{8, 1024}, 50257, 768}, {{1}, 3, 5}, {{1023}, 3, 1}, {{3, 341}, 1023, 1023}};
-  for (DType dtype : kGpuDTypes) {
-    for (const Shapes& c : cases) {
-      CAPTURE(dtype_name(dtype));
-      CAPTURE(shape_str(c.ids));
-      CAPTURE(c.vocab);
-      CAPTURE(c.channels);
-      const std::vector<int32_t> ids = token_ids(shape_numel(c.ids), c.vocab, 7);
-      Tensor ids_cpu = Tensor::from_ints(ids, c.ids), ids_gpu = ids_cpu.to(kGpu);
-      Twin weight = random_leaves({c.vocab, c.channels}, dtype, gen);
-      Tensor y = embedding(ids_gpu, weight.gpu), expected = embedding(ids_cpu, weight.cpu);
-      CHECK(gpu_error(y, expected) == 0);  // a gather moves values unchanged
-
-      Twin w = random_values(expected.shape(), dtype, gen);
-      weighted_sum(y, w.gpu).backward();
-      weighted_sum(expected, w.cpu).backward();
-      CHECK(gpu_error(weight.gpu.grad(), weight.cpu.grad()) <= one_rounding_tolerance(dtype));
-
-      if (dtype != DType::f32) continue;
-      // In f32 both devices add the same numbers in the same order: the same bits.
-      Tensor weight32 = weight.cpu.detach().to(DType::f32).set_requires_grad(true);
-      weighted_sum(embedding(ids_cpu, weight32), w.cpu.to(DType::f32)).backward();
-      CHECK(weight.gpu.grad().to_double_vector() == weight32.grad().to_double_vector());
-    }
-  }
+  for (DType dtype : kGpuDTypes)
+    for (const Shapes& c : cases) check_like_cpu(c, token_ids(shape_numel(c.ids), c.vocab, 7), dtype, gen);
 }
 
 TEST_CASE("the embedding gradient on CUDA is the same bits on every run") {
@@ -140,24 +156,6 @@ TEST_CASE("the position table's gradient on CUDA, each id once per sequence, is 
   }
 }
 
-namespace {
-
-// Skewed ids: one id in the middle of the vocabulary at about 30% of the positions (a run of
-// hundreds in every chunk the backward sorts), the rest only at the vocabulary's two ends (the
-// rows between are hit by nothing, whole slices of them).
-std::vector<int32_t> skewed_ids(int64_t n, int64_t vocab, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::uniform_int_distribution<int32_t> end(0, 15);
-  std::vector<int32_t> ids(n);
-  for (int32_t& id : ids) {
-    const int32_t e = end(rng);
-    id = rng() % 10 < 3 ? static_cast<int32_t>(vocab / 2) : e < 8 ? e : static_cast<int32_t>(vocab - 16 + e);
-  }
-  return ids;
-}
-
-}  // namespace
-
 TEST_CASE("the embedding gradient on CUDA of skewed ids, over 32 and 64 chunks of ids, is the CPU's bits in f32") {
   cuda::set_poison_allocations(true);
   Generator gen(307);
@@ -165,28 +163,8 @@ TEST_CASE("the embedding gradient on CUDA of skewed ids, over 32 and 64 chunks o
   // passes), 300000 ids (three: the middle one adds to rows in place); 7 channels (the
   // one-element path, also in passes).
   const Shapes cases[] = {{{16 * 1024}, 50257, 768}, {{140000}, 5003, 24}, {{300000}, 50257, 16}, {{140000}, 1000, 7}};
-  for (DType dtype : kGpuDTypes) {
-    for (const Shapes& c : cases) {
-      CAPTURE(dtype_name(dtype));
-      CAPTURE(shape_str(c.ids));
-      CAPTURE(c.vocab);
-      CAPTURE(c.channels);
-      const std::vector<int32_t> ids = skewed_ids(shape_numel(c.ids), c.vocab, 11);
-      Tensor ids_cpu = Tensor::from_ints(ids, c.ids), ids_gpu = ids_cpu.to(kGpu);
-      Twin weight = random_leaves({c.vocab, c.channels}, dtype, gen);
-      Shape out_shape = c.ids;
-      out_shape.push_back(c.channels);
-      Twin w = random_values(out_shape, dtype, gen);
-      weighted_sum(embedding(ids_gpu, weight.gpu), w.gpu).backward();
-      weighted_sum(embedding(ids_cpu, weight.cpu), w.cpu).backward();
-      CHECK(all_finite(weight.gpu.grad()));
-      CHECK(gpu_error(weight.gpu.grad(), weight.cpu.grad()) <= one_rounding_tolerance(dtype));
-      if (dtype != DType::f32) continue;
-      Tensor weight32 = weight.cpu.detach().to(DType::f32).set_requires_grad(true);
-      weighted_sum(embedding(ids_cpu, weight32), w.cpu.to(DType::f32)).backward();
-      CHECK(weight.gpu.grad().to_double_vector() == weight32.grad().to_double_vector());
-    }
-  }
+  for (DType dtype : kGpuDTypes)
+    for (const Shapes& c : cases) check_like_cpu(c, skewed_ids(shape_numel(c.ids), c.vocab, 11), dtype, gen);
 }
 
 TEST_CASE("embedding on CUDA reads a weight and a gradient that start off a 16-byte boundary") {
