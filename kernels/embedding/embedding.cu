@@ -54,25 +54,40 @@ constexpr size_t kBufferAlignment = 256;
 // blocks of 512.
 constexpr int kSortThreads = 256;
 constexpr int kMinSortItems = 2, kMaxSortItems = 16;
+// Key bits a radix pass takes. GPT-2's 16-bit keys take 3 passes of 6 bits instead of cub's
+// default 4 of 4; each pass is a serial chain of about 7 block barriers (counters, scan, two
+// exchanges), and the wider digit costs only 24 more shared-memory counters per thread to scan
+// (33 instead of 9, in registers). 8 bits would need 129 x 256 x 4 bytes of counters, over the
+// 48 KB of static shared memory; 6 bits take 33.8 KB.
+constexpr int kSortRadixBits = 6;
 // Chunks one merge pass takes: one per lane.
 constexpr int kMergeLanes = 32;
 // At most this many slices: a power-of-two R rows each, the smallest R that keeps the count
-// under it. GPT-2's 50257 rows make 1571 slices of 32, one warp each: 12 warps on each of an
-// H200's 132 multiprocessors, all resident at once (the registers allow 16), and the chunks'
-// slice starts stay small (slices x chunks <= 4 per id). A 1024-row position table gets one row
-// per warp.
-constexpr int kMaxSlices = 2048;
+// under it. A merge warp is a serial chain of dependent loads, one per row that ids hit (the
+// dout rows it sums, then the run's next entry), so its time is that chain: GPT-2's 16K uniform
+// ids hit about 10 rows of a 32-row slice, and 1571 such warps (12 per H200 multiprocessor, 15%
+// of the warp slots) measured 44 us, while its minimal traffic (dweight written, dout read)
+// takes 24 us. Slices of 16 rows halve the chain and double the warps: 3142 warps in 786
+// blocks, 6 on each of the 132 multiprocessors (24 warps), all resident at once under the
+// register cap below; the sums and their order do not change. The chunks'
+// slice starts stay small (slices x chunks <= 8 per id, 400 KB for GPT-2). A 1024-row position
+// table still gets one row per warp.
+constexpr int kMaxSlices = 4096;
 // Packs (16 bytes) per lane per row that a merge warp sums at once: 96 packs are 768 bf16
 // channels, GPT-2's whole row; wider rows take several rounds.
 constexpr int kLanePacks = 3;
 // Positions whose loads a merge warp issues before adding them (in order): 2 x 3 packs of 16
-// bytes, 96 bytes per lane in flight (103 registers in bf16). Four would need 157 registers
-// (ptxas unpacks the loaded bf16 to floats early) and spill under the cap below.
+// bytes, 96 bytes per lane in flight (78 registers in bf16, 67 in f32). Four would spill under
+// the cap below.
 constexpr int kMergeUnroll = 2;
-// Merge blocks of 4 warps (4 slices), so that GPT-2's 393 blocks spread evenly (3 on each
-// multiprocessor); 4 blocks a multiprocessor caps the registers at 128.
+// Merge blocks of 4 warps (4 slices), so that GPT-2's 786 blocks spread evenly (6 on each
+// multiprocessor); 6 blocks a multiprocessor cap the registers at 80 (bf16 took 103 before its
+// add_pack below, which allows only 4 blocks, 528 of the 786), and ptxas spills nothing. In
+// flight per multiprocessor: up to 24 warps x 2 positions x 3 packs x 16 bytes x 32 lanes =
+// 72 KB of dout loads (36 KB when, as mostly with uniform ids, a row has one position), besides
+// the 1.5 KB row stores each warp issues without waiting.
 constexpr int kMergeThreads = 128;
-constexpr int kMergeBlocksPerSm = 4;
+constexpr int kMergeBlocksPerSm = 6;
 // The key of no run: after a chunk's last run, and for lanes without a chunk.
 constexpr int kNoKey = INT_MAX;
 
@@ -217,7 +232,7 @@ __global__ void __launch_bounds__(kSortThreads)
     sort_chunks_kernel(Entry* __restrict__ entries, int* __restrict__ slice_starts, const int32_t* __restrict__ ids,
                        Plan p, int key_bits) {
   constexpr int kChunk = kSortThreads * kItems, kSlicesPerThread = kMaxSlices / kSortThreads;
-  using Sort = cub::BlockRadixSort<unsigned, kSortThreads, kItems, int>;
+  using Sort = cub::BlockRadixSort<unsigned, kSortThreads, kItems, int, kSortRadixBits>;
   using Scan = cub::BlockScan<int, kSortThreads>;
   __shared__ union {
     typename Sort::TempStorage sort;
@@ -308,6 +323,19 @@ __device__ __forceinline__ void add_pack(float (&acc)[kPack], const D& d) {
   for (int j = 0; j < kPack; ++j) acc[j] += to_float(d.v[j]);
 }
 
+// A bf16 is the top half of a float, so widening a pair is a shift and a mask of their 32-bit
+// word, done as each is added. Through __bfloat162float ptxas widened all the loaded packs
+// before adding them and needed 103 registers (150 bytes of spills under the cap below); this
+// way 78.
+__device__ __forceinline__ void add_pack(float (&acc)[8], const Pack<__nv_bfloat16, 8>& d) {
+  const auto& words = reinterpret_cast<const Pack<unsigned, 4>&>(d);
+#pragma unroll
+  for (int w = 0; w < 4; ++w) {
+    acc[2 * w] += __uint_as_float(words.v[w] << 16);
+    acc[2 * w + 1] += __uint_as_float(words.v[w] & 0xffff0000u);
+  }
+}
+
 // Every row of one slice per warp (see the top). Lane c holds the head (first entry) of chunk
 // c's next run at or after the current row and its key; a lane that sums its run moves to the
 // next one, whose key the run's entry carries. The partial sums are [vocab, channels] fp32.
@@ -354,12 +382,13 @@ __global__ void __launch_bounds__(kMergeThreads, kMergeBlocksPerSm)
     for (int64_t round = 0; round < packs_per_row; round += 32 * kLanePacks) {
       const int64_t pack0 = round + lane;
       float acc[kLanePacks][kPack];
+      bool in_row[kLanePacks];
 #pragma unroll
       for (int q = 0; q < kLanePacks; ++q) {
         const int64_t pack = pack0 + 32 * q;
-        const F start = pass.accumulate && pack < packs_per_row
-                            ? reinterpret_cast<const F*>(partial)[row * packs_per_row + pack]
-                            : F{};
+        in_row[q] = pack < packs_per_row;
+        const F start =
+            pass.accumulate && in_row[q] ? reinterpret_cast<const F*>(partial)[row * packs_per_row + pack] : F{};
 #pragma unroll
         for (int j = 0; j < kPack; ++j) acc[q][j] = start.v[j];
       }
@@ -371,11 +400,11 @@ __global__ void __launch_bounds__(kMergeThreads, kMergeBlocksPerSm)
           P d[kMergeUnroll][kLanePacks];
 #pragma unroll
           for (int u = 0; u < kMergeUnroll; ++u) {
-            const int64_t at = __shfl_sync(0xffffffffu, position, (i + u) % 32) * packs_per_row;
+            const P* src = reinterpret_cast<const P*>(dout) +
+                           __shfl_sync(0xffffffffu, position, (i + u) % 32) * packs_per_row + pack0;
 #pragma unroll
             for (int q = 0; q < kLanePacks; ++q)
-              if (i + u < n && pack0 + 32 * q < packs_per_row)
-                d[u][q] = reinterpret_cast<const P*>(dout)[at + pack0 + 32 * q];
+              if (i + u < n && in_row[q]) d[u][q] = src[32 * q];
           }
 #pragma unroll
           for (int u = 0; u < kMergeUnroll; ++u)
