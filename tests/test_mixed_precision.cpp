@@ -68,7 +68,7 @@ TEST_CASE(
     REQUIRE(masters.masters().size() == 2);
     CHECK(masters.masters()[0].weight_decay);
     for (size_t i = 0; i < params.size(); ++i) {
-      CHECK(masters.tensors()[i].impl() == sources[i].impl());  // the sources are the masters
+      CHECK(masters.masters()[i].tensor.impl() == sources[i].impl());  // the sources are the masters
       CHECK(masters.params()[i].impl() == params[i].impl());
       // Each parameter holds its master rounded to 16 bits: converting the master gives the same bits.
       CHECK(params[i].to_double_vector() == sources[i].to(dtype).to_double_vector());
@@ -128,6 +128,12 @@ TEST_CASE("adamw clips by the global norm and skips a step whose norm is not fin
   CHECK(a.states()[0].step == 1);
   CHECK(a.step_count() == 1);
   CHECK_THROWS_WITH_AS(a.uncount_step(), doctest::Contains("without a step() to take back"), Error);
+
+  clipped.set_grad(grad.clone());
+  CHECK_THROWS_WITH_AS(a.step(grad_sum_of_squares({clipped}), {0.0, 0.5}),
+                       doctest::Contains("expected a positive unscale and max_norm >= 0"), Error);
+  CHECK(a.states()[0].step == 1);  // a refused step counts nothing
+  CHECK(clipped.to_double_vector() == before);
 }
 
 TEST_CASE("master weights refuse a missing or mismatched f32 source and skip frozen parameters") {

@@ -83,15 +83,20 @@ void AdamW::step() { step(Tensor(), GradientScaling{}); }
 void AdamW::step(const Tensor& grad_sum_squares, const GradientScaling& scaling) {
   NoGradGuard no_grad;
   const std::vector<Tensor> holders = gradient_holders();
-  last_stepped_.clear();
+  std::vector<size_t> stepped;  // every check passes before anything is counted or written
   for (size_t i = 0; i < params_.size(); ++i) {
     const Tensor& p = params_[i];
     const Tensor g = holders[i].grad();
     if (!p.requires_grad() || !g.defined()) continue;  // frozen since, or no gradient this step
     FT_CHECK(g.shape() == p.shape() && g.dtype() == holders[i].dtype() && g.device() == p.device(), "adamw: gradient ",
              describe(g), " does not match its parameter ", describe(holders[i]));
-    last_stepped_.push_back(i);
+    FT_CHECK(stepped.empty() || p.device() == params_[stepped[0]].device(), "adamw: ", describe(p), " is not on ",
+             params_[stepped[0]].device().str(), " like the first parameter stepped (one step runs on one device)");
+    stepped.push_back(i);
   }
+  FT_CHECK(scaling.unscale > 0 && scaling.max_norm >= 0, "adamw: gradient scaling by ", scaling.unscale, " clipped at ",
+           scaling.max_norm, "; expected a positive unscale and max_norm >= 0 (0: no clipping)");
+  last_stepped_ = std::move(stepped);
   ++step_count_;
   can_uncount_ = true;
   if (last_stepped_.empty()) return;
@@ -112,7 +117,6 @@ void AdamW::step_cpu(const Tensor& grad_sum_squares, const GradientScaling& scal
   if (std::isnan(factor)) return;
   for (size_t i : last_stepped_) {
     const Tensor& p = params_[i];
-    FT_CHECK(p.device().is_cpu(), "adamw: ", describe(p), " is not on the CPU like the first parameter stepped");
     const Tensor& compute = compute_[i];
     const Tensor g = (compute.defined() ? compute : p).grad().to(p.dtype()).contiguous();
     AdamWState& s = states_[i];
@@ -131,10 +135,10 @@ void AdamW::step_cuda(const Tensor& grad_sum_squares, const GradientScaling& sca
 #ifdef FLASHTRAIN_HAS_CUDA
   const Device device = params_[last_stepped_[0]].device();
   std::map<DType, std::vector<size_t>> by_grad_dtype;
+  std::vector<Tensor> grads(params_.size());  // contiguous, alive until the launches
   for (size_t i : last_stepped_) {
-    FT_CHECK(params_[i].device() == device, "adamw: ", describe(params_[i]), " is not on ", device.str(),
-             " like the first parameter stepped (one step runs on one device)");
-    by_grad_dtype[compute_[i].defined() ? compute_[i].dtype() : DType::f32].push_back(i);
+    grads[i] = (compute_[i].defined() ? compute_[i] : params_[i]).grad().contiguous();
+    by_grad_dtype[grads[i].dtype()].push_back(i);
   }
   cuda::DeviceGuard guard(device.index);
   const double* sum_squares = grad_sum_squares.defined() ? grad_sum_squares.data<double>() : nullptr;
@@ -146,10 +150,8 @@ void AdamW::step_cuda(const Tensor& grad_sum_squares, const GradientScaling& sca
         const Tensor& p = params_[i];
         const Tensor& compute = compute_[i];
         AdamWState& s = states_[i];
-        const Tensor g = (compute.defined() ? compute : p).grad();
-        FT_CHECK(g.is_contiguous(), "adamw: the gradient of ", describe(p), " is not contiguous");
         tensors.push_back({p.data<float>(),
-                           g.data<G>(),
+                           grads[i].data<G>(),
                            s.exp_avg.data<float>(),
                            s.exp_avg_sq.data<float>(),
                            compute.defined() ? compute.data<G>() : nullptr,

@@ -26,12 +26,6 @@ MasterWeights::MasterWeights(const ParameterList& params, const ParameterList& s
   }
 }
 
-std::vector<Tensor> MasterWeights::tensors() const {
-  std::vector<Tensor> out;
-  for (const NamedParameter& m : masters_) out.push_back(m.tensor);
-  return out;
-}
-
 std::vector<ParamGroup> MasterWeights::groups(double weight_decay) const {
   std::vector<ParamGroup> groups = weight_decay_groups(masters_, weight_decay);
   for (size_t i = 0; i < masters_.size(); ++i) groups[masters_[i].weight_decay ? 0 : 1].compute.push_back(params_[i]);

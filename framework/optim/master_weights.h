@@ -28,7 +28,6 @@ class MasterWeights {
   // The masters, named as their parameters and marked trainable: hand them to the optimizer
   // and to checkpoints.
   const ParameterList& masters() const { return masters_; }
-  std::vector<Tensor> tensors() const;
 
   // The model's trainable 16-bit parameters, in masters() order: they hold the gradients.
   const std::vector<Tensor>& params() const { return params_; }

@@ -22,8 +22,10 @@
 namespace ft::train {
 
 struct TrainHooks {
-  // Called after the backward passes of a step, before clipping, with every trainable
-  // parameter: multi-GPU training all-reduces the gradients here. Empty: single process.
+  // Called after the backward passes of a step, before the norm and the update, with the
+  // tensors whose gradients the update reads (the model's parameters; in mixed precision its
+  // 16-bit ones, their gradients still multiplied by the loss scale): multi-GPU training
+  // all-reduces the gradients here. Empty: single process.
   std::function<void(const std::vector<Tensor>& params)> reduce_gradients;
 };
 
