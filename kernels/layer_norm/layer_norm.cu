@@ -34,10 +34,12 @@
 // of rows (a function of the row count alone, about 256 chunks: enough blocks to fill the GPU,
 // few enough that the fp32 partials stay a few percent of the traffic), its row groups' per-lane
 // sums are added in group order through shared memory into one fp32 partial per chunk, and a
-// second small kernel adds the chunks' partials in a fixed order. The row sums that dx needs
-// are added warp by warp in warp order. Same inputs, same bits. Rows wider than 16 warps of
-// packs or not 16-byte aligned take a slower path with the same chunks: dx with one warp a row,
-// rereading the row through L1, and the partials from a kernel that walks 32 columns of a chunk.
+// second small kernel adds the chunks' partials in a fixed order (on compute capability 9.0 on,
+// a programmatic dependent launch: it is launched during the first kernel's tail and waits for
+// its end on the device). The row sums that dx needs are added warp by warp in warp order. Same
+// inputs, same bits. Rows wider than 16 warps of packs or not 16-byte aligned take a slower path
+// with the same chunks: dx with one warp a row, rereading the row through L1, and the partials
+// from a kernel that walks 32 columns of a chunk.
 #include <algorithm>
 #include <climits>
 #include <cstdint>
@@ -88,6 +90,13 @@ constexpr int kGroupedBlocksPerSm = 2;
 template <class T>
 constexpr int grouped_block_warps() {
   return sizeof(T) == 4 ? 18 : 16;
+}
+// The warps a row takes that the grouped backward has compiled in (its row sums then add the
+// group's warps without a loop): GPT-2's 768 columns, 3 warps in bf16/f16 and 6 in f32. Other
+// widths pass theirs at run time.
+template <class T>
+constexpr int compiled_warps_per_row() {
+  return 768 / (32 * (kVectorBytes / static_cast<int>(sizeof(T))));
 }
 // A group syncs on its own named barrier, 1 to 15 (0 is __syncthreads's): at most 15 a block.
 constexpr int kMaxGroups = 15;
@@ -350,43 +359,51 @@ struct RowSlice {
   float mean, rstd;
 };
 
+// Row `row` of mean and rstd, and the packs at element `offset` of x and dy.
 template <class T>
 __device__ __forceinline__ RowSlice load_row_slice(const T* dy, const T* x, const float* mean, const float* rstd,
-                                                   int64_t row, int cols, int col, bool active) {
+                                                   int64_t row, int64_t offset, bool active) {
   RowSlice slice;
   slice.mean = mean[row];
   slice.rstd = rstd[row];
   if (active) {
-    slice.x = load_words(x + row * cols + col);
-    slice.dy = load_words(dy + row * cols + col);
+    slice.x = load_words(x + offset);
+    slice.dy = load_words(dy + offset);
   }
   return slice;
 }
 
-// Asks L2 for a lane's packs of a row of x and dy that it will load later: no registers held,
-// nothing waited for.
+// Asks L2 for the packs at element `offset` of x and dy, which a lane will load later: no
+// registers held, nothing waited for.
 template <class T>
-__device__ __forceinline__ void prefetch_to_l2(const T* dy, const T* x, int64_t row, int cols, int col) {
-  asm volatile("prefetch.global.L2 [%0];" ::"l"(x + row * cols + col));
-  asm volatile("prefetch.global.L2 [%0];" ::"l"(dy + row * cols + col));
+__device__ __forceinline__ void prefetch_to_l2(const T* dy, const T* x, int64_t offset) {
+  asm volatile("prefetch.global.L2 [%0];" ::"l"(x + offset));
+  asm volatile("prefetch.global.L2 [%0];" ::"l"(dy + offset));
 }
 
-// The sums of (a, b) over the lanes of a row group, added warp by warp in warp order (the same
-// bits in every lane and on every run), through one slot a warp. The slots alternate with the
-// row's parity so that one barrier a row is enough: a warp writes a parity's slot again two rows
-// later, after the next row's barrier, which no warp of its group passes before every warp has
-// read this row's slots.
-__device__ __forceinline__ float2 row_group_sums(float a, float b, float2* parity_slots, int group, int warps_per_row) {
-  a = warp_sum(a);
-  b = warp_sum(b);
-  const int first_warp = group * warps_per_row;
-  if (threadIdx.x % 32 == 0) parity_slots[threadIdx.x / 32] = make_float2(a, b);
+// The sums of (a, b) over the lanes of a row group, in a fixed order (the same bits in every
+// lane and on every run). A warp adds both in 5 shuffles rather than two warp_sums' 10: the
+// first swaps a and b between its halves, so that its lower 16 lanes go on adding a and its
+// upper 16 b; lanes 0 and 16 write the warp's two sums to its slot, and after the group's
+// barrier every lane adds the group's slots in warp order. kWarpsPerRow is the group's warps
+// when compiled in (that addition then has no loop), else 0 and warps_per_row says. The slots
+// alternate with the row's parity so that one barrier a row is enough: a warp writes a parity's
+// slot again two rows later, after the next row's barrier, which no warp of its group passes
+// before every warp has read this row's slots.
+template <int kWarpsPerRow>
+__device__ __forceinline__ float2 row_group_sums(float a, float b, float* parity_slots, int group, int warps_per_row) {
+  if constexpr (kWarpsPerRow > 0) warps_per_row = kWarpsPerRow;
+  const int lane = threadIdx.x % 32;
+  const bool upper = lane >= 16;
+  float v = (upper ? b : a) + __shfl_xor_sync(0xffffffffu, upper ? a : b, 16);
+  for (int offset = 8; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
+  if (lane % 16 == 0) parity_slots[threadIdx.x / 32 * 2 + upper] = v;
   named_barrier(1 + group, warps_per_row * 32);
-  float2 total = parity_slots[first_warp];
+  const float2* group_slots = reinterpret_cast<const float2*>(parity_slots) + group * warps_per_row;
+  float2 total = group_slots[0];
   for (int w = 1; w < warps_per_row; ++w) {
-    const float2 v = parity_slots[first_warp + w];
-    total.x += v.x;
-    total.y += v.y;
+    total.x += group_slots[w].x;
+    total.y += group_slots[w].y;
   }
   return total;
 }
@@ -418,42 +435,60 @@ __device__ __forceinline__ void add_group_column_sums(float* out, const float (&
 }
 
 // The fast backward. Block b owns rows [b, b + 1) * rows_per_chunk; its row groups of
-// warps_per_row warps take rows g, g + groups, ...; lane t of a group owns the pack of columns
-// [t N, t N + N) (lanes past the row's end hold nothing and add zeros). A lane loads its next
-// row's packs before it works on the current one, so they are in flight through the row's sums,
-// barrier and dx store, and adds dy * xhat and dy into fp32 sums for its N columns over all its
-// rows. dx and partials may each be null.
-template <class T>
+// warps_per_row warps (kWarpsPerRow, or 0 where it is known only at run time) take rows g,
+// g + groups, ...; lane t of a group owns the pack of columns [t N, t N + N) (lanes past the
+// row's end hold nothing and add zeros). A lane loads its next row's packs before it works on
+// the current one, so they are in flight through the row's sums, barrier and dx store, and adds
+// dy * xhat and dy into fp32 sums for its N columns over all its rows. dx and partials may each
+// be null. row_step (groups * cols) and inv_cols (1 / cols) come from the host: as kernel
+// parameters they take no registers.
+//
+// The kernel is close to issue-bound, so a row's instructions are counted: each row's addresses
+// are an addition to the last row's, xhat is one fma (x s - m s), and dx, rstd * (dxhat -
+// mean(dxhat) - xhat * mean(dxhat * xhat)), is regrouped per row into dxhat * rstd + x * c1 + c0:
+// a product and two fmas an element. Both round differently from the textbook forms by an
+// ulp-level amount relative to |mean| * rstd, which the stored mean's own rounding already has.
+template <class T, int kWarpsPerRow>
 __global__ void __launch_bounds__(grouped_block_warps<T>() * 32, kGroupedBlocksPerSm)
     layer_norm_backward_grouped_kernel(T* dx, float* partials, const T* dy, const T* x, const T* weight,
                                        const float* mean, const float* rstd, int64_t rows, int cols,
-                                       int64_t rows_per_chunk, int warps_per_row) {
+                                       int64_t rows_per_chunk, int warps_per_row, int64_t row_step, float inv_cols) {
+#if __CUDA_ARCH__ >= 900
+  // The parameter sums' kernel may launch now: it waits for this grid to finish before it reads
+  // the partials, but its launch overlaps this grid's tail instead of following it.
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
   constexpr int N = kVectorBytes / sizeof(T), kWarps = grouped_block_warps<T>();
-  __shared__ float2 row_slots[2][kWarps];
+  if constexpr (kWarpsPerRow > 0) warps_per_row = kWarpsPerRow;
+  __shared__ __align__(8) float row_slots[2][2 * kWarps];  // a float2 a warp: its (a, b) sums
   __shared__ float column_buffer[kWarps * 32 * (N + 1)];
   const int group_threads = warps_per_row * 32, groups = blockDim.x / group_threads;
   const int group = threadIdx.x / group_threads, col = threadIdx.x % group_threads * N;
   const bool active = col < cols;
   const int64_t chunk_begin = blockIdx.x * rows_per_chunk;
   const int64_t chunk_end = chunk_begin + rows_per_chunk < rows ? chunk_begin + rows_per_chunk : rows;
+  const int chunk_rows = static_cast<int>(chunk_end - chunk_begin);
   Words w;
   if (active) w = load_words(weight + col);
   float dweight[N] = {}, dbias[N] = {};
-  const int chunk_rows = static_cast<int>(chunk_end - chunk_begin);
+  // The element offset of the lane's pack in its group's current row, and from one row of the
+  // group to its next.
+  int64_t offset = (chunk_begin + group) * cols + col;
   RowSlice current;
-  if (group < chunk_rows) current = load_row_slice(dy, x, mean, rstd, chunk_begin + group, cols, col, active);
+  if (group < chunk_rows) current = load_row_slice(dy, x, mean, rstd, chunk_begin + group, offset, active);
 #pragma unroll 1
-  for (int i = group, parity = 0; i < chunk_rows; i += groups, parity ^= 1) {
-    if (active && i + 2 * groups < chunk_rows) prefetch_to_l2(dy, x, chunk_begin + i + 2 * groups, cols, col);
+  for (int i = group, parity = 0; i < chunk_rows; i += groups, parity ^= 1, offset += row_step) {
+    if (active && i + 2 * groups < chunk_rows) prefetch_to_l2(dy, x, offset + 2 * row_step);
     RowSlice next;
-    if (i + groups < chunk_rows) next = load_row_slice(dy, x, mean, rstd, chunk_begin + i + groups, cols, col, active);
-    const float m = current.mean, s = current.rstd;
+    if (i + groups < chunk_rows)
+      next = load_row_slice(dy, x, mean, rstd, chunk_begin + i + groups, offset + row_step, active);
+    const float s = current.rstd, ms = current.mean * s;
     float sum_dxhat = 0.0f, sum_dxhat_xhat = 0.0f;
     if (active) {
       forget_derived_values(w);
 #pragma unroll
       for (int k = 0; k < N; ++k) {
-        const float g = element<T>(current.dy, k), xhat = (element<T>(current.x, k) - m) * s;
+        const float g = element<T>(current.dy, k), xhat = fmaf(element<T>(current.x, k), s, -ms);
         const float dxhat = g * element<T>(w, k);
         sum_dxhat += dxhat;
         sum_dxhat_xhat += dxhat * xhat;
@@ -462,18 +497,21 @@ __global__ void __launch_bounds__(grouped_block_warps<T>() * 32, kGroupedBlocksP
       }
     }
     if (dx) {  // uniform over the grid
-      const float2 sums = row_group_sums(sum_dxhat, sum_dxhat_xhat, row_slots[parity], group, warps_per_row);
-      const float mean_dxhat = sums.x / cols, mean_dxhat_xhat = sums.y / cols;
+      const float2 sums =
+          row_group_sums<kWarpsPerRow>(sum_dxhat, sum_dxhat_xhat, row_slots[parity], group, warps_per_row);
+      // With a = mean(dxhat) and b = mean(dxhat * xhat): dx = s dxhat - s a - s b (x s - m s).
+      const float s_over_cols = s * inv_cols;
+      const float sa = s_over_cols * sums.x, sb = s_over_cols * sums.y;
+      const float c1 = -sb * s, c0 = fmaf(sb, ms, -sa);
       if (active) {
         forget_derived_values(w);
         float out[N];
 #pragma unroll
         for (int k = 0; k < N; ++k) {
-          const float xhat = (element<T>(current.x, k) - m) * s;
           const float dxhat = element<T>(current.dy, k) * element<T>(w, k);
-          out[k] = s * (dxhat - mean_dxhat - xhat * mean_dxhat_xhat);
+          out[k] = fmaf(element<T>(current.x, k), c1, fmaf(dxhat, s, c0));
         }
-        *reinterpret_cast<Words*>(dx + (chunk_begin + i) * cols + col) = to_words<T>(out);
+        *reinterpret_cast<Words*>(dx + offset) = to_words<T>(out);
       }
     }
     current = next;
@@ -524,6 +562,12 @@ __global__ void layer_norm_param_partials_kernel(float* partials, const T* dy, c
 template <class T>
 __global__ void __launch_bounds__(kSumWarps * 32)
     layer_norm_param_sums_kernel(T* dweight, T* dbias, const float* partials, int64_t chunks, int cols) {
+#if __CUDA_ARCH__ >= 900
+  // Launched as a programmatic dependent of the kernel that writes the partials: wait for that
+  // grid to finish and its writes to be visible. Every thread waits, before any returns, so this
+  // grid never completes before that one (later work in the stream waits for this one only).
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
   __shared__ float sums[kSumWarps][32];
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, which = blockIdx.y;
   const int64_t col = blockIdx.x * 32LL + lane;
@@ -560,6 +604,14 @@ bool packs_fit(int64_t cols, std::initializer_list<const void*> pointers) {
   for (const void* p : pointers)
     if (p && reinterpret_cast<uintptr_t>(p) % kVectorBytes != 0) return false;
   return true;
+}
+
+// Whether the current device runs programmatic dependent launches (compute capability 9.0 on).
+bool programmatic_launch_supported() {
+  int device = 0, major = 0;
+  FT_CUDA_CHECK(cudaGetDevice(&device));
+  FT_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  return major >= 9;
 }
 
 void check_sizes(const char* what, int64_t rows, int64_t cols) {
@@ -643,9 +695,16 @@ bool try_grouped_backward(D* dx, float* partials, const D* dy, const D* x, const
   if (chunks == 0) return true;
   const int groups = std::min<int>(kMaxGroups, kBlockWarps / static_cast<int>(warps_per_row));
   const int threads = groups * static_cast<int>(warps_per_row) * 32;
-  layer_norm_backward_grouped_kernel<D><<<static_cast<int>(chunks), threads, 0, stream>>>(
-      dx, partials, dy, x, weight, mean, rstd, rows, static_cast<int>(cols), rows_per_chunk(rows),
-      static_cast<int>(warps_per_row));
+  auto launch = [&](auto kernel) {
+    kernel<<<static_cast<int>(chunks), threads, 0, stream>>>(
+        dx, partials, dy, x, weight, mean, rstd, rows, static_cast<int>(cols), rows_per_chunk(rows),
+        static_cast<int>(warps_per_row), groups * cols, 1.0f / cols);
+  };
+  constexpr int kCompiledWarps = compiled_warps_per_row<D>();
+  if (warps_per_row == kCompiledWarps)
+    launch(layer_norm_backward_grouped_kernel<D, kCompiledWarps>);
+  else
+    launch(layer_norm_backward_grouped_kernel<D, 0>);
   FT_CUDA_CHECK_LAUNCH();
   return true;
 }
@@ -688,10 +747,19 @@ void layer_norm_backward_cuda(T* dx, T* dweight, T* dbias, float* scratch, const
     streamed_backward<D>(device_ptr(dx), partials, device_ptr(dy), device_ptr(x), device_ptr(weight), mean, rstd, rows,
                          cols, stream);
   if (!partials) return;
-  const dim3 grid(static_cast<unsigned>((cols + 31) / 32), 2);
-  layer_norm_param_sums_kernel<D><<<grid, kSumWarps * 32, 0, stream>>>(device_ptr(dweight), device_ptr(dbias), partials,
-                                                                       param_chunks(rows), static_cast<int>(cols));
-  FT_CUDA_CHECK_LAUNCH();
+  // A programmatic dependent launch where the device has them (compute capability 9.0 on): the
+  // sums' grid is launched while the partials' kernel ends and waits for it on the device.
+  cudaLaunchConfig_t config = {};
+  config.gridDim = dim3(static_cast<unsigned>((cols + 31) / 32), 2);
+  config.blockDim = dim3(kSumWarps * 32);
+  config.stream = stream;
+  cudaLaunchAttribute dependent;
+  dependent.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  dependent.val.programmaticStreamSerializationAllowed = 1;
+  config.attrs = &dependent;
+  config.numAttrs = programmatic_launch_supported() ? 1 : 0;
+  FT_CUDA_CHECK(cudaLaunchKernelEx(&config, layer_norm_param_sums_kernel<D>, device_ptr(dweight), device_ptr(dbias),
+                                   static_cast<const float*>(partials), param_chunks(rows), static_cast<int>(cols)));
 }
 
 #define FT_INSTANTIATE(T)                                                                                             \
