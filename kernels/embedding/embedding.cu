@@ -8,31 +8,34 @@
 // position order, exactly as the CPU reference does (in f32, the same bits), and the rows no id
 // hits are written as zeros in the same pass (no memset first).
 //
-// Finding each row's positions takes no device-wide sort (a radix sort of 16K ids is several
-// launches, most of them a few busy blocks). The ids are cut into chunks of consecutive
-// positions, and one block sorts each chunk by id (cub::BlockRadixSort, stable: the positions
-// of one id stay in increasing order) and counts, for every slice of R consecutive rows, where
-// that slice starts in its sorted chunk. Then one warp takes each slice and merges up to 32
-// chunks, one per lane: lane c keeps a cursor on the next run of chunk c and that run's id in a
-// register, so a row no id hits costs a few register operations and its zero stores (no load),
-// and a row that is hit sums the runs of the lanes whose id it is in lane order, which is chunk
-// order, which is position order. The whole warp sums each position's row, three 16-byte packs
-// per lane (768 bf16 channels: one row per warp), several positions' loads in flight before the
-// additions, which stay in order. With R chosen so that there are about as many slices as warps
-// that fit on the GPU at once, the merge is bound by writing dweight.
+// One kernel, no sort. Block b owns a range of rows of dweight (the vocabulary over one block
+// a multiprocessor: 381 of GPT-2's 50257 rows on an H200). It first reads all the ids (16K ids
+// are 64 KB, read from L2 by every block) and keeps, in shared memory and in position order,
+// the entries (row in the block, position) of those that fall in its rows, and how many hit
+// each row: each thread takes 16 consecutive positions, and a scan over the lanes and the warps
+// gives it where its entries go. Then its warps take the block's (row, group of 32 packs)
+// items, one 16-byte pack a lane: a row no id hits is a store of zeros; a row that is hit finds
+// its positions by ballots over the entries, in position order, and sums their dout rows, a few
+// loads issued before the additions, which stay in order. So the kernel is one pass that writes
+// dweight and reads dout once (plus the ids from L2).
 //
-// The one subtle decision is what a lane keeps: each sorted entry carries the id of the run
-// after its own, so once a lane has summed a run it knows at once which row it waits for next,
-// and the load of that run's entry has until then to arrive. More than 32 chunks (over 131072
-// ids) take several merge passes over 32 chunks each, whose sums stay fp32 in the workspace in
-// between, so every row is still rounded once and added in position order.
+// An earlier design sorted chunks of ids in one kernel and merged them slice by slice in a
+// second; at GPT-2's shapes on an H200 it took 0.046 ms for the token table and 0.0129 ms for
+// the position table, this one 0.043 and 0.0098 ms. Both are well short of the bandwidth bound
+// (Nsight: ~39 us for the token table's kernel with DRAM ~40% busy and no pipeline saturated);
+// where the rest goes is not yet known.
+//
+// A block holds the entries of kSegmentIds ids at most (shared memory), so longer id lists are
+// cut into segments, one launch each, in position order: the sums in between stay fp32 in the
+// workspace ([vocab, channels]), so every row is still added in position order and rounded
+// once. A row that many positions hit (a frequent token) is summed by one warp a group of
+// packs, kLoadsInFlight positions at a time.
 //
 // Ids must be in range; the loader validates them (data/prepare.cpp). An id outside [0, vocab)
 // is made harmless, not reported (that would need a host synchronisation inside the op): it
-// gathers a row of zeros and sorts, as key `vocab`, after every row's runs, matching no row.
+// gathers a row of zeros and falls in no block's rows.
+#include <algorithm>
 #include <climits>
-#include <cub/block/block_radix_sort.cuh>
-#include <cub/block/block_scan.cuh>
 #include <type_traits>
 
 #include "framework/cuda/check.h"
@@ -43,120 +46,30 @@
 namespace ft::kernels {
 namespace {
 
-// Packs of a row one warp takes in the forward: one per lane.
+// Packs of a row one warp takes: one per lane.
 constexpr int kWarpPacks = 32;
-// Alignment of each buffer carved out of the workspace (a whole number of 128-byte lines).
-constexpr size_t kBufferAlignment = 256;
 
-// The chunk sort: a block of kSortThreads sorts kSortThreads * items ids, items one of 2, 4, 8
-// or 16 (chunks of 512 to 4096 ids), the fewest that leave at most kMergeLanes chunks. Small
-// chunks sort fastest (a block's radix passes are its latency), and GPT-2's 16K ids make 32
-// blocks of 512.
-constexpr int kSortThreads = 256;
-constexpr int kMinSortItems = 2, kMaxSortItems = 16;
-// Key bits a radix pass takes. GPT-2's 16-bit keys take 3 passes of 6 bits instead of cub's
-// default 4 of 4; each pass is a serial chain of about 7 block barriers (counters, scan, two
-// exchanges), and the wider digit costs only 24 more shared-memory counters per thread to scan
-// (33 instead of 9, in registers). 8 bits would need 129 x 256 x 4 bytes of counters, over the
-// 48 KB of static shared memory; 6 bits take 33.8 KB.
-constexpr int kSortRadixBits = 6;
-// Chunks one merge pass takes: one per lane.
-constexpr int kMergeLanes = 32;
-// At most this many slices: a power-of-two R rows each, the smallest R that keeps the count
-// under it. A merge warp is a serial chain of dependent loads, one per row that ids hit (the
-// dout rows it sums, then the run's next entry), so its time is that chain: GPT-2's 16K uniform
-// ids hit about 10 rows of a 32-row slice, and 1571 such warps (12 per H200 multiprocessor, 15%
-// of the warp slots) measured 44 us, while its minimal traffic (dweight written, dout read)
-// takes 24 us. Slices of 16 rows halve the chain and double the warps: 3142 warps in 786
-// blocks, 6 on each of the 132 multiprocessors (24 warps), all resident at once under the
-// register cap below; the sums and their order do not change. The chunks'
-// slice starts stay small (slices x chunks <= 8 per id, 400 KB for GPT-2). A 1024-row position
-// table still gets one row per warp.
-constexpr int kMaxSlices = 4096;
-// Packs (16 bytes) per lane per row that a merge warp sums at once: 96 packs are 768 bf16
-// channels, GPT-2's whole row; wider rows take several rounds.
-constexpr int kLanePacks = 3;
-// Positions whose loads a merge warp issues before adding them (in order): 2 x 3 packs of 16
-// bytes, 96 bytes per lane in flight (78 registers in bf16, 67 in f32). Four would spill under
-// the cap below.
-constexpr int kMergeUnroll = 2;
-// Merge blocks of 4 warps (4 slices), so that GPT-2's 786 blocks spread evenly (6 on each
-// multiprocessor); 6 blocks a multiprocessor cap the registers at 80 (bf16 took 103 before its
-// add_pack below, which allows only 4 blocks, 528 of the 786), and ptxas spills nothing. In
-// flight per multiprocessor: up to 24 warps x 2 positions x 3 packs x 16 bytes x 32 lanes =
-// 72 KB of dout loads (36 KB when, as mostly with uniform ids, a row has one position), besides
-// the 1.5 KB row stores each warp issues without waiting.
-constexpr int kMergeThreads = 128;
-constexpr int kMergeBlocksPerSm = 6;
-// The key of no run: after a chunk's last run, and for lanes without a chunk.
-constexpr int kNoKey = INT_MAX;
-
-size_t aligned_size(size_t bytes) { return (bytes + kBufferAlignment - 1) / kBufferAlignment * kBufferAlignment; }
-
-// Bits that hold every key 0..vocab (vocab stands for an invalid id).
-int key_bits(int64_t vocab) {
-  int bits = 1;
-  while (bits < 32 && (int64_t{1} << bits) <= vocab) ++bits;
-  return bits;
-}
-
-// Positions and sort keys are 32-bit.
-void check_sizes(int64_t tokens, int64_t vocab) {
-  FT_CHECK(tokens <= INT_MAX && vocab < INT_MAX, "embedding backward: ", tokens, " ids over a vocabulary of ", vocab,
-           "; the CUDA kernels hold positions and ids in 32 bits");
-}
-
-// How the backward cuts the ids into chunks and the rows into slices.
-struct Plan {
-  int64_t tokens;
-  int vocab;
-  int sort_items, chunk_tokens, chunks;
-  int slice_shift, slices;  // slice s holds rows [s << slice_shift, (s + 1) << slice_shift)
-  int passes;               // merge passes of up to kMergeLanes chunks
-};
-
-Plan plan_backward(int64_t tokens, int64_t vocab) {
-  check_sizes(tokens, vocab);
-  Plan p{tokens, static_cast<int>(vocab), kMinSortItems, 0, 0, 0, 0, 0};
-  while (p.sort_items < kMaxSortItems && tokens > int64_t{kMergeLanes} * kSortThreads * p.sort_items) p.sort_items *= 2;
-  p.chunk_tokens = kSortThreads * p.sort_items;
-  p.chunks = static_cast<int>((tokens + p.chunk_tokens - 1) / p.chunk_tokens);
-  while ((vocab + (int64_t{1} << p.slice_shift) - 1) >> p.slice_shift > kMaxSlices) ++p.slice_shift;
-  p.slices = static_cast<int>((vocab + (int64_t{1} << p.slice_shift) - 1) >> p.slice_shift);
-  p.passes = std::max(1, (p.chunks + kMergeLanes - 1) / kMergeLanes);
-  return p;
-}
-
-// One id of a sorted chunk. Only a run's first entry is read whole; the others give their position.
-struct alignas(16) Entry {
-  int key;       // the id, or vocab for an invalid one
-  int next_key;  // the key of the chunk's next run, kNoKey after its last
-  int position;  // in the whole ids
-  int run_end;   // the index in the sorted chunk one past this entry's run
-};
-
-// The workspace, carved in this order: each chunk's sorted entries (at chunk * chunk_tokens),
-// each slice's start in each sorted chunk ([slice][chunk]), and with several merge passes the
-// fp32 sums they hand on ([vocab, channels]).
-struct Workspace {
-  Entry* entries;
-  int* slice_starts;
-  float* partial;
-};
-
-size_t entries_bytes(const Plan& p) { return aligned_size(static_cast<size_t>(p.tokens) * sizeof(Entry)); }
-size_t starts_bytes(const Plan& p) {
-  return aligned_size(static_cast<size_t>(p.slices) * static_cast<size_t>(p.chunks) * sizeof(int));
-}
-size_t partial_bytes(const Plan& p, int64_t channels) {
-  return p.passes > 1 ? aligned_size(static_cast<size_t>(p.vocab) * static_cast<size_t>(channels) * sizeof(float)) : 0;
-}
-
-Workspace carve(void* workspace, const Plan& p) {
-  auto* base = static_cast<char*>(workspace);
-  return Workspace{reinterpret_cast<Entry*>(base), reinterpret_cast<int*>(base + entries_bytes(p)),
-                   reinterpret_cast<float*>(base + entries_bytes(p) + starts_bytes(p))};
-}
+// The backward's blocks: 32 warps, one a multiprocessor (64 registers a thread at most). Every
+// block reads all the segment's ids, so fewer, larger blocks read less: one a multiprocessor.
+constexpr int kBackwardThreads = 1024;
+constexpr int kBackwardWarps = kBackwardThreads / 32;
+constexpr int kBackwardBlocksPerSm = 1;
+// Consecutive ids a thread reads (in registers, all loads in flight at once), and so ids a
+// segment: 16384, GPT-2's 16 x 1024 tokens in one launch.
+constexpr int kIdsPerLane = 16;
+constexpr int kSegmentIds = kIdsPerLane * kBackwardThreads;
+// An entry is (row in the block) << 16 | (position in the segment), one 32-bit word.
+constexpr int kEntryShift = 16;
+constexpr uint32_t kNoEntry = 0xffffffffu;  // matches no row: its row field is 65535
+static_assert(kSegmentIds <= (1 << kEntryShift), "a position in the segment must fit 16 bits");
+// Rows a block owns at most (their hit counts are in shared memory, beside the entries).
+constexpr int kMaxBlockRows = 4096;
+static_assert(kMaxBlockRows < (1 << kEntryShift) - 1, "a row in the block must fit 16 bits, below kNoEntry's");
+// Dout loads a warp issues before it adds them (a row's positions after its first): 4 x 16
+// bytes a lane. With kChunkItems below, the most that fits in 64 registers without spilling.
+constexpr int kLoadsInFlight = 4;
+// Items a warp takes at once in step 2, their first positions' loads issued together.
+constexpr int kChunkItems = 2;
 
 // Elements per pack: 16 bytes when every row starts on a 16-byte boundary of both arrays,
 // else one (a view of a weight may start anywhere; odd widths break the rows' alignment).
@@ -208,114 +121,17 @@ __global__ void embedding_forward_kernel(T* __restrict__ out, const int32_t* __r
   }
 }
 
-// ---- backward, step 1: sort each chunk -----------------------------------------------------
 
-// The first index in sorted[0, n) whose key is > value.
-__device__ __forceinline__ int upper_bound(const unsigned* sorted, int n, unsigned value) {
-  int lo = 0, hi = n;
-  while (lo < hi) {
-    const int mid = (lo + hi) / 2;
-    if (sorted[mid] <= value)
-      lo = mid + 1;
-    else
-      hi = mid;
-  }
-  return lo;
-}
+// ---- backward ------------------------------------------------------------------------------
 
-// One block per chunk: its ids sorted by key (the id, or vocab for an invalid one), stably, as
-// entries; and for every slice the number of the chunk's valid ids in earlier slices, which is
-// where the slice starts in the sorted chunk. A last, short chunk is padded with key vocab after
-// its ids; the padding sorts behind them and is never written.
-template <int kItems>
-__global__ void __launch_bounds__(kSortThreads)
-    sort_chunks_kernel(Entry* __restrict__ entries, int* __restrict__ slice_starts, const int32_t* __restrict__ ids,
-                       Plan p, int key_bits) {
-  constexpr int kChunk = kSortThreads * kItems, kSlicesPerThread = kMaxSlices / kSortThreads;
-  using Sort = cub::BlockRadixSort<unsigned, kSortThreads, kItems, int, kSortRadixBits>;
-  using Scan = cub::BlockScan<int, kSortThreads>;
-  __shared__ union {
-    typename Sort::TempStorage sort;
-    struct {
-      unsigned keys[kChunk];
-      int counts[kMaxSlices];
-      typename Scan::TempStorage scan;
-    } after;
-  } smem;
-
-  const int chunk = blockIdx.x;
-  const int64_t start = int64_t{chunk} * kChunk;
-  const int len = static_cast<int>(min(int64_t{kChunk}, p.tokens - start));
-  const auto vocab = static_cast<unsigned>(p.vocab);
-  unsigned keys[kItems];
-  int index[kItems];  // in the chunk, before sorting
-#pragma unroll
-  for (int j = 0; j < kItems; ++j) {
-    index[j] = threadIdx.x * kItems + j;
-    const int32_t id = index[j] < len ? ids[start + index[j]] : -1;
-    keys[j] = in_vocab(id, p.vocab) ? static_cast<unsigned>(id) : vocab;
-  }
-  Sort(smem.sort).Sort(keys, index, 0, key_bits);  // blocked: this thread holds sorted[threadIdx.x * kItems + j]
-  __syncthreads();                                 // the sort's storage becomes `after`
-
-#pragma unroll
-  for (int j = 0; j < kItems; ++j) smem.after.keys[threadIdx.x * kItems + j] = keys[j];
-  for (int s = threadIdx.x; s < kMaxSlices; s += kSortThreads) smem.after.counts[s] = 0;
-  __syncthreads();
-#pragma unroll
-  for (int j = 0; j < kItems; ++j)
-    if (keys[j] < vocab) atomicAdd(&smem.after.counts[keys[j] >> p.slice_shift], 1);
-  __syncthreads();
-
-  // Slice starts: an exclusive sum of the counts, kSlicesPerThread consecutive slices a thread.
-  int starts[kSlicesPerThread];
-#pragma unroll
-  for (int k = 0; k < kSlicesPerThread; ++k) starts[k] = smem.after.counts[threadIdx.x * kSlicesPerThread + k];
-  Scan(smem.after.scan).ExclusiveSum(starts, starts);
-#pragma unroll
-  for (int k = 0; k < kSlicesPerThread; ++k) {
-    const int slice = threadIdx.x * kSlicesPerThread + k;
-    if (slice < p.slices) slice_starts[int64_t{slice} * p.chunks + chunk] = starts[k];
-  }
-
-#pragma unroll
-  for (int j = 0; j < kItems; ++j) {
-    const int i = threadIdx.x * kItems + j;
-    if (i >= len) continue;
-    const int run_end = upper_bound(smem.after.keys, kChunk, keys[j]);
-    const int next_key = run_end < len ? static_cast<int>(smem.after.keys[run_end]) : kNoKey;
-    entries[start + i] = Entry{static_cast<int>(keys[j]), next_key, static_cast<int>(start + index[j]), run_end};
-  }
-}
-
-// ---- backward, step 2: merge the chunks slice by slice -------------------------------------
-
-// One merge pass: chunks [first_chunk, first_chunk + chunks_here), in order after the earlier
-// passes' chunks.
-struct MergePass {
-  int first_chunk, chunks_here;
-  bool accumulate;  // start each row from `partial`, an earlier pass's sums
-  bool to_partial;  // leave the fp32 sums in `partial` for a later pass
-  bool every_row;   // also write the rows this pass adds nothing to
+// One launch over ids [first, first + count) (count <= kSegmentIds).
+struct Segment {
+  int64_t first;
+  int count;
+  bool accumulate;  // start each row from `partial`, the earlier segments' sums
+  bool to_partial;  // leave the fp32 sums in `partial` for a later segment
+  bool every_row;   // also write the rows this segment adds nothing to
 };
-
-// Contribution k of the current row (k < total): the runs of the lanes whose key is the row, in
-// lane order; `ends` is the inclusive sum of the runs' lengths over the lanes, and contribution
-// k of the owning lane's run is entries[first_entry + k]. The first entry of a run is the
-// lane's `head`, already in registers.
-__device__ __forceinline__ int contribution_position(int k, int total, int ends, int first_entry, int head_entry,
-                                                     int head_position, const Entry* __restrict__ entries) {
-  int owner = 0;  // the number of lanes whose runs end at or before k
-#pragma unroll
-  for (int step = 16; step > 0; step >>= 1) {
-    const int probe = __shfl_sync(0xffffffffu, ends, owner + step - 1);
-    if (probe <= k) owner += step;
-  }
-  const int entry = __shfl_sync(0xffffffffu, first_entry, owner) + k;
-  const bool is_head = entry == __shfl_sync(0xffffffffu, head_entry, owner);
-  const int position = __shfl_sync(0xffffffffu, head_position, owner);
-  return k < total && !is_head ? entries[entry].position : position;
-}
 
 template <int kPack, class D>
 __device__ __forceinline__ void add_pack(float (&acc)[kPack], const D& d) {
@@ -324,9 +140,7 @@ __device__ __forceinline__ void add_pack(float (&acc)[kPack], const D& d) {
 }
 
 // A bf16 is the top half of a float, so widening a pair is a shift and a mask of their 32-bit
-// word, done as each is added. Through __bfloat162float ptxas widened all the loaded packs
-// before adding them and needed 103 registers (150 bytes of spills under the cap below); this
-// way 78.
+// word: fewer registers than widening all the loaded packs before adding them.
 __device__ __forceinline__ void add_pack(float (&acc)[8], const Pack<__nv_bfloat16, 8>& d) {
   const auto& words = reinterpret_cast<const Pack<unsigned, 4>&>(d);
 #pragma unroll
@@ -336,105 +150,189 @@ __device__ __forceinline__ void add_pack(float (&acc)[8], const Pack<__nv_bfloat
   }
 }
 
-// Every row of one slice per warp (see the top). Lane c holds the head (first entry) of chunk
-// c's next run at or after the current row and its key; a lane that sums its run moves to the
-// next one, whose key the run's entry carries. The partial sums are [vocab, channels] fp32.
-template <int kPack, class T>
-__global__ void __launch_bounds__(kMergeThreads, kMergeBlocksPerSm)
-    merge_chunks_kernel(T* dweight, float* partial, const Entry* __restrict__ entries,
-                        const int* __restrict__ slice_starts, const T* __restrict__ dout, Plan p, int64_t packs_per_row,
-                        MergePass pass) {
-  using P = Pack<T, kPack>;
-  using F = Pack<float, kPack>;
-  const int64_t slice = warp_index();
-  if (slice >= p.slices) return;  // the whole warp
-  const int lane = threadIdx.x % 32, chunk = pass.first_chunk + lane;
-  const bool has_chunk = lane < pass.chunks_here;
-  const int chunk_start = has_chunk ? chunk * p.chunk_tokens : 0;  // below tokens <= INT_MAX
-  int cursor = 0, key = kNoKey;
-  Entry head{kNoKey, kNoKey, 0, 0};
-  if (has_chunk) {
-    cursor = slice_starts[slice * p.chunks + chunk];
-    if (cursor < min(int64_t{p.chunk_tokens}, p.tokens - chunk_start)) {
-      head = entries[chunk_start + cursor];
-      key = head.key;
+// A lane's kIdsPerLane consecutive ids of the segment, from `begin` on (-1 past its end):
+// four 16-byte loads where they are aligned and whole.
+__device__ __forceinline__ void load_lane_ids(int (&id)[kIdsPerLane], const int32_t* __restrict__ segment_ids,
+                                              int begin, int count) {
+  const int32_t* p = segment_ids + begin;
+  if (begin + kIdsPerLane <= count && is_pack_aligned(p)) {
+#pragma unroll
+    for (int k = 0; k < kIdsPerLane; k += 4) {
+      const int4 four = reinterpret_cast<const int4*>(p)[k / 4];
+      id[k] = four.x, id[k + 1] = four.y, id[k + 2] = four.z, id[k + 3] = four.w;
+    }
+  } else {
+#pragma unroll
+    for (int k = 0; k < kIdsPerLane; ++k) id[k] = begin + k < count ? p[k] : -1;
+  }
+}
+
+// Step 1 of a block: the segment's ids that fall in the block's rows [first_row, first_row +
+// rows), as entries in position order, their number (returned), and each row's count in hits.
+// Thread t reads ids [t, t + 1) * kIdsPerLane, all loads in flight at once, and finds its hits
+// with one unsigned compare each (ids below first_row, and negative ones, wrap past rows);
+// a scan over the warp's lanes and a barrier over the warps give each thread the number of
+// entries before its own, where it writes them, in order.
+__device__ __forceinline__ int collect_entries(uint32_t* entries, int* hits, int* warp_counts,
+                                               const int32_t* __restrict__ ids, const Segment& seg, int first_row,
+                                               int rows) {
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, begin = threadIdx.x * kIdsPerLane;
+  int id[kIdsPerLane];
+  load_lane_ids(id, ids + seg.first, begin, seg.count);
+  unsigned mine = 0;  // bit k: id k is in the block's rows
+#pragma unroll
+  for (int k = 0; k < kIdsPerLane; ++k)
+    mine |= static_cast<unsigned>(static_cast<unsigned>(id[k]) - static_cast<unsigned>(first_row) <
+                                  static_cast<unsigned>(rows))
+            << k;
+  const int count = __popc(mine);
+  int inclusive = count;  // over the warp's lanes up to this one
+#pragma unroll
+  for (int offset = 1; offset < 32; offset <<= 1) {
+    const int below = __shfl_up_sync(0xffffffffu, inclusive, offset);
+    if (lane >= offset) inclusive += below;
+  }
+  for (int r = threadIdx.x; r < rows; r += blockDim.x) hits[r] = 0;
+  if (lane == 31) warp_counts[warp] = inclusive;
+  __syncthreads();
+  int at = inclusive - count, total = 0;
+  for (int w = 0; w < kBackwardWarps; ++w) {
+    if (w == warp) at += total;
+    total += warp_counts[w];
+  }
+  if (mine != 0) {
+#pragma unroll
+    for (int k = 0; k < kIdsPerLane; ++k) {
+      if ((mine >> k & 1u) == 0) continue;
+      const int row = id[k] - first_row;
+      entries[at++] = static_cast<uint32_t>(row) << kEntryShift | static_cast<uint32_t>(begin + k);
+      atomicAdd(&hits[row], 1);  // a count: its order does not matter
     }
   }
+  __syncthreads();
+  return total;
+}
 
-  const int first_row = static_cast<int>(slice << p.slice_shift);
-  const int end_row = static_cast<int>(min(int64_t{p.vocab}, (slice + 1) << p.slice_shift));
-  for (int row = first_row; row < end_row; ++row) {
-    const bool hit = key == row;
-    const unsigned hits = __ballot_sync(0xffffffffu, hit);
-    if (hits == 0 && !pass.every_row) continue;
-    const int run = hit ? head.run_end - cursor : 0;
-    int ends = run;  // inclusive sum over the lanes
+// Step 2's work: item (r, group) is row r of the block's rows, packs [group, group + 1) * 32
+// of it, one a lane. Warp w takes items w, w + kBackwardWarps, ... of the row-major order,
+// stepped by additions (a division an item is a long integer sequence).
+struct Item {
+  int r, group;
+};
+
+struct ItemStep {
+  int rows, groups, group_step;
+  __device__ void advance(Item& item) const {
+    item.r += kBackwardWarps / groups;
+    item.group += group_step;
+    if (item.group >= groups) item.group -= groups, ++item.r;
+  }
+};
+
+// The position in the segment of row r's first entry (the row has one).
+__device__ __forceinline__ int first_position(const uint32_t* entries, int total, int r) {
+  const int lane = threadIdx.x % 32;
+  for (int base = 0;; base += 32) {
+    const uint32_t entry = base + lane < total ? entries[base + lane] : kNoEntry;
+    const unsigned mine = __ballot_sync(0xffffffffu, entry >> kEntryShift == static_cast<uint32_t>(r));
+    if (mine != 0) return __shfl_sync(0xffffffffu, static_cast<int>(entry & 0xffffu), __ffs(mine) - 1);
+  }
+}
+
+// Step 2 for one item, whose row's first position's pack (`first`, when the row is hit) is
+// already loaded: a row no id of the segment hits is a store (zeros, or the partial sums
+// rounded); a row that is hit adds `first` and then its other positions' packs, in position
+// order, up to kLoadsInFlight loads issued at once. in_row is false for lanes past the row's end.
+template <int kPack, class T>
+__device__ __forceinline__ void sum_item(T* dweight, float* partial, const T* __restrict__ dout,
+                                         const uint32_t* entries, int total, int r, int row_hits,
+                                         const Pack<T, kPack>& first, int64_t at, int64_t pack, bool in_row,
+                                         int64_t packs_per_row, const Segment& seg) {
+  using P = Pack<T, kPack>;
+  using F = Pack<float, kPack>;
+  if (row_hits == 0 && !seg.every_row) return;  // the whole warp
+  const int lane = threadIdx.x % 32;
+  float acc[kPack];
+  const F start = seg.accumulate && in_row ? reinterpret_cast<const F*>(partial)[at] : F{};
 #pragma unroll
-    for (int offset = 1; offset < 32; offset <<= 1) {
-      const int before = __shfl_up_sync(0xffffffffu, ends, offset);
-      if (lane >= offset) ends += before;
+  for (int j = 0; j < kPack; ++j) acc[j] = start.v[j];
+  if (row_hits > 0 && in_row) add_pack(acc, first);
+
+  // The other positions, 32 entries a ballot, in order (the first match is `first`).
+  bool first_seen = false;
+  for (int base = 0, found = 0; found < row_hits; base += 32) {
+    const uint32_t entry = base + lane < total ? entries[base + lane] : kNoEntry;
+    unsigned mine = __ballot_sync(0xffffffffu, entry >> kEntryShift == static_cast<uint32_t>(r));
+    found += __popc(mine);
+    if (!first_seen && mine != 0) mine &= mine - 1, first_seen = true;
+    while (mine != 0) {
+      P d[kLoadsInFlight];
+      int n = 0;
+#pragma unroll
+      for (int u = 0; u < kLoadsInFlight; ++u) {
+        if (mine == 0) break;  // mine is the same in every lane
+        const int source = __ffs(mine) - 1;
+        mine &= mine - 1;
+        const int position = __shfl_sync(0xffffffffu, static_cast<int>(entry & 0xffffu), source);
+        if (in_row) d[u] = reinterpret_cast<const P*>(dout)[(seg.first + position) * packs_per_row + pack];
+        n = u + 1;
+      }
+#pragma unroll
+      for (int u = 0; u < kLoadsInFlight; ++u)
+        if (u < n && in_row) add_pack(acc, d[u]);
     }
-    const int total = __shfl_sync(0xffffffffu, ends, 31);
-    // Entry indices are below tokens <= INT_MAX.
-    const int head_entry = chunk_start + cursor, first_entry = head_entry - (ends - run);
+  }
+  if (!in_row) return;
+  if (seg.to_partial) {
+    F sums;
+#pragma unroll
+    for (int j = 0; j < kPack; ++j) sums.v[j] = acc[j];
+    reinterpret_cast<F*>(partial)[at] = sums;
+  } else {
+    P result;
+#pragma unroll
+    for (int j = 0; j < kPack; ++j) result.v[j] = from_float<T>(acc[j]);
+    reinterpret_cast<P*>(dweight)[at] = result;
+  }
+}
 
-    // Rounds of 32 * kLanePacks packs; every lane takes every round, for the shuffles inside.
-    for (int64_t round = 0; round < packs_per_row; round += 32 * kLanePacks) {
-      const int64_t pack0 = round + lane;
-      float acc[kLanePacks][kPack];
-      bool in_row[kLanePacks];
+// Block b owns rows [b, b + 1) * rows_per_block (see the top). Dynamic shared memory: the
+// entries (kSegmentIds words), then the block's row hit counts. A warp takes its items
+// kChunkItems at a time and loads the first position of each hit one before it sums any: with
+// uniform ids most hit rows have that one position, so a warp's hit rows are a few round trips
+// to memory, not one each.
+template <int kPack, class T>
+__global__ void __launch_bounds__(kBackwardThreads, kBackwardBlocksPerSm)
+    embedding_backward_kernel(T* dweight, float* partial, const int32_t* __restrict__ ids, const T* __restrict__ dout,
+                              int vocab, int rows_per_block, RowGroups g, Segment seg) {
+  using P = Pack<T, kPack>;
+  extern __shared__ uint32_t shared_words[];
+  __shared__ int warp_counts[kBackwardWarps];
+  uint32_t* entries = shared_words;
+  int* hits = reinterpret_cast<int*>(shared_words + kSegmentIds);
+  const int first_row = blockIdx.x * rows_per_block, rows = min(rows_per_block, vocab - first_row);
+  const int total = collect_entries(entries, hits, warp_counts, ids, seg, first_row, rows);
+
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, groups = static_cast<int>(g.groups_per_row);
+  const ItemStep step{rows, groups, kBackwardWarps % groups};
+  auto pack_of = [&](const Item& item) { return int64_t{item.group} * kWarpPacks + lane; };
+  for (Item next{warp / groups, warp % groups}; next.r < rows;) {
+    const Item chunk_start = next;
+    P first[kChunkItems];
 #pragma unroll
-      for (int q = 0; q < kLanePacks; ++q) {
-        const int64_t pack = pack0 + 32 * q;
-        in_row[q] = pack < packs_per_row;
-        const F start =
-            pass.accumulate && in_row[q] ? reinterpret_cast<const F*>(partial)[row * packs_per_row + pack] : F{};
-#pragma unroll
-        for (int j = 0; j < kPack; ++j) acc[q][j] = start.v[j];
-      }
-      for (int k0 = 0; k0 < total; k0 += 32) {
-        const int position =
-            contribution_position(k0 + lane, total, ends, first_entry, head_entry, head.position, entries);
-        const int n = min(32, total - k0);
-        for (int i = 0; i < n; i += kMergeUnroll) {
-          P d[kMergeUnroll][kLanePacks];
-#pragma unroll
-          for (int u = 0; u < kMergeUnroll; ++u) {
-            const P* src = reinterpret_cast<const P*>(dout) +
-                           __shfl_sync(0xffffffffu, position, (i + u) % 32) * packs_per_row + pack0;
-#pragma unroll
-            for (int q = 0; q < kLanePacks; ++q)
-              if (i + u < n && in_row[q]) d[u][q] = src[32 * q];
-          }
-#pragma unroll
-          for (int u = 0; u < kMergeUnroll; ++u)
-#pragma unroll
-            for (int q = 0; q < kLanePacks; ++q)
-              if (i + u < n) add_pack(acc[q], d[u][q]);
-        }
-      }
-#pragma unroll
-      for (int q = 0; q < kLanePacks; ++q) {
-        const int64_t pack = pack0 + 32 * q, at = row * packs_per_row + pack;
-        if (pack >= packs_per_row) continue;
-        if (pass.to_partial) {
-          F sums;
-#pragma unroll
-          for (int j = 0; j < kPack; ++j) sums.v[j] = acc[q][j];
-          reinterpret_cast<F*>(partial)[at] = sums;
-        } else {
-          P result;
-#pragma unroll
-          for (int j = 0; j < kPack; ++j) result.v[j] = from_float<T>(acc[q][j]);
-          reinterpret_cast<P*>(dweight)[at] = result;
-        }
-      }
+    for (int k = 0; k < kChunkItems; ++k, step.advance(next)) {
+      if (next.r >= rows || hits[next.r] == 0) continue;  // the whole warp
+      const int position = first_position(entries, total, next.r);
+      if (pack_of(next) < g.packs_per_row)
+        first[k] = reinterpret_cast<const P*>(dout)[(seg.first + position) * g.packs_per_row + pack_of(next)];
     }
-
-    if (hit) {  // on to the chunk's next run; its entry is not needed before the row of its key
-      cursor = head.run_end;
-      key = head.next_key;
-      if (key != kNoKey) head = entries[chunk_start + cursor];
+    Item item = chunk_start;
+#pragma unroll
+    for (int k = 0; k < kChunkItems; ++k, step.advance(item)) {
+      if (item.r >= rows) break;
+      const int64_t pack = pack_of(item), at = (first_row + int64_t{item.r}) * g.packs_per_row + pack;
+      sum_item<kPack>(dweight, partial, dout, entries, total, item.r, hits[item.r], first[k], at, pack,
+                      pack < g.packs_per_row, g.packs_per_row, seg);
     }
   }
 }
@@ -448,36 +346,36 @@ void launch_forward(T* out, const int32_t* ids, const T* weight, int64_t tokens,
   FT_CUDA_CHECK_LAUNCH();
 }
 
-template <int kItems>
-void launch_sort(const Workspace& w, const int32_t* ids, const Plan& p, cudaStream_t stream) {
-  sort_chunks_kernel<kItems>
-      <<<p.chunks, kSortThreads, 0, stream>>>(w.entries, w.slice_starts, ids, p, key_bits(p.vocab));
-  FT_CUDA_CHECK_LAUNCH();
+
+// Rows a backward block owns: the vocabulary over kBackwardBlocksPerSm blocks a multiprocessor,
+// so that one wave of blocks covers it (at most kMaxBlockRows; more blocks then).
+int backward_rows_per_block(int64_t vocab) {
+  int device = 0, sms = 0;
+  FT_CUDA_CHECK(cudaGetDevice(&device));
+  FT_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  const int64_t blocks = int64_t{sms} * kBackwardBlocksPerSm;
+  return static_cast<int>(std::clamp<int64_t>((vocab + blocks - 1) / blocks, 1, kMaxBlockRows));
 }
 
-void sort_chunks(const Workspace& w, const int32_t* ids, const Plan& p, cudaStream_t stream) {
-  if (p.chunks == 0) return;
-  switch (p.sort_items) {
-    case 2:
-      return launch_sort<2>(w, ids, p, stream);
-    case 4:
-      return launch_sort<4>(w, ids, p, stream);
-    case 8:
-      return launch_sort<8>(w, ids, p, stream);
-    default:
-      return launch_sort<kMaxSortItems>(w, ids, p, stream);
-  }
-}
+int64_t segment_count(int64_t tokens) { return std::max<int64_t>(1, (tokens + kSegmentIds - 1) / kSegmentIds); }
 
 template <int kPack, class T>
-void merge_chunks(T* dweight, const Workspace& w, const T* dout, const Plan& p, int64_t channels, cudaStream_t stream) {
-  const int warps_per_block = kMergeThreads / 32, blocks = (p.slices + warps_per_block - 1) / warps_per_block;
-  for (int i = 0; i < p.passes; ++i) {
-    const int first_chunk = i * kMergeLanes;
-    const MergePass pass{first_chunk, std::min(kMergeLanes, p.chunks - first_chunk), i > 0, i < p.passes - 1,
-                         i == 0 || i == p.passes - 1};
-    merge_chunks_kernel<kPack><<<blocks, kMergeThreads, 0, stream>>>(
-        device_ptr(dweight), w.partial, w.entries, w.slice_starts, device_ptr(dout), p, channels / kPack, pass);
+void launch_backward(T* dweight, float* partial, const int32_t* ids, const T* dout, int64_t tokens, int64_t vocab,
+                     int64_t channels, cudaStream_t stream) {
+  const int rows_per_block = backward_rows_per_block(vocab);
+  const auto blocks = static_cast<int>((vocab + rows_per_block - 1) / rows_per_block);
+  const size_t shared_bytes = kSegmentIds * sizeof(uint32_t) + rows_per_block * sizeof(int);
+  const auto kernel = embedding_backward_kernel<kPack, cuda_t<T>>;
+  FT_CUDA_CHECK(
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared_bytes)));
+  const RowGroups g = row_groups(rows_per_block, channels, kPack);
+  const int64_t segments = segment_count(tokens);
+  for (int64_t s = 0; s < segments; ++s) {
+    const int64_t first = s * kSegmentIds;
+    const Segment seg{first, static_cast<int>(std::min<int64_t>(kSegmentIds, tokens - first)), s > 0,
+                      s < segments - 1, s == 0 || s == segments - 1};
+    kernel<<<blocks, kBackwardThreads, shared_bytes, stream>>>(
+        device_ptr(dweight), partial, ids, device_ptr(dout), static_cast<int>(vocab), rows_per_block, g, seg);
     FT_CUDA_CHECK_LAUNCH();
   }
 }
@@ -496,22 +394,20 @@ void embedding_forward_cuda(T* out, const int32_t* ids, const T* weight, int64_t
 }
 
 size_t embedding_backward_workspace_bytes(int64_t tokens, int64_t vocab, int64_t channels) {
-  const Plan p = plan_backward(tokens, vocab);
-  return entries_bytes(p) + starts_bytes(p) + partial_bytes(p, channels);
+  return segment_count(tokens) > 1 ? static_cast<size_t>(vocab) * static_cast<size_t>(channels) * sizeof(float) : 0;
 }
 
 template <class T>
 void embedding_backward_cuda(T* dweight, const int32_t* ids, const T* dout, int64_t tokens, int64_t vocab,
                              int64_t channels, void* workspace, cudaStream_t stream) {
-  const Plan p = plan_backward(tokens, vocab);
+  FT_CHECK(vocab < INT_MAX, "embedding backward: a vocabulary of ", vocab, "; the CUDA kernels hold ids in 32 bits");
   if (vocab == 0 || channels == 0) return;
-  const Workspace w = carve(workspace, p);
-  sort_chunks(w, ids, p, stream);
+  auto* partial = static_cast<float*>(workspace);
   constexpr int kVector = kPackBytes / sizeof(T);
   if (pack_elements<T>(dweight, dout, channels) == kVector)
-    merge_chunks<kVector>(dweight, w, dout, p, channels, stream);
+    launch_backward<kVector>(dweight, partial, ids, dout, tokens, vocab, channels, stream);
   else
-    merge_chunks<1>(dweight, w, dout, p, channels, stream);
+    launch_backward<1>(dweight, partial, ids, dout, tokens, vocab, channels, stream);
 }
 
 #define FT_INSTANTIATE(T)                                                                                         \

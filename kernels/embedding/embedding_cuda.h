@@ -16,9 +16,8 @@ template <class T>
 void embedding_forward_cuda(T* out, const int32_t* ids, const T* weight, int64_t tokens, int64_t vocab,
                             int64_t channels, cudaStream_t stream);
 
-// Bytes of scratch embedding_backward_cuda needs: about 16 per id for the sorted chunks and 32
-// per id at most for where each slice of rows starts in them; over 131072 ids (several merge
-// passes) also vocab * channels floats of partial sums.
+// Bytes of scratch embedding_backward_cuda needs: none for up to 16384 ids (one launch); over
+// that, vocab * channels floats of partial sums handed from one segment of ids to the next.
 size_t embedding_backward_workspace_bytes(int64_t tokens, int64_t vocab, int64_t channels);
 
 // Overwrites dweight ([vocab, channels]) with the sum over positions t of dout[t] into row

@@ -2,8 +2,9 @@
 // by id, summed per row in position order) within the dtype's bound in f32, bf16 and f16 and
 // bit for bit against the CPU's f32 in f32, the same bits on every run (token ids, and position
 // ids repeated once per sequence), skewed ids (one id at 30%, the rest at the vocabulary's ends)
-// over more chunks than one merge pass takes, views off a 16-byte boundary (the one-element
-// path), ids out of range made harmless, and the errors of a wrong device or dtype.
+// over several segments of ids (several launches, fp32 sums handed on between them), views off a
+// 16-byte boundary (the one-element path), ids out of range made harmless, and the errors of a
+// wrong device or dtype.
 #include <doctest/doctest.h>
 
 #include <random>
@@ -56,9 +57,9 @@ struct Shapes {
   int64_t vocab, channels;
 };
 
-// Skewed ids: one id in the middle of the vocabulary at about 30% of the positions (a run of
-// hundreds in every chunk the backward sorts), the rest only at the vocabulary's two ends (the
-// rows between are hit by nothing, whole slices of them).
+// Skewed ids: one id in the middle of the vocabulary at about 30% of the positions (thousands of
+// positions summed into one row), the rest only at the vocabulary's two ends (the rows between
+// are hit by nothing, whole blocks of them).
 std::vector<int32_t> skewed_ids(int64_t n, int64_t vocab, uint64_t seed) {
   std::mt19937_64 rng(seed);
   std::uniform_int_distribution<int32_t> end(0, 15);
@@ -156,12 +157,12 @@ TEST_CASE("the position table's gradient on CUDA, each id once per sequence, is 
   }
 }
 
-TEST_CASE("the embedding gradient on CUDA of skewed ids, over 32 and 64 chunks of ids, is the CPU's bits in f32") {
+TEST_CASE("the embedding gradient on CUDA of skewed ids, in one segment of ids and in several, is the CPU's bits in f32") {
   cuda::set_poison_allocations(true);
   Generator gen(307);
-  // GPT-2's shapes (one pass over 32 chunks); 140000 ids (over 32 chunks of 4096: two merge
-  // passes), 300000 ids (three: the middle one adds to rows in place); 7 channels (the
-  // one-element path, also in passes).
+  // GPT-2's shapes (16384 ids: one segment, one launch); 140000 and 300000 ids (9 and 19
+  // segments: the middle ones add to the fp32 sums in place); 7 channels (the one-element path,
+  // also in segments).
   const Shapes cases[] = {{{16 * 1024}, 50257, 768}, {{140000}, 5003, 24}, {{300000}, 50257, 16}, {{140000}, 1000, 7}};
   for (DType dtype : kGpuDTypes)
     for (const Shapes& c : cases) check_like_cpu(c, skewed_ids(shape_numel(c.ids), c.vocab, 11), dtype, gen);
