@@ -3,6 +3,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -48,6 +49,10 @@ void MetricsLog::write(int64_t step, const std::vector<std::pair<std::string, do
   line << "}\n";
   out_ << line.str();
   out_.flush();
+}
+
+std::string metrics_file(const std::string& run_dir) {
+  return (std::filesystem::path(run_dir) / "metrics.jsonl").string();
 }
 
 std::vector<MetricsRow> read_metrics(const std::string& path) {

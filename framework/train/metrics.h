@@ -26,6 +26,9 @@ class MetricsLog {
   std::ofstream out_;
 };
 
+// A run folder's metrics file: <run_dir>/metrics.jsonl.
+std::string metrics_file(const std::string& run_dir);
+
 // One line of a metrics file: its step and every numeric value by name.
 struct MetricsRow {
   int64_t step = 0;

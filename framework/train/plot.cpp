@@ -1,116 +1,198 @@
 #include "framework/train/plot.h"
 
+#include <sys/wait.h>
+
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include "framework/error.h"
-#include "framework/io/atomic_file.h"
 #include "framework/train/metrics.h"
 
+namespace fs = std::filesystem;
+
 namespace ft::train {
+
+const char* const kInstallGnuplot =
+    "install gnuplot (Debian: apt-get install gnuplot-nox, which tools/install_deps.sh does)";
+
 namespace {
 
-constexpr double kWidth = 720, kHeight = 440;                       // the picture
-constexpr double kLeft = 70, kRight = 20, kTop = 40, kBottom = 50;  // margins around the axes
-constexpr const char* kColors[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf"};
+constexpr int kWidth = 1000, kHeight = 700;  // pixels: two panels still read well at this size
 
-struct Range {
-  double lo = INFINITY, hi = -INFINITY;
-  void add(double v) {
-    if (std::isfinite(v)) lo = std::min(lo, v), hi = std::max(hi, v);
-  }
-  // An empty or flat range is widened so every point maps inside the axes.
-  Range widened() const {
-    if (!(lo <= hi)) return {0, 1};
-    if (lo == hi) return {lo - 0.5, hi + 0.5};
-    return *this;
-  }
+// One curve of the data file: its gnuplot index block, and how the script draws it.
+struct Block {
+  std::string label;    // the run's, in the legend
+  std::string comment;  // what the block holds, in the data file
+  Curve points;
+  size_t run = 0;  // its colour: the run's, in both panels
+  bool validation = false;
 };
 
-// Maps data to picture coordinates (y grows downwards in SVG).
-struct Axes {
-  Range x, y;
-  double px(double v) const { return kLeft + (v - x.lo) / (x.hi - x.lo) * (kWidth - kLeft - kRight); }
-  double py(double v) const { return kHeight - kBottom - (v - y.lo) / (y.hi - y.lo) * (kHeight - kTop - kBottom); }
-};
-
-std::string escape(const std::string& text) {
-  std::string out;
-  for (char c : text) out += c == '<' ? "&lt;" : c == '>' ? "&gt;" : c == '&' ? "&amp;" : std::string(1, c);
-  return out;
+// A gnuplot single-quoted string: only the quote itself needs escaping, doubled.
+std::string gnuplot_quoted(const std::string& text) {
+  std::string out = "'";
+  for (char c : text) out += c == '\'' ? std::string("''") : std::string(1, c);
+  return out + "'";
 }
 
-std::string number(double v) {
-  std::ostringstream s;
-  s.precision(4);
-  s << v;
-  return s.str();
+std::string shell_quoted(const std::string& text) {
+  std::string out = "'";
+  for (char c : text) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
 }
 
-void draw_axes(std::ostream& svg, const Axes& a, const std::string& title, const std::string& x_label) {
-  svg << "<text x='" << kWidth / 2 << "' y='22' text-anchor='middle' font-size='15'>" << escape(title) << "</text>\n";
-  svg << "<rect x='" << kLeft << "' y='" << kTop << "' width='" << kWidth - kLeft - kRight << "' height='"
-      << kHeight - kTop - kBottom << "' fill='none' stroke='#444'/>\n";
-  for (int i = 0; i <= 4; ++i) {  // five ticks on each axis, at even fractions of the range
-    const double xv = a.x.lo + (a.x.hi - a.x.lo) * i / 4, yv = a.y.lo + (a.y.hi - a.y.lo) * i / 4;
-    svg << "<text x='" << a.px(xv) << "' y='" << kHeight - kBottom + 18 << "' text-anchor='middle'>" << number(xv)
-        << "</text>\n";
-    svg << "<text x='" << kLeft - 6 << "' y='" << a.py(yv) + 4 << "' text-anchor='end'>" << number(yv) << "</text>\n";
-    svg << "<line x1='" << kLeft << "' x2='" << kWidth - kRight << "' y1='" << a.py(yv) << "' y2='" << a.py(yv)
-        << "' stroke='#ddd'/>\n";
+// The runs' non-empty training and validation curves, in run order.
+std::vector<Block> loss_blocks(const std::vector<PlottedRun>& runs) {
+  std::vector<Block> blocks;
+  for (size_t i = 0; i < runs.size(); ++i) {
+    blocks.push_back({runs[i].label, runs[i].label + ": training loss", runs[i].curves.train, i, false});
+    blocks.push_back({runs[i].label, runs[i].label + ": validation loss", runs[i].curves.validation, i, true});
   }
-  svg << "<text x='" << kWidth / 2 << "' y='" << kHeight - 10 << "' text-anchor='middle'>" << escape(x_label)
-      << "</text>\n";
+  return blocks;
 }
 
-void draw_series(std::ostream& svg, const Axes& a, const PlotSeries& s, const char* color, int index) {
-  svg << "<polyline fill='none' stroke='" << color << "' stroke-width='1.5' points='";
-  for (size_t i = 0; i < s.x.size(); ++i)
-    if (std::isfinite(s.x[i]) && std::isfinite(s.y[i])) svg << a.px(s.x[i]) << ',' << a.py(s.y[i]) << ' ';
-  svg << "'/>\n";
-  const double ly = kTop + 16 + 18 * index;  // the legend, top right inside the axes
-  svg << "<line x1='" << kWidth - kRight - 150 << "' x2='" << kWidth - kRight - 128 << "' y1='" << ly - 4 << "' y2='"
-      << ly - 4 << "' stroke='" << color << "' stroke-width='2'/>\n";
-  svg << "<text x='" << kWidth - kRight - 122 << "' y='" << ly << "'>" << escape(s.name) << "</text>\n";
+// Each later run's curves minus the first run's, where both have the step.
+std::vector<Block> difference_blocks(const std::vector<PlottedRun>& runs) {
+  std::vector<Block> blocks;
+  const LossCurves& first = runs.front().curves;
+  for (size_t i = 1; i < runs.size(); ++i) {
+    const std::string minus = " minus " + runs.front().label + "'s";
+    blocks.push_back({runs[i].label, runs[i].label + ": training loss" + minus,
+                      difference(runs[i].curves.train, first.train), i, false});
+    blocks.push_back({runs[i].label, runs[i].label + ": validation loss" + minus,
+                      difference(runs[i].curves.validation, first.validation), i, true});
+  }
+  return blocks;
+}
+
+void drop_empty(std::vector<Block>& blocks) {
+  blocks.erase(std::remove_if(blocks.begin(), blocks.end(), [](const Block& b) { return b.points.empty(); }),
+               blocks.end());
+}
+
+// "plot 'loss.dat' index 0 with lines ..., '' index 1 ...": blocks numbered from first_index. A
+// run's training line carries its legend entry; its validation points share the colour.
+std::string plot_command(const std::string& data_name, const std::vector<Block>& blocks, size_t first_index,
+                         bool legend) {
+  std::ostringstream out;
+  out << "plot ";
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    const Block& b = blocks[i];
+    out << (i == 0 ? gnuplot_quoted(data_name) : "''") << " index " << first_index + i
+        << (b.validation ? " with linespoints pt 7 ps 1.2" : " with lines lw 2") << " lc " << b.run + 1
+        << (legend && !b.validation ? " title " + gnuplot_quoted(b.label) : " notitle")
+        << (i + 1 < blocks.size() ? ", \\\n     " : "\n");
+  }
+  return out.str();
+}
+
+void write_data(const fs::path& path, const std::vector<Block>& blocks) {
+  std::ofstream out(path);
+  out.precision(17);
+  for (const Block& b : blocks) {  // index blocks are separated by two blank lines
+    out << "# " << b.comment << "\n# step value\n";
+    for (const CurvePoint& p : b.points) out << p.step << ' ' << p.value << '\n';
+    out << "\n\n";
+  }
+  FT_CHECK(out.flush(), path.string(), ": cannot write the plot's data");
+}
+
+std::string script(const fs::path& png, const fs::path& data, const std::string& title,
+                   const std::vector<Block>& losses, const std::vector<Block>& differences,
+                   const std::string& reference) {
+  std::ostringstream out;
+  out << "# Draws " << png.filename().string() << " from " << data.filename().string()
+      << "; run `gnuplot " << png.stem().string() << ".gp` in this folder after editing.\n"
+      << "set terminal png noenhanced size " << kWidth << "," << kHeight << "\n"
+      << "set output " << gnuplot_quoted(png.filename().string()) << "\n"
+      << "set grid\nset key top right opaque box\nset xlabel 'step'\nset ylabel 'loss'\n";
+  const std::string full_title = title + " (lines: training, points: validation)";
+  if (differences.empty()) {
+    out << "set title " << gnuplot_quoted(full_title) << "\n" << plot_command(data.filename().string(), losses, 0, true);
+    return out.str();
+  }
+  out << "set multiplot layout 2,1 title " << gnuplot_quoted(full_title) << "\n"
+      << plot_command(data.filename().string(), losses, 0, true) << "set ylabel "
+      << gnuplot_quoted("loss - " + reference + "'s") << "\n"
+      << plot_command(data.filename().string(), differences, losses.size(), false) << "unset multiplot\n";
+  return out.str();
+}
+
+void write_text(const fs::path& path, const std::string& text) {
+  std::ofstream out(path);
+  out << text;
+  FT_CHECK(out.flush(), path.string(), ": cannot write the plot's script");
+}
+
+// Runs gnuplot on the script in the script's folder (which its file names are relative to).
+void run_gnuplot(const fs::path& script_path) {
+  const fs::path folder = script_path.parent_path().empty() ? fs::path(".") : script_path.parent_path();
+  const std::string command = str("cd ", shell_quoted(folder.string()), " && gnuplot ",
+                                  shell_quoted(script_path.filename().string()), " 2>&1");
+  FILE* pipe = popen(command.c_str(), "r");
+  FT_CHECK(pipe != nullptr, "cannot start gnuplot for ", script_path.string());
+  std::string output;
+  char buffer[4096];
+  for (size_t n; (n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0;) output.append(buffer, n);
+  const int status = pclose(pipe);
+  const int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  FT_CHECK(code != 127, "the command `gnuplot` was not found, so ", script_path.string(), " was not drawn: ",
+           kInstallGnuplot);
+  FT_CHECK(code == 0, "gnuplot ", script_path.string(), " failed (exit code ", code, "): ", output);
 }
 
 }  // namespace
 
-void write_line_plot(const std::string& path, const std::string& title, const std::string& x_label,
-                     const std::vector<PlotSeries>& series) {
-  Axes axes;
-  for (const PlotSeries& s : series) {
-    FT_CHECK(s.x.size() == s.y.size(), "plot ", path, ": series '", s.name, "' has ", s.x.size(), " x and ", s.y.size(),
-             " y values");
-    for (size_t i = 0; i < s.x.size(); ++i)
-      if (std::isfinite(s.x[i]) && std::isfinite(s.y[i])) axes.x.add(s.x[i]), axes.y.add(s.y[i]);
-  }
-  axes.x = axes.x.widened();
-  axes.y = axes.y.widened();
-  std::ostringstream svg;
-  svg << "<svg xmlns='http://www.w3.org/2000/svg' width='" << kWidth << "' height='" << kHeight
-      << "' font-family='sans-serif' font-size='12'>\n<rect width='100%' height='100%' fill='white'/>\n";
-  draw_axes(svg, axes, title, x_label);
-  for (size_t i = 0; i < series.size(); ++i)
-    draw_series(svg, axes, series[i], kColors[i % std::size(kColors)], static_cast<int>(i));
-  svg << "</svg>\n";
-  io::write_file_atomically(path, [&](const std::string& temp) {
-    std::ofstream out(temp);
-    out << svg.str();
-    FT_CHECK(out.flush(), temp, ": cannot write the plot");
-  });
+LossCurves read_loss_curves(const std::string& metrics_path) {
+  LossCurves curves;
+  for (const MetricsRow& row : read_metrics(metrics_path))
+    for (auto [key, curve] : {std::pair{"loss", &curves.train}, std::pair{"val_loss", &curves.validation}}) {
+      const auto it = row.values.find(key);
+      if (it != row.values.end() && std::isfinite(it->second)) curve->push_back({row.step, it->second});
+    }
+  return curves;
 }
 
-std::vector<PlotSeries> loss_series(const std::string& metrics_path) {
-  PlotSeries train{"training loss", {}, {}}, validation{"validation loss", {}, {}};
-  for (const MetricsRow& row : read_metrics(metrics_path))
-    for (auto [key, series] : {std::pair{"loss", &train}, std::pair{"val_loss", &validation}}) {
-      auto it = row.values.find(key);
-      if (it != row.values.end()) series->x.push_back(static_cast<double>(row.step)), series->y.push_back(it->second);
-    }
-  return {train, validation};
+Curve difference(const Curve& curve, const Curve& reference) {
+  std::map<int64_t, double> by_step;
+  for (const CurvePoint& p : reference) by_step[p.step] = p.value;
+  Curve out;
+  for (const CurvePoint& p : curve) {
+    const auto it = by_step.find(p.step);
+    if (it != by_step.end()) out.push_back({p.step, p.value - it->second});
+  }
+  return out;
 }
+
+void draw_loss_plot(const std::string& png_path, const std::string& title, const std::vector<PlottedRun>& runs,
+                    bool differences) {
+  std::vector<Block> losses = loss_blocks(runs);
+  std::vector<Block> diffs = differences && runs.size() > 1 ? difference_blocks(runs) : std::vector<Block>();
+  drop_empty(losses);
+  drop_empty(diffs);
+  FT_CHECK(!losses.empty(), png_path, ": no loss values to plot (the runs' metrics.jsonl hold none yet)");
+  const fs::path png(png_path);
+  if (!png.parent_path().empty()) fs::create_directories(png.parent_path());
+  const fs::path data = fs::path(png).replace_extension(".dat"), script_path = fs::path(png).replace_extension(".gp");
+  std::vector<Block> all = losses;
+  all.insert(all.end(), diffs.begin(), diffs.end());
+  write_data(data, all);
+  write_text(script_path, script(png, data, title, losses, diffs, runs.front().label));
+  run_gnuplot(script_path);
+}
+
+void plot_runs(const std::vector<std::string>& run_dirs, const std::string& png_path) {
+  std::vector<PlottedRun> runs;
+  for (const std::string& dir : run_dirs) runs.push_back({dir, read_loss_curves(metrics_file(dir))});
+  draw_loss_plot(png_path, "loss", runs, false);
+}
+
+bool gnuplot_available() { return std::system("command -v gnuplot > /dev/null 2>&1") == 0; }
 
 }  // namespace ft::train

@@ -1,24 +1,51 @@
-// Line plots as standalone SVG files, for what a person would rather look at than read: a run's
-// loss curves (runs/<name>/loss.svg, redrawn at every validation) and, later, flash-vs-math
-// comparisons. No plotting library: an SVG is a few polylines, axes and labels.
+// Loss plots as PNG files drawn by gnuplot (Debian's gnuplot-nox): a run's curves
+// (runs/<name>/loss.png, redrawn at every validation), `flashtrain plot` over several runs, and
+// a comparison's two panels (the losses, then each run's difference from the first). Beside
+// FILE.png go FILE.dat (the points, one gnuplot index block per curve) and FILE.gp (the
+// script), so a person can edit the script and run `gnuplot FILE.gp` in that folder again.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
 namespace ft::train {
 
-struct PlotSeries {
-  std::string name;
-  std::vector<double> x, y;  // equal lengths; non-finite points are skipped
+// (step, value) points in step order.
+struct CurvePoint {
+  int64_t step = 0;
+  double value = 0;
+};
+using Curve = std::vector<CurvePoint>;
+
+struct LossCurves {
+  Curve train, validation;
 };
 
-// Writes an SVG (atomically) with the series as coloured lines over shared axes, tick labels
-// and a legend. Throws ft::Error when the file cannot be written.
-void write_line_plot(const std::string& path, const std::string& title, const std::string& x_label,
-                     const std::vector<PlotSeries>& series);
+// The finite "loss" and "val_loss" values of a metrics.jsonl file (framework/train/metrics.h).
+LossCurves read_loss_curves(const std::string& metrics_path);
 
-// The training and validation loss of a metrics.jsonl file (framework/train/metrics.h).
-std::vector<PlotSeries> loss_series(const std::string& metrics_path);
+// curve - reference at the steps both have, in step order.
+Curve difference(const Curve& curve, const Curve& reference);
+
+struct PlottedRun {
+  std::string label;
+  LossCurves curves;
+};
+
+// Draws the runs' training (lines) and validation (points) losses on shared axes into
+// png_path (1000 x 700); with `differences`, a second panel below of each later run's losses
+// minus the first run's. Throws ft::Error when gnuplot is missing or fails.
+void draw_loss_plot(const std::string& png_path, const std::string& title, const std::vector<PlottedRun>& runs,
+                    bool differences);
+
+// `flashtrain plot`: the losses of existing run folders (their metrics.jsonl), labelled by folder.
+void plot_runs(const std::vector<std::string>& run_dirs, const std::string& png_path);
+
+// Whether a `gnuplot` is on the PATH (the trainer skips its plot with a warning when not).
+bool gnuplot_available();
+
+// What to tell a user who has no gnuplot.
+extern const char* const kInstallGnuplot;
 
 }  // namespace ft::train

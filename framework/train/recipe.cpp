@@ -424,8 +424,13 @@ YAML::Node load_document(const std::string& yaml, const std::string& origin) {
   return documents[0];
 }
 
-void apply_override(const std::string& assignment, Reading& reading) {
-  const std::string where = "--set " + assignment;
+struct Assignment {
+  const KeySpec* spec;
+  YAML::Node value;
+};
+
+// "key.path=value" split and its key found; errors begin with `where`.
+Assignment parse_assignment(const std::string& assignment, const std::string& where) {
   const size_t equals = assignment.find('=');
   if (equals == std::string::npos) throw Error(str(where, ": expected key.path=value, e.g. optim.lr=1e-4"));
   const std::string path = assignment.substr(0, equals);
@@ -433,13 +438,17 @@ void apply_override(const std::string& assignment, Reading& reading) {
   if (!spec && !first_key_under(path).empty())
     throw Error(str(where, ": ", path, " is a section: set one of its keys, e.g. ", first_key_under(path)));
   if (!spec) unknown_key(where, path, false);
-  YAML::Node value;
   try {
-    value = YAML::Load(assignment.substr(equals + 1));
+    return {spec, YAML::Load(assignment.substr(equals + 1))};
   } catch (const YAML::ParserException& e) {
     throw Error(str(where, ": ", path, ": malformed value: ", e.msg));
   }
-  reading.set(*spec, value, where);
+}
+
+void apply_override(const std::string& assignment, Reading& reading) {
+  const std::string where = "--set " + assignment;
+  const Assignment a = parse_assignment(assignment, where);
+  reading.set(*a.spec, a.value, where);
 }
 
 // ---- checks across keys --------------------------------------------------------------------
@@ -574,6 +583,12 @@ Recipe load_recipe(const std::string& path, const std::vector<std::string>& over
   text << in.rdbuf();
   FT_CHECK(in, path, ": cannot read the recipe");
   return parse_recipe(text.str(), path, overrides);
+}
+
+void check_assignment(const std::string& assignment, const std::string& where) {
+  const Assignment a = parse_assignment(assignment, where);
+  Recipe scratch;
+  set_field(*a.spec, scratch, a.value, where);
 }
 
 std::string recipe_to_yaml(const Recipe& recipe) {

@@ -1,8 +1,10 @@
 #include "framework/train/run_setup.h"
 
 #include <algorithm>
+#include <filesystem>
 
 #include "framework/error.h"
+#include "framework/train/checkpoint.h"
 #include "models/gpt2/gpt2_hf.h"
 
 namespace ft::train {
@@ -34,6 +36,22 @@ Device resolve_device(const Recipe& r) {
   FT_CHECK(r.precision == "fp32" || device.is_cuda(), r.source_path, ": precision: ", r.precision,
            " needs a GPU (the CPU kernels compute in f32 or f64); use precision: fp32 on ", device.str());
   return device;
+}
+
+std::string run_folder(const Recipe& r) {
+  return r.run_dir.empty() ? (std::filesystem::path("runs") / r.name).string() : r.run_dir;
+}
+
+std::string checkpoint_folder(const Recipe& r) {
+  return r.checkpoint.dir.empty() ? (std::filesystem::path(run_folder(r)) / "checkpoints").string() : r.checkpoint.dir;
+}
+
+std::optional<std::string> checkpoint_to_resume(const Recipe& r) {
+  const std::string folder = checkpoint_folder(r);
+  const std::optional<std::string> newest = find_latest_checkpoint(folder);
+  FT_CHECK(!newest || r.resume == "auto", folder, " holds checkpoints of an earlier run (newest: ", *newest,
+           "): pass --resume (resume: auto) to continue it, or choose another run_dir or checkpoint.dir");
+  return newest;
 }
 
 DType compute_dtype(const Recipe& r) {

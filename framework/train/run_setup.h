@@ -1,8 +1,11 @@
-// What a recipe fixes before any data is read, shared by the trainer and by the tools that load
-// a finished run (flashtrain generate): the device, the model's shape and the tokenizer.
+// What a recipe fixes before any data is read, shared by the trainer, by the tools that load
+// a finished run (flashtrain generate) and by comparisons, which check every variant before the
+// first one trains: the device, the run's folders, the model's shape and the tokenizer.
 #pragma once
 
 #include <memory>
+#include <optional>
+#include <string>
 
 #include "data/data_dir.h"
 #include "data/tokenizer.h"
@@ -16,6 +19,15 @@ namespace ft::train {
 // not there, a 16-bit precision on the CPU and an attention kernel not built yet are errors
 // naming the recipe key.
 Device resolve_device(const Recipe& r);
+
+// The run's folder (run_dir, or runs/<name>) and its checkpoints' (checkpoint.dir, or
+// <run folder>/checkpoints).
+std::string run_folder(const Recipe& r);
+std::string checkpoint_folder(const Recipe& r);
+
+// The checkpoint a run starts from: with resume: auto the newest valid one (none for a first
+// run). With resume: never, checkpoints of an earlier run are an error (nothing is overwritten).
+std::optional<std::string> checkpoint_to_resume(const Recipe& r);
 
 // The dtype the model computes in: f32, bf16 or f16 by `precision` (masters stay f32).
 DType compute_dtype(const Recipe& r);

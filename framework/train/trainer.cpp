@@ -126,14 +126,12 @@ std::string sample(const models::Gpt2& model, const TrainingData& data, const Lo
   return l.sample_prompt + complete_text(model, *data.tokenizer, l.sample_prompt, options, gen);
 }
 
-// Resumes from the newest valid checkpoint when the recipe says resume: auto, and returns its
-// step (0 for a fresh start). A fresh start refuses to run over an earlier run's checkpoints.
-int64_t restore(const Recipe& r, const std::string& checkpoint_dir, const TrainedModel& trained, AdamW& optimizer,
-                LossScaler& scaler, data::Loader& loader, Generator& dropout_gen, Generator& sample_gen) {
-  const std::optional<std::string> path = find_latest_checkpoint(checkpoint_dir);
+// Restores the checkpoint the recipe resumes from (run_setup.h) and returns its step, or 0
+// for a fresh start.
+int64_t restore(const Recipe& r, const TrainedModel& trained, AdamW& optimizer, LossScaler& scaler,
+                data::Loader& loader, Generator& dropout_gen, Generator& sample_gen) {
+  const std::optional<std::string> path = checkpoint_to_resume(r);
   if (!path) return 0;
-  FT_CHECK(r.resume == "auto", checkpoint_dir, " holds checkpoints of an earlier run (newest: ", *path,
-           "): pass --resume (resume: auto) to continue it, or choose another run_dir or checkpoint.dir");
   CheckpointState state;
   const int64_t step =
       load_checkpoint(*path, trained.model.parameters(), optimizer, state, trained.checkpointed_masters());
@@ -149,9 +147,8 @@ int64_t restore(const Recipe& r, const std::string& checkpoint_dir, const Traine
 
 TrainSummary run_training(const Recipe& r, const TrainHooks& hooks) {
   const Device device = resolve_device(r);
-  const std::string run_dir = r.run_dir.empty() ? (fs::path("runs") / r.name).string() : r.run_dir;
-  const std::string checkpoint_dir =
-      r.checkpoint.dir.empty() ? (fs::path(run_dir) / "checkpoints").string() : r.checkpoint.dir;
+  allocator_for(device).reset_peak();  // the logged peak is this run's (a comparison runs several in one process)
+  const std::string run_dir = run_folder(r), checkpoint_dir = checkpoint_folder(r);
   fs::create_directories(run_dir);
   std::ofstream(fs::path(run_dir) / "recipe.yaml") << r.text;
 
@@ -170,7 +167,7 @@ TrainSummary run_training(const Recipe& r, const TrainHooks& hooks) {
   const int64_t steps = total_steps(r, loader);
   const LrSchedule schedule{r.optim.schedule, r.optim.lr, r.optim.min_lr, r.optim.warmup_steps, steps};
 
-  const int64_t start = restore(r, checkpoint_dir, trained, optimizer, scaler, loader, dropout_gen, sample_gen);
+  const int64_t start = restore(r, trained, optimizer, scaler, loader, dropout_gen, sample_gen);
   std::printf("%s: GPT-2 %lld parameters on %s, %s | %lld steps of %lld x %lld x %lld tokens | run dir %s\n",
               r.name.c_str(), static_cast<long long>(model.parameter_count()), device.str().c_str(),
               r.precision.c_str(), static_cast<long long>(steps), static_cast<long long>(r.optim.grad_accum),
@@ -182,8 +179,10 @@ TrainSummary run_training(const Recipe& r, const TrainHooks& hooks) {
     save_checkpoint(checkpoint_dir, step, model.parameters(), optimizer, state, r.checkpoint.keep,
                     trained.checkpointed_masters());
   };
-  MetricsLog metrics((fs::path(run_dir) / "metrics.jsonl").string(), start);
+  MetricsLog metrics(metrics_file(run_dir), start);
   ProgressLine progress(steps, r.logging.every, start);
+  const bool can_plot = gnuplot_available();
+  if (!can_plot) progress.note(str("warning: no gnuplot, so no loss plot in ", run_dir, ": ", kInstallGnuplot));
   TrainSummary summary{run_dir, start + 1, start, NAN, NAN, 0};
   const std::vector<Tensor> gradient_holders = optimizer.gradient_holders();
   int64_t skipped_steps = 0;
@@ -241,9 +240,9 @@ TrainSummary run_training(const Recipe& r, const TrainHooks& hooks) {
                         std::exp(summary.last_val_loss)));
     }
     if (step % r.logging.every == 0 || last || evaluate) metrics.write(step, values);
-    if (evaluate)
-      write_line_plot((fs::path(run_dir) / "loss.svg").string(), r.name + ": loss", "step",
-                      loss_series(metrics.path()));
+    if (evaluate && can_plot)
+      draw_loss_plot((fs::path(run_dir) / "loss.png").string(), r.name + ": loss",
+                     {{r.name, read_loss_curves(metrics.path())}}, false);
     if (r.logging.sample_every > 0 && step % r.logging.sample_every == 0)
       progress.note(str("sample at step ", step, ": ", sample(model, data, r.logging, sample_gen)));
     if ((r.checkpoint.every > 0 && step % r.checkpoint.every == 0) || last) save(step);

@@ -7,6 +7,8 @@ namespace ft::tools {
 
 void add_info_command(CLI::App& app);
 void add_train_command(CLI::App& app);
+void add_compare_command(CLI::App& app);
+void add_plot_command(CLI::App& app);
 void add_generate_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
 void add_tokenize_command(CLI::App& app);

@@ -13,6 +13,8 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", FLASHTRAIN_VERSION);
   ft::tools::add_info_command(app);
   ft::tools::add_train_command(app);
+  ft::tools::add_compare_command(app);
+  ft::tools::add_plot_command(app);
   ft::tools::add_generate_command(app);
   ft::tools::add_bench_command(app);
   ft::tools::add_tokenize_command(app);
