@@ -21,6 +21,7 @@
 #include "framework/error.h"
 #include "framework/io/hdf5_file.h"
 #include "tests/support/run_tool.h"
+#include "tests/support/small_corpus.h"
 #include "tests/support/temp_dir.h"
 
 extern char** environ;
@@ -31,22 +32,8 @@ namespace fs = std::filesystem;
 namespace {
 
 using ft::testing::run_tool;
+using ft::testing::small_corpus;
 using ft::testing::ToolResult;
-
-// The first ~600 lines of WikiText-2's validation text as plain text (its " " lines made blank,
-// so paragraphs are documents): a corpus small enough to prepare in a moment.
-std::string small_corpus(const testing::TempDir& dir) {
-  const char* data = std::getenv("FLASHTRAIN_DATA");
-  REQUIRE_MESSAGE(data != nullptr, "FLASHTRAIN_DATA must name the data directory");
-  std::ifstream in(fs::path(data) / "wikitext-2-raw" / "wiki.valid.raw", std::ios::binary);
-  const std::string path = dir.path() + "/corpus.txt";
-  std::ofstream out(path, std::ios::binary);
-  int lines = 0;
-  for (std::string line; lines < 600 && std::getline(in, line); ++lines)
-    out << (line.find_first_not_of(' ') == std::string::npos ? "" : line) << '\n';
-  REQUIRE(lines == 600);
-  return path;
-}
 
 // A one-block GPT-2 for 60 steps of 2 x 16 tokens, with checkpoints every 30 steps.
 std::string write_recipe(const testing::TempDir& dir) {

@@ -119,7 +119,7 @@ std::string script(const fs::path& png, const fs::path& data, const std::string&
   }
   out << "set multiplot layout 2,1 title " << gnuplot_quoted(full_title) << "\n"
       << plot_command(data.filename().string(), losses, 0, true) << "set ylabel "
-      << gnuplot_quoted("loss - " + reference + "'s") << "\n"
+      << gnuplot_quoted("loss - " + reference + "'s") << "\nunset key\n"
       << plot_command(data.filename().string(), differences, losses.size(), false) << "unset multiplot\n";
   return out.str();
 }
