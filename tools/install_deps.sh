@@ -14,6 +14,8 @@ packages=(
   nlohmann-json3-dev   # encoder.json, JSONL corpora, safetensors headers
   libssl-dev           # SHA-256 of data sources
   libopenblas-openmp-dev  # the CPU backend's matrix products
+  gnuplot-nox          # loss plots (loss.png of runs, flashtrain plot and compare)
+  libpng-dev           # the plot tests read those PNGs back
 )
 
 missing=()
