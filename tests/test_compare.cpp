@@ -2,9 +2,8 @@
 // command-line order; a key the schema lacks, a value it refuses or a variant that cannot run
 // here fails naming the key before anything is written; a tiny comparison's runs start from the
 // same weights and batches, its summary's numbers equal those recomputed here from the runs'
-// metrics files, and its plot decodes. A run without gnuplot trains and skips its plot.
-#include "framework/train/compare.h"
-
+// metrics files, and its plot decodes; run again into its folder, it stops before training. A run without gnuplot
+// trains and skips its plot.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -15,6 +14,7 @@
 #include <sstream>
 
 #include "framework/error.h"
+#include "framework/train/compare.h"
 #include "framework/train/plot.h"
 #include "framework/train/trainer.h"
 #include "tests/support/png_image.h"
@@ -167,12 +167,15 @@ TEST_CASE("run_comparison: the summary equals the runs' metrics, the runs share 
     const Expected& e = runs[i];
     const auto [max_train, mean_train] = abs_difference(e.loss, runs[0].loss);
     const auto [max_val, mean_val] = abs_difference(e.val_loss, runs[0].val_loss);
-    const std::map<std::string, double> expected = {
-        {"final_train_loss", e.loss.rbegin()->second},  {"final_val_loss", e.val_loss.rbegin()->second},
-        {"max_abs_train_diff", max_train},               {"mean_abs_train_diff", mean_train},
-        {"max_abs_val_diff", max_val},                   {"mean_abs_val_diff", mean_val},
-        {"tokens_per_s", e.tokens_per_s},                {"peak_memory_bytes", e.peak_memory},
-        {"skipped_fp16_steps", 0}};
+    const std::map<std::string, double> expected = {{"final_train_loss", e.loss.rbegin()->second},
+                                                    {"final_val_loss", e.val_loss.rbegin()->second},
+                                                    {"max_abs_train_diff", max_train},
+                                                    {"mean_abs_train_diff", mean_train},
+                                                    {"max_abs_val_diff", max_val},
+                                                    {"mean_abs_val_diff", mean_val},
+                                                    {"tokens_per_s", e.tokens_per_s},
+                                                    {"peak_memory_bytes", e.peak_memory},
+                                                    {"skipped_fp16_steps", 0}};
     CHECK(csv[i].variant == names[i]);
     CHECK(result.rows[i].name == names[i]);
     for (const auto& [column, value] : expected) {
@@ -197,6 +200,10 @@ TEST_CASE("run_comparison: the summary equals the runs' metrics, the runs share 
   CHECK(image.height == 700);
   CHECK(image.distinct_colors() > 2);
   CHECK(fs::exists(o.out_dir + "/loss.gp"));
+
+  // Run again into the same folder, the first variant's checkpoints stop it before any training.
+  CHECK_THROWS_WITH_AS(run_comparison(o), doctest::Contains("variant optim.lr=2e-3: "), Error);
+  CHECK_THROWS_WITH_AS(run_comparison(o), doctest::Contains("holds checkpoints of an earlier run"), Error);
 
   // `flashtrain plot` over the finished runs.
   plot_runs({o.out_dir + "/" + names[0], o.out_dir + "/" + names[1]}, dir.path() + "/plot.png");

@@ -319,3 +319,10 @@ TEST_CASE("docs/recipes.md holds the current key table") {
   CHECK_MESSAGE(current == recipe_keys_markdown(),
                 "docs/recipes.md is out of date: run FLASHTRAIN_UPDATE_DOCS=1 ./build-cpu/tests/test_recipe");
 }
+
+TEST_CASE("string_assignment: any string reads back as itself through an override") {
+  for (const std::string value : {"runs/plain", "a: b #c", "it's \"quoted\"", "", "-leading dash", "null"}) {
+    INFO(value);
+    CHECK(parse_recipe("{}", "(defaults)", {string_assignment("run_dir", value)}).run_dir == value);
+  }
+}

@@ -1,6 +1,7 @@
 #include "framework/train/compare.h"
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
@@ -85,13 +86,6 @@ std::string join(const std::vector<std::string>& parts, const std::string& separ
   return out;
 }
 
-// A YAML single-quoted scalar, so any folder name reads back as itself in an override.
-std::string yaml_quoted(const std::string& text) {
-  std::string out = "'";
-  for (char c : text) out += c == '\'' ? std::string("''") : std::string(1, c);
-  return out + "'";
-}
-
 // A variant's folder name: its name with anything but letters, digits and . _ - = , made '_'.
 std::string folder_name(const std::string& name) {
   std::string out = name;
@@ -115,9 +109,10 @@ Variant make_variant(const CompareOptions& o, const Recipe& base, const std::str
   try {
     std::vector<std::string> overrides = shared_overrides(o);
     overrides.insert(overrides.end(), values.begin(), values.end());
-    overrides.push_back("run_dir=" + yaml_quoted((fs::path(dir) / folder_name(v.name)).string()));
+    overrides.push_back(string_assignment("run_dir", (fs::path(dir) / folder_name(v.name)).string()));
     overrides.push_back("checkpoint.dir=");
-    if (base.data.cache.empty()) overrides.push_back("data.cache=" + yaml_quoted((fs::path(dir) / "dataset.h5").string()));
+    if (base.data.cache.empty())
+      overrides.push_back(string_assignment("data.cache", (fs::path(dir) / "dataset.h5").string()));
     v.recipe = load_recipe(o.recipe_path, overrides);
     resolve_device(v.recipe);
     checkpoint_to_resume(v.recipe);
@@ -194,8 +189,7 @@ std::vector<VariantSummary> summarize_runs(const std::vector<std::string>& names
     row.final_train_loss = last_value(curves.train);
     row.final_val_loss = last_value(curves.validation);
     std::tie(row.max_train_diff, row.mean_train_diff) = max_and_mean_abs(difference(curves.train, first.train));
-    std::tie(row.max_val_diff, row.mean_val_diff) =
-        max_and_mean_abs(difference(curves.validation, first.validation));
+    std::tie(row.max_val_diff, row.mean_val_diff) = max_and_mean_abs(difference(curves.validation, first.validation));
     read_run_figures(metrics_file(run_dirs[i]), row);
     rows.push_back(row);
   }
@@ -234,8 +228,8 @@ std::string summary_csv(const std::vector<VariantSummary>& rows) {
 
 ComparisonResult run_comparison(const CompareOptions& options) {
   const ComparisonPlan plan = plan_comparison(options);
-  FT_CHECK(gnuplot_available(), "a comparison draws its plot with gnuplot, and the command `gnuplot` was not found: ",
-           kInstallGnuplot);
+  FT_CHECK(gnuplot_available(),
+           "a comparison draws its plot with gnuplot, and the command `gnuplot` was not found: ", kInstallGnuplot);
   std::vector<std::string> names, run_dirs;
   for (size_t i = 0; i < plan.variants.size(); ++i) {
     const Variant& v = plan.variants[i];

@@ -46,9 +46,9 @@ struct VariantSummary {
   std::string name;
   double final_train_loss = 0, final_val_loss = 0;
   double max_train_diff = 0, mean_train_diff = 0, max_val_diff = 0, mean_val_diff = 0;
-  double tokens_per_second = 0;   // the last logged tokens_per_s: the mean over the run
-  double peak_memory_bytes = 0;   // the largest logged peak_memory_bytes
-  int64_t skipped_fp16_steps = 0; // the last logged skipped_steps (fp16 only; 0 otherwise)
+  double tokens_per_second = 0;    // the last logged tokens_per_s: the mean over the run
+  double peak_memory_bytes = 0;    // the largest logged peak_memory_bytes
+  int64_t skipped_fp16_steps = 0;  // the last logged skipped_steps (fp16 only; 0 otherwise)
 };
 
 // The rows of runs whose folders hold metrics.jsonl, the first the reference.

@@ -4,9 +4,8 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
-#include <sstream>
-
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "framework/error.h"
 

@@ -107,14 +107,15 @@ std::string script(const fs::path& png, const fs::path& data, const std::string&
                    const std::vector<Block>& losses, const std::vector<Block>& differences,
                    const std::string& reference) {
   std::ostringstream out;
-  out << "# Draws " << png.filename().string() << " from " << data.filename().string()
-      << "; run `gnuplot " << png.stem().string() << ".gp` in this folder after editing.\n"
+  out << "# Draws " << png.filename().string() << " from " << data.filename().string() << "; run `gnuplot "
+      << png.stem().string() << ".gp` in this folder after editing.\n"
       << "set terminal png noenhanced size " << kWidth << "," << kHeight << "\n"
       << "set output " << gnuplot_quoted(png.filename().string()) << "\n"
       << "set grid\nset key top right opaque box\nset xlabel 'step'\nset ylabel 'loss'\n";
   const std::string full_title = title + " (lines: training, points: validation)";
   if (differences.empty()) {
-    out << "set title " << gnuplot_quoted(full_title) << "\n" << plot_command(data.filename().string(), losses, 0, true);
+    out << "set title " << gnuplot_quoted(full_title) << "\n"
+        << plot_command(data.filename().string(), losses, 0, true);
     return out.str();
   }
   out << "set multiplot layout 2,1 title " << gnuplot_quoted(full_title) << "\n"
@@ -133,8 +134,8 @@ void write_text(const fs::path& path, const std::string& text) {
 // Runs gnuplot on the script in the script's folder (which its file names are relative to).
 void run_gnuplot(const fs::path& script_path) {
   const fs::path folder = script_path.parent_path().empty() ? fs::path(".") : script_path.parent_path();
-  const std::string command = str("cd ", shell_quoted(folder.string()), " && gnuplot ",
-                                  shell_quoted(script_path.filename().string()), " 2>&1");
+  const std::string command =
+      str("cd ", shell_quoted(folder.string()), " && gnuplot ", shell_quoted(script_path.filename().string()), " 2>&1");
   FILE* pipe = popen(command.c_str(), "r");
   FT_CHECK(pipe != nullptr, "cannot start gnuplot for ", script_path.string());
   std::string output;
@@ -142,8 +143,8 @@ void run_gnuplot(const fs::path& script_path) {
   for (size_t n; (n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0;) output.append(buffer, n);
   const int status = pclose(pipe);
   const int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  FT_CHECK(code != 127, "the command `gnuplot` was not found, so ", script_path.string(), " was not drawn: ",
-           kInstallGnuplot);
+  FT_CHECK(code != 127, "the command `gnuplot` was not found, so ", script_path.string(),
+           " was not drawn: ", kInstallGnuplot);
   FT_CHECK(code == 0, "gnuplot ", script_path.string(), " failed (exit code ", code, "): ", output);
 }
 

@@ -585,6 +585,10 @@ Recipe load_recipe(const std::string& path, const std::vector<std::string>& over
   return parse_recipe(text.str(), path, overrides);
 }
 
+std::string string_assignment(const std::string& key, const std::string& value) {
+  return key + "=" + format_string(value);
+}
+
 void check_assignment(const std::string& assignment, const std::string& where) {
   const Assignment a = parse_assignment(assignment, where);
   Recipe scratch;

@@ -128,6 +128,9 @@ std::string recipe_keys_markdown();
 Recipe load_recipe(const std::string& path, const std::vector<std::string>& overrides = {});
 // The same from YAML text (`origin` names it in messages).
 Recipe parse_recipe(const std::string& yaml, const std::string& origin, const std::vector<std::string>& overrides = {});
+// "key.path=value" for an override, the value quoted for YAML when it must be, so any string
+// (a folder name with ': ' or '#') reads back as itself.
+std::string string_assignment(const std::string& key, const std::string& value);
 // Checks one "key.path=value" against the schema alone (the key exists, the value fits its form),
 // as an override would be read; errors begin with `where` ("--vary attention=math,fast").
 void check_assignment(const std::string& assignment, const std::string& where);

@@ -29,8 +29,9 @@ Device resolve_device(const Recipe& r) {
   } else {
     device = parse_device(r.device);
     FT_CHECK(device.is_cpu() || device.index < cuda_device_count(), r.source_path, ": device: ", r.device,
-             " requested, but ", cuda_available() ? str("this machine has ", cuda_device_count(), " GPU(s)")
-                                                  : std::string("this build or machine has no CUDA GPU"),
+             " requested, but ",
+             cuda_available() ? str("this machine has ", cuda_device_count(), " GPU(s)")
+                              : std::string("this build or machine has no CUDA GPU"),
              " (use device: cpu or auto)");
   }
   FT_CHECK(r.precision == "fp32" || device.is_cuda(), r.source_path, ": precision: ", r.precision,

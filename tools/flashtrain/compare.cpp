@@ -1,9 +1,10 @@
 // `flashtrain compare RECIPE --vary key=a,b [--vary key=c,d] [--steps N] [--set k=v] [--out DIR]`:
 // trains the recipe once per combination of the varied values, from the same seed, then prints
 // the summary table and writes it (summary.md, summary.csv) beside the plot (loss.png).
+#include "framework/train/compare.h"
+
 #include <cstdio>
 
-#include "framework/train/compare.h"
 #include "tools/flashtrain/commands.h"
 
 namespace ft::tools {

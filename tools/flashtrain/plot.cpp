@@ -1,8 +1,9 @@
 // `flashtrain plot RUN_DIR... [--out FILE.png]`: the training and validation losses of existing
 // runs (their metrics.jsonl) on shared axes, drawn by gnuplot (framework/train/plot.h).
+#include "framework/train/plot.h"
+
 #include <cstdio>
 
-#include "framework/train/plot.h"
 #include "tools/flashtrain/commands.h"
 
 namespace ft::tools {
