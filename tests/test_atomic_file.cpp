@@ -73,3 +73,14 @@ TEST_CASE("atomic file: a writer that creates nothing, or a missing directory, i
   CHECK_THROWS_AS(io::write_file_atomically(nowhere, [](const std::string& temp) { write_text(temp, "x"); }), Error);
   CHECK(file_count(dir.path()) == 0);
 }
+
+TEST_CASE("atomic file: a text file replaces the target whole, bytes unchanged, no temporary left") {
+  testing::TempDir dir;
+  const std::string target = dir.path() + "/summary.md";
+  write_text(target, "an older, longer content than the new one");
+  const std::string text = "| a | b |\n| 1 | 2 |\n\r\nno trailing newline";
+  io::write_text_file_atomically(target, text);
+  CHECK(read_text(target) == text);
+  CHECK(file_count(dir.path()) == 1);
+  CHECK_THROWS_AS(io::write_text_file_atomically(dir.path() + "/missing/summary.md", text), Error);
+}

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 
 #include "framework/error.h"
 
@@ -43,6 +44,16 @@ void write_file_atomically(const std::string& path, const std::function<void(con
     throw;
   }
   fsync_path(directory_of(path), "the directory");
+}
+
+void write_text_file_atomically(const std::string& path, const std::string& text) {
+  write_file_atomically(path, [&](const std::string& temp) {
+    std::ofstream out(temp, std::ios::binary | std::ios::trunc);
+    FT_CHECK(out, temp, ": cannot create");
+    out << text;
+    out.close();
+    FT_CHECK(out, temp, ": write failed (is the disk full?)");
+  });
 }
 
 }  // namespace ft::io

@@ -15,4 +15,7 @@ namespace ft::io {
 // system calls are ft::Error naming the file).
 void write_file_atomically(const std::string& path, const std::function<void(const std::string& temp_path)>& write);
 
+// write_file_atomically with `text` as the whole content (a config, a summary, a script).
+void write_text_file_atomically(const std::string& path, const std::string& text);
+
 }  // namespace ft::io

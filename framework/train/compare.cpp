@@ -6,10 +6,10 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <sstream>
 
 #include "framework/error.h"
+#include "framework/io/atomic_file.h"
 #include "framework/train/metrics.h"
 #include "framework/train/plot.h"
 #include "framework/train/run_setup.h"
@@ -155,12 +155,6 @@ void read_run_figures(const std::string& metrics_path, VariantSummary& row) {
   }
 }
 
-void write_text(const fs::path& path, const std::string& text) {
-  std::ofstream out(path);
-  out << text;
-  FT_CHECK(out.flush(), path.string(), ": cannot write the comparison's summary");
-}
-
 }  // namespace
 
 ComparisonPlan plan_comparison(const CompareOptions& o) {
@@ -238,10 +232,11 @@ ComparisonResult run_comparison(const CompareOptions& options) {
     names.push_back(v.name);
   }
   ComparisonResult result{plan.dir, summarize_runs(names, run_dirs)};
-  write_text(fs::path(plan.dir) / "summary.md",
-             str("# ", plan.title, "\n\n", summary_markdown(result.rows), "\nThe diffs are |loss - ", names.front(),
-                 "'s| at the steps both runs logged (val: both evaluated).\n"));
-  write_text(fs::path(plan.dir) / "summary.csv", summary_csv(result.rows));
+  io::write_text_file_atomically(
+      (fs::path(plan.dir) / "summary.md").string(),
+      str("# ", plan.title, "\n\n", summary_markdown(result.rows), "\nThe diffs are |loss - ", names.front(),
+          "'s| at the steps both runs logged (val: both evaluated).\n"));
+  io::write_text_file_atomically((fs::path(plan.dir) / "summary.csv").string(), summary_csv(result.rows));
   std::vector<PlottedRun> runs;
   for (size_t i = 0; i < names.size(); ++i) runs.push_back({names[i], read_loss_curves(metrics_file(run_dirs[i]))});
   draw_loss_plot((fs::path(plan.dir) / "loss.png").string(), plan.title, runs, true);

@@ -7,11 +7,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <sstream>
 
 #include "framework/error.h"
+#include "framework/io/atomic_file.h"
 #include "framework/train/metrics.h"
 
 namespace fs = std::filesystem;
@@ -92,15 +92,16 @@ std::string plot_command(const std::string& data_name, const std::vector<Block>&
   return out.str();
 }
 
-void write_data(const fs::path& path, const std::vector<Block>& blocks) {
-  std::ofstream out(path);
+// The data file: one gnuplot index block a curve (blocks are separated by two blank lines).
+std::string data_text(const std::vector<Block>& blocks) {
+  std::ostringstream out;
   out.precision(17);
-  for (const Block& b : blocks) {  // index blocks are separated by two blank lines
+  for (const Block& b : blocks) {
     out << "# " << b.comment << "\n# step value\n";
     for (const CurvePoint& p : b.points) out << p.step << ' ' << p.value << '\n';
     out << "\n\n";
   }
-  FT_CHECK(out.flush(), path.string(), ": cannot write the plot's data");
+  return out.str();
 }
 
 std::string script(const fs::path& png, const fs::path& data, const std::string& title,
@@ -123,12 +124,6 @@ std::string script(const fs::path& png, const fs::path& data, const std::string&
       << gnuplot_quoted("loss - " + reference + "'s") << "\nunset key\n"
       << plot_command(data.filename().string(), differences, losses.size(), false) << "unset multiplot\n";
   return out.str();
-}
-
-void write_text(const fs::path& path, const std::string& text) {
-  std::ofstream out(path);
-  out << text;
-  FT_CHECK(out.flush(), path.string(), ": cannot write the plot's script");
 }
 
 // Runs gnuplot on the script in the script's folder (which its file names are relative to).
@@ -183,8 +178,8 @@ void draw_loss_plot(const std::string& png_path, const std::string& title, const
   const fs::path data = fs::path(png).replace_extension(".dat"), script_path = fs::path(png).replace_extension(".gp");
   std::vector<Block> all = losses;
   all.insert(all.end(), diffs.begin(), diffs.end());
-  write_data(data, all);
-  write_text(script_path, script(png, data, title, losses, diffs, runs.front().label));
+  io::write_text_file_atomically(data.string(), data_text(all));
+  io::write_text_file_atomically(script_path.string(), script(png, data, title, losses, diffs, runs.front().label));
   run_gnuplot(script_path);
 }
 

@@ -39,6 +39,7 @@
 #include <type_traits>
 
 #include "framework/cuda/check.h"
+#include "framework/cuda/context.h"
 #include "framework/error.h"
 #include "kernels/common/cuda_numeric.cuh"
 #include "kernels/embedding/embedding_cuda.h"
@@ -120,7 +121,6 @@ __global__ void embedding_forward_kernel(T* __restrict__ out, const int32_t* __r
         in_vocab(id, vocab) ? reinterpret_cast<const P*>(weight)[id * g.packs_per_row + pack] : zero_pack<P>();
   }
 }
-
 
 // ---- backward ------------------------------------------------------------------------------
 
@@ -221,7 +221,7 @@ struct Item {
 };
 
 struct ItemStep {
-  int rows, groups, group_step;
+  int groups, group_step;
   __device__ void advance(Item& item) const {
     item.r += kBackwardWarps / groups;
     item.group += group_step;
@@ -314,7 +314,7 @@ __global__ void __launch_bounds__(kBackwardThreads, kBackwardBlocksPerSm)
   const int total = collect_entries(entries, hits, warp_counts, ids, seg, first_row, rows);
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, groups = static_cast<int>(g.groups_per_row);
-  const ItemStep step{rows, groups, kBackwardWarps % groups};
+  const ItemStep step{groups, kBackwardWarps % groups};
   auto pack_of = [&](const Item& item) { return int64_t{item.group} * kWarpPacks + lane; };
   for (Item next{warp / groups, warp % groups}; next.r < rows;) {
     const Item chunk_start = next;
@@ -346,14 +346,12 @@ void launch_forward(T* out, const int32_t* ids, const T* weight, int64_t tokens,
   FT_CUDA_CHECK_LAUNCH();
 }
 
-
 // Rows a backward block owns: the vocabulary over kBackwardBlocksPerSm blocks a multiprocessor,
 // so that one wave of blocks covers it (at most kMaxBlockRows; more blocks then).
 int backward_rows_per_block(int64_t vocab) {
-  int device = 0, sms = 0;
+  int device = 0;
   FT_CUDA_CHECK(cudaGetDevice(&device));
-  FT_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-  const int64_t blocks = int64_t{sms} * kBackwardBlocksPerSm;
+  const int64_t blocks = int64_t{cuda::device_properties(device).multiProcessorCount} * kBackwardBlocksPerSm;
   return static_cast<int>(std::clamp<int64_t>((vocab + blocks - 1) / blocks, 1, kMaxBlockRows));
 }
 
@@ -372,10 +370,10 @@ void launch_backward(T* dweight, float* partial, const int32_t* ids, const T* do
   const int64_t segments = segment_count(tokens);
   for (int64_t s = 0; s < segments; ++s) {
     const int64_t first = s * kSegmentIds;
-    const Segment seg{first, static_cast<int>(std::min<int64_t>(kSegmentIds, tokens - first)), s > 0,
-                      s < segments - 1, s == 0 || s == segments - 1};
-    kernel<<<blocks, kBackwardThreads, shared_bytes, stream>>>(
-        device_ptr(dweight), partial, ids, device_ptr(dout), static_cast<int>(vocab), rows_per_block, g, seg);
+    const Segment seg{first, static_cast<int>(std::min<int64_t>(kSegmentIds, tokens - first)), s > 0, s < segments - 1,
+                      s == 0 || s == segments - 1};
+    kernel<<<blocks, kBackwardThreads, shared_bytes, stream>>>(device_ptr(dweight), partial, ids, device_ptr(dout),
+                                                               static_cast<int>(vocab), rows_per_block, g, seg);
     FT_CUDA_CHECK_LAUNCH();
   }
 }

@@ -48,6 +48,7 @@
 #include <type_traits>
 
 #include "framework/cuda/check.h"
+#include "framework/cuda/context.h"
 #include "framework/dtype.h"
 #include "framework/error.h"
 #include "kernels/common/cuda_numeric.cuh"
@@ -608,10 +609,9 @@ bool packs_fit(int64_t cols, std::initializer_list<const void*> pointers) {
 
 // Whether the current device runs programmatic dependent launches (compute capability 9.0 on).
 bool programmatic_launch_supported() {
-  int device = 0, major = 0;
+  int device = 0;
   FT_CUDA_CHECK(cudaGetDevice(&device));
-  FT_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
-  return major >= 9;
+  return cuda::device_properties(device).major >= 9;
 }
 
 void check_sizes(const char* what, int64_t rows, int64_t cols) {

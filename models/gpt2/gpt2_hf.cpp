@@ -189,16 +189,6 @@ json hf_config_json(const Gpt2Config& c, DType dtype) {
           {"vocab_size", c.vocab_size}};
 }
 
-void write_text_atomically(const std::string& path, const std::string& text) {
-  io::write_file_atomically(path, [&](const std::string& temp) {
-    std::ofstream out(temp, std::ios::binary | std::ios::trunc);
-    FT_CHECK(out, temp, ": cannot create");
-    out << text;
-    out.close();
-    FT_CHECK(out, temp, ": write failed (is the disk full?)");
-  });
-}
-
 }  // namespace
 
 Gpt2Config read_hf_gpt2_config(const std::string& dir) {
@@ -266,7 +256,7 @@ void export_hf_gpt2(const Gpt2& model, const std::string& dir) {
   }
   const DType dtype = model.parameters().front().tensor.dtype();
   io::write_safetensors(dir + "/model.safetensors", tensors, {{"format", "pt"}});
-  write_text_atomically(dir + "/config.json", hf_config_json(model.config(), dtype).dump(2) + "\n");
+  io::write_text_file_atomically(dir + "/config.json", hf_config_json(model.config(), dtype).dump(2) + "\n");
 }
 
 }  // namespace ft::models
