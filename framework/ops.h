@@ -64,13 +64,19 @@ Tensor slice(const Tensor& x, int64_t dim, int64_t start, int64_t end);
 Tensor concat(const std::vector<Tensor>& xs, int64_t dim);
 Tensor contiguous(const Tensor& x);
 
-// ---- attention (framework/ops/attention.cpp): the plain "math" form ------------------------
+// ---- attention (framework/ops/attention.cpp) ------------------------------------------------
+// math: the plain form, which stores the [B, H, T, T] probabilities for the backward (every
+// device and dtype). flash: kernels/flash_attention, which keeps one log-sum-exp per query
+// instead (CUDA, bf16 or f16, head dim 64 or 128; anything else is an error, not a fallback).
+enum class AttentionKernel { math, flash };
+
 struct AttentionOptions {
   bool causal = true;
   // Optional i32 [B, T]: query i sees key j only when both have the same id >= 0 (packed rows
   // hold several documents; padding has id -1 and sees nothing, its output is zero).
   Tensor segment_ids;
   double scale = 0.0;  // 0 means 1/sqrt(head_dim)
+  AttentionKernel kernel = AttentionKernel::math;
 };
 // q, k, v: [B, H, T, D]; result [B, H, T, D] = softmax(q k^T * scale + mask) v.
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionOptions& options = {});

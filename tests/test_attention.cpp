@@ -1,5 +1,6 @@
 // attention (math form): a plain-loop reference with every kind of mask, the packing and
-// padding properties that segment ids promise, gradients, fp32 against fp64, and input errors.
+// padding properties that segment ids promise, gradients, fp32 against fp64, and input errors,
+// among them what the flash kernel refuses (its numbers are tests/gpu/test_attention.cpp's).
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -100,8 +101,8 @@ TEST_CASE("a packed row of two documents gives what each document gives alone") 
     CAPTURE(causal);
     Tensor packed = attention(x.q, x.k, x.v, {causal, segment_ids, 0.0});
     for (auto [start, end] : {std::pair<int64_t, int64_t>{0, 3}, {3, 5}}) {
-      Tensor alone = attention(tokens(x.q, start, end), tokens(x.k, start, end), tokens(x.v, start, end),
-                               {causal, Tensor(), 0.0});
+      Tensor alone =
+          attention(tokens(x.q, start, end), tokens(x.k, start, end), tokens(x.v, start, end), {causal, Tensor(), 0.0});
       CHECK(relative_error(tokens(packed, start, end), alone) < 1e-14);
     }
   }
@@ -176,4 +177,25 @@ TEST_CASE("attention rejects bad inputs") {
                                       "i32[2, 5] on cuda:0"));
   const Tensor ints = Tensor::from_ints(std::vector<int32_t>(80, 1), {2, 2, 5, 4});
   CHECK_THROWS_WITH(attention(ints, ints, ints), doctest::Contains("attention: dtype i32"));
+}
+
+TEST_CASE("attention with kernel flash refuses, before any launch, what its kernels do not take") {
+  AttentionOptions flash;
+  flash.kernel = AttentionKernel::flash;
+  const Tensor q = Tensor::zeros({1, 2, 3, 64});
+  CHECK_THROWS_WITH(attention(q, q, q, flash),
+                    doctest::Contains("attention: kernel flash runs on cuda, got q f32[1, 2, 3, 64] on cpu (use "
+                                      "kernel math on the cpu)"));
+  // Tensors that claim the GPU but are never read: the checks come first.
+  float dummy[2 * 3 * 128] = {};
+  const Tensor gpu_f32 = Tensor::from_blob(dummy, {1, 2, 3, 64}, DType::f32, Device::cuda(0));
+  CHECK_THROWS_WITH(attention(gpu_f32, gpu_f32, gpu_f32, flash),
+                    doctest::Contains("attention: kernel flash takes bf16 or f16, got q f32[1, 2, 3, 64] on cuda:0 "
+                                      "(use kernel math for f32)"));
+  for (int64_t head_dim : {32, 96, 256}) {
+    const Tensor gpu_bf16 = Tensor::from_blob(dummy, {1, 1, 3, head_dim}, DType::bf16, Device::cuda(0));
+    const std::string expected =
+        str("attention: kernel flash takes head dim 64 or 128, got q bf16[1, 1, 3, ", head_dim, "] on cuda:0");
+    CHECK_THROWS_WITH(attention(gpu_bf16, gpu_bf16, gpu_bf16, flash), doctest::Contains(expected.c_str()));
+  }
 }

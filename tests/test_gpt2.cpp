@@ -146,3 +146,13 @@ TEST_CASE("generate: greedy is deterministic, sampling follows the seed, top-k 1
   CHECK(models::generate(model, {1, 2}, longer, s1).size() == 30);
   CHECK_THROWS_WITH(models::generate(model, {}, greedy, g), doctest::Contains("prompt is empty"));
 }
+
+TEST_CASE("gpt2: the config's attention kernel reaches the attention op") {
+  Gpt2Config config = small();
+  config.attention = AttentionKernel::flash;
+  Generator init(1);
+  const Gpt2 model(config, init);
+  // flash refuses the CPU: the error shows the model asked for it.
+  CHECK_THROWS_WITH(model.forward(Tensor::from_ints({1, 2, 3}, {1, 3})),
+                    doctest::Contains("attention: kernel flash runs on cuda"));
+}

@@ -1,6 +1,7 @@
-// What a recipe fixes before training: the device and the compute dtype. A GPU that is not
-// there, a 16-bit precision on the CPU and an attention kernel not built yet are errors that
-// name the recipe key; on a machine without a GPU, device: auto trains on the CPU.
+// What a recipe fixes before training: the device, the compute dtype and the model's attention
+// kernel. A GPU that is not there, a 16-bit precision on the CPU, attention: flash in fp32 or
+// with a head size its kernels lack, and attention: cudnn (not built yet) are errors that name
+// the recipe key; on a machine without a GPU, device: auto trains on the CPU.
 #include <doctest/doctest.h>
 
 #include "framework/train/run_setup.h"
@@ -15,7 +16,10 @@ std::string device_error(const std::string& yaml) {
 
 TEST_CASE("resolve_device: the CPU, and errors naming the key for what cannot run") {
   CHECK(resolve_device(parse_recipe("device: cpu\n", "x.yaml")) == Device::cpu());
-  CHECK(device_error("attention: flash\n").find("x.yaml: attention: flash is not built yet") != std::string::npos);
+  CHECK(device_error("attention: cudnn\n").find("x.yaml: attention: cudnn is not built yet") != std::string::npos);
+  CHECK(device_error("device: cpu\nattention: flash\n")
+            .find("x.yaml: attention: flash needs a GPU and precision bf16 or fp16 (its kernels take 16-bit inputs), "
+                  "got precision fp32 on cpu (use attention: math)") != std::string::npos);
   if (cuda_available()) return;  // the rest describes a machine without a GPU
   CHECK(resolve_device(parse_recipe("device: auto\n", "x.yaml")) == Device::cpu());
   CHECK(device_error("device: cuda\n")
@@ -26,6 +30,16 @@ TEST_CASE("resolve_device: the CPU, and errors naming the key for what cannot ru
     CHECK(
         device_error(str("precision: ", precision, "\n")).find(str("x.yaml: precision: ", precision, " needs a GPU")) !=
         std::string::npos);
+}
+
+TEST_CASE("model_config takes the attention kernel; flash needs a head size of 64 or 128") {
+  const std::string tiny = "model:\n  size: tiny\n";
+  CHECK(model_config(parse_recipe(tiny, "x.yaml"), 100).attention == AttentionKernel::math);
+  const std::string flash = "attention: flash\nprecision: bf16\n" + tiny;
+  CHECK(model_config(parse_recipe(flash + "  n_head: 1\n", "x.yaml"), 100).attention == AttentionKernel::flash);
+  CHECK(testing::error_message([&] { model_config(parse_recipe(flash, "x.yaml"), 100); })
+            .find("x.yaml: attention: flash needs a head size of 64 or 128, got 64 / 4 = 16 (model.n_embd / "
+                  "model.n_head; or use attention: math)") != std::string::npos);
 }
 
 TEST_CASE("compute_dtype follows precision") {

@@ -64,6 +64,12 @@ DType precision_dtype(const std::string& precision) {
   throw Error(str("bench train: --precision ", precision, ": expected fp32, bf16 or fp16"));
 }
 
+AttentionKernel attention_kernel(const std::string& attention) {
+  if (attention == "math") return AttentionKernel::math;
+  if (attention == "flash") return AttentionKernel::flash;
+  throw Error(str("bench train: --attention ", attention, ": expected math or flash"));
+}
+
 // The attention op alone at the model's shape, forward and backward, for every layer.
 double attention_ms(const models::Gpt2Config& c, const TrainBenchOptions& o, DType dtype) {
   Generator gen(7);
@@ -71,8 +77,10 @@ double attention_ms(const models::Gpt2Config& c, const TrainBenchOptions& o, DTy
   Tensor q = randn(shape, gen, dtype, o.device).set_requires_grad(true);
   Tensor k = randn(shape, gen, dtype, o.device).set_requires_grad(true);
   Tensor v = randn(shape, gen, dtype, o.device).set_requires_grad(true);
+  AttentionOptions options;
+  options.kernel = c.attention;
   return c.n_layer * time_ms(
-                         o.device, [&] { sum(attention(q, k, v)).backward(); }, 1, 3);
+                         o.device, [&] { sum(attention(q, k, v, options)).backward(); }, 1, 3);
 }
 
 }  // namespace
@@ -89,6 +97,7 @@ TrainBenchResult bench_train(const TrainBenchOptions& o) {
   models::Gpt2Config config = models::gpt2_config(o.model);
   config.block_size = std::max(config.block_size, o.seq_len);
   config.recompute_gelu = o.recompute_gelu;
+  config.attention = attention_kernel(o.attention);
   Generator init(1), data(2);
   const models::Gpt2 model(config, init, dtype, o.device);
   // A 16-bit model trains through f32 master weights, as the trainer does (bf16 needs no loss

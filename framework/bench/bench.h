@@ -29,8 +29,9 @@ struct TrainBenchOptions {
   int64_t batch = 16;
   std::string precision = "fp32";  // fp32 | bf16 | fp16 (16-bit models train through f32 masters)
   Device device = Device::cpu();
-  int steps = 10;  // timed steps, after 3 warmup steps
-  bool recompute_gelu = false;  // the model.recompute_gelu trade: less activation memory
+  int steps = 10;                  // timed steps, after 3 warmup steps
+  bool recompute_gelu = false;     // the model.recompute_gelu trade: less activation memory
+  std::string attention = "math";  // math | flash (flash: CUDA, bf16 or fp16)
 };
 
 struct TrainBenchResult {

@@ -1,12 +1,17 @@
 // attention on kernels/attention: the plain "math" form, which materialises the [B, H, T, T]
 // probabilities and keeps them for the backward. Memory grows with T^2; the flash attention
-// kernels replace it on the GPU, and this op stays their reference.
+// kernels (options.kernel = flash) replace it on the GPU, and this op stays their reference.
 //
 // On CUDA it is composed of per-head batched products (kernels/matmul) around the masked
 // softmax (kernels/softmax), with the math of attention_cpu.h. The scores S and their gradient
 // dP are fp32 even for 16-bit inputs: rounding logits of size ~10 to bf16 would move the
 // probabilities by percents. They live only inside the forward or the backward; the
 // probabilities P, saved between the two, are in the inputs' dtype.
+//
+// The flash form saves the output and one fp32 log-sum-exp per query instead of P, so it is
+// linear in T. It refuses what its kernels do not take (the CPU, f32, other head dims) rather
+// than falling back to math: a silent fallback would hide a T^2 memory cost the caller chose to
+// avoid.
 #include <cmath>
 
 #include "framework/autograd.h"
@@ -15,6 +20,7 @@
 #include "kernels/attention/attention_cpu.h"
 #ifdef FLASHTRAIN_HAS_CUDA
 #include "framework/cuda/context.h"
+#include "kernels/flash_attention/flash_attention_cuda.h"
 #include "kernels/matmul/matmul_cuda.h"
 #include "kernels/softmax/softmax_cuda.h"
 #endif
@@ -40,6 +46,16 @@ void check_attention_inputs(const Tensor& q, const Tensor& k, const Tensor& v, c
     check_dtype("attention", "segment_ids", segment_ids, DType::i32);
     check_shape("attention", "segment_ids", segment_ids, {q.size(0), q.size(2)});
   }
+}
+
+// What the flash kernels take, checked before anything is allocated.
+void check_flash_inputs(const Tensor& q) {
+  FT_CHECK(q.device().is_cuda(), "attention: kernel flash runs on cuda, got q ", describe(q),
+           " (use kernel math on the cpu)");
+  FT_CHECK(q.dtype() == DType::bf16 || q.dtype() == DType::f16, "attention: kernel flash takes bf16 or f16, got q ",
+           describe(q), " (use kernel math for ", dtype_name(q.dtype()), ")");
+  FT_CHECK(q.size(3) == 64 || q.size(3) == 128, "attention: kernel flash takes head dim 64 or 128, got q ",
+           describe(q));
 }
 
 #ifdef FLASHTRAIN_HAS_CUDA
@@ -96,6 +112,52 @@ std::vector<Tensor> attention_backward_cuda(const kernels::AttentionShape& s, do
   });
   return {dq, dk, dv};
 }
+
+// f(bfloat16{}) or f(half{}) by the dtype: the flash kernels' two (check_flash_inputs refused others).
+template <class F>
+void dispatch_flash(DType dtype, F&& f) {
+  if (dtype == DType::bf16)
+    f(bfloat16{});
+  else
+    f(half{});
+}
+
+// The flash form on CUDA: the forward writes out and lse (fp32 [B, H, T]), which the node keeps
+// with the inputs; the backward recomputes the probabilities from them tile by tile.
+Tensor flash_attention(const Tensor& q, const Tensor& k, const Tensor& v, const kernels::AttentionShape& shape,
+                       bool causal, const Tensor& segments, double scale) {
+  Tensor qc = q.contiguous(), kc = k.contiguous(), vc = v.contiguous();
+  Tensor out = Tensor::empty(q.shape(), q.dtype(), q.device());
+  Tensor lse = Tensor::empty({shape.batch, shape.heads, shape.seq_len}, DType::f32, q.device());
+  const kernels::AttentionMask mask{causal, segments.defined() ? segments.data<int32_t>() : nullptr};
+  {
+    cuda::DeviceGuard guard(q.device().index);
+    dispatch_flash(q.dtype(), [&](auto tag) {
+      using T = decltype(tag);
+      kernels::flash_attention_forward_cuda<T>(shape, mask, static_cast<float>(scale), qc.data<T>(), kc.data<T>(),
+                                               vc.data<T>(), out.data<T>(), lse.data<float>(),
+                                               cuda::context(q.device().index).stream);
+    });
+  }
+  // out is detached: the node holding its own output with the grad_fn would be a cycle.
+  return record(out, "attention", {q, k, v},
+                [qc, kc, vc, o = out.detach(), lse, segments, mask, shape, scale](const Tensor& g, const GradNeeds&) {
+                  Tensor gc = g.contiguous();
+                  Tensor dq = Tensor::empty(qc.shape(), qc.dtype(), qc.device());
+                  Tensor dk = Tensor::empty(qc.shape(), qc.dtype(), qc.device());
+                  Tensor dv = Tensor::empty(qc.shape(), qc.dtype(), qc.device());
+                  Tensor delta = Tensor::empty(lse.shape(), DType::f32, qc.device());
+                  cuda::DeviceGuard guard(qc.device().index);
+                  dispatch_flash(qc.dtype(), [&](auto tag) {
+                    using T = decltype(tag);
+                    kernels::flash_attention_backward_cuda<T>(
+                        shape, mask, static_cast<float>(scale), qc.data<T>(), kc.data<T>(), vc.data<T>(), o.data<T>(),
+                        gc.data<T>(), lse.data<float>(), delta.data<float>(), dq.data<T>(), dk.data<T>(), dv.data<T>(),
+                        cuda::context(qc.device().index).stream);
+                  });
+                  return std::vector<Tensor>{dq, dk, dv};
+                });
+}
 #endif
 
 }  // namespace
@@ -107,6 +169,12 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const Attent
   const double scale = options.scale != 0.0 ? options.scale : 1.0 / std::sqrt(static_cast<double>(shape.head_dim));
   Tensor segments = options.segment_ids.defined() ? options.segment_ids.contiguous() : Tensor();
   const kernels::AttentionMask mask{options.causal, segments.defined() ? segments.data<int32_t>() : nullptr};
+  if (options.kernel == AttentionKernel::flash) {
+    check_flash_inputs(q);
+#ifdef FLASHTRAIN_HAS_CUDA
+    return flash_attention(q, k, v, shape, options.causal, segments, scale);
+#endif
+  }
 
   Tensor qc = q.contiguous(), kc = k.contiguous(), vc = v.contiguous();
   Tensor probs = Tensor::empty({shape.batch, shape.heads, t, t}, q.dtype(), q.device());

@@ -18,11 +18,23 @@ int32_t special_id(const data::Tokenizer& tokenizer, std::initializer_list<const
   throw Error(str("the tokenizer ", tokenizer.identity(), " has none of the special tokens ", *names.begin()));
 }
 
+// c with the recipe's attention kernel; flash's head size is checked here, where the model's
+// shape is known (resolve_device has checked the device and the precision).
+models::Gpt2Config with_attention_kernel(const Recipe& r, models::Gpt2Config c) {
+  if (r.attention != "flash") return c;
+  const int64_t head_size = c.n_embd / c.n_head;
+  FT_CHECK(head_size == 64 || head_size == 128, r.source_path,
+           ": attention: flash needs a head size of 64 or 128, got ", c.n_embd, " / ", c.n_head, " = ", head_size,
+           " (model.n_embd / model.n_head; or use attention: math)");
+  c.attention = AttentionKernel::flash;
+  return c;
+}
+
 }  // namespace
 
 Device resolve_device(const Recipe& r) {
-  FT_CHECK(r.attention == "math", r.source_path, ": attention: ", r.attention,
-           " is not built yet (the flash and cuDNN kernels come with the flash attention issue; use attention: math)");
+  FT_CHECK(r.attention != "cudnn", r.source_path,
+           ": attention: cudnn is not built yet (use attention: flash on a GPU in bf16 or fp16, or math)");
   Device device = Device::cpu();
   if (r.device == "auto") {
     if (cuda_available()) device = Device::cuda(0);
@@ -36,6 +48,10 @@ Device resolve_device(const Recipe& r) {
   }
   FT_CHECK(r.precision == "fp32" || device.is_cuda(), r.source_path, ": precision: ", r.precision,
            " needs a GPU (the CPU kernels compute in f32 or f64); use precision: fp32 on ", device.str());
+  FT_CHECK(r.attention != "flash" || r.precision != "fp32", r.source_path,
+           ": attention: flash needs a GPU and precision bf16 or fp16 (its kernels take 16-bit inputs), got precision "
+           "fp32 on ",
+           device.str(), " (use attention: math)");
   return device;
 }
 
@@ -72,7 +88,7 @@ models::Gpt2Config model_config(const Recipe& r, int64_t vocab_size) {
              " tokens, the tokenizer's ", vocab_size);
     c.dropout = r.model.dropout;
     c.recompute_gelu = r.model.recompute_gelu;
-    return c;
+    return with_attention_kernel(r, c);
   }
   models::Gpt2Config c = models::gpt2_config(r.model.size);
   c.vocab_size = vocab_size;
@@ -84,7 +100,7 @@ models::Gpt2Config model_config(const Recipe& r, int64_t vocab_size) {
   c.rotary = r.model.positions == "rotary";
   c.dropout = r.model.dropout;
   c.recompute_gelu = r.model.recompute_gelu;
-  return c;
+  return with_attention_kernel(r, c);
 }
 
 data::DataDirSetting data_dir_setting(const Recipe& r) { return {r.data.dir, str(r.source_path, ": data.dir")}; }

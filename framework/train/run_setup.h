@@ -16,8 +16,8 @@
 namespace ft::train {
 
 // The device to train on: device: auto takes the first GPU when there is one. A GPU that is
-// not there, a 16-bit precision on the CPU and an attention kernel not built yet are errors
-// naming the recipe key.
+// not there, a 16-bit precision on the CPU, attention: flash in fp32 (so on the CPU too) and
+// attention: cudnn (not built yet) are errors naming the recipe key.
 Device resolve_device(const Recipe& r);
 
 // The run's folder (run_dir, or runs/<name>) and its checkpoints' (checkpoint.dir, or
@@ -34,6 +34,7 @@ DType compute_dtype(const Recipe& r);
 
 // model.size with the recipe's overrides; block_size is at least data.seq_len. With
 // model.init_from, the pretrained model's own config.json (its vocabulary must be the tokenizer's).
+// The attention kernel is the recipe's; flash needs a head size of 64 or 128.
 models::Gpt2Config model_config(const Recipe& r, int64_t vocab_size);
 
 // model.init_from resolved: absolute, ./ or ../ paths as written, others in the data directory.

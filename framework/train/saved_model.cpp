@@ -30,7 +30,9 @@ SavedModel load_saved_model(const std::string& source) {
   saved.recipe = parse_recipe(load_checkpoint_recipe(saved.checkpoint), saved.checkpoint + " (its recipe)");
   const std::unique_ptr<data::Tokenizer> tokenizer = recipe_tokenizer(saved.recipe);
   Generator unused(0);  // the weights are overwritten by the checkpoint's
-  saved.model = std::make_unique<models::Gpt2>(model_config(saved.recipe, tokenizer->vocab_size()), unused);
+  models::Gpt2Config config = model_config(saved.recipe, tokenizer->vocab_size());
+  config.attention = AttentionKernel::math;  // the model is built on the CPU in f32, where only math runs
+  saved.model = std::make_unique<models::Gpt2>(config, unused);
   load_checkpoint_parameters(saved.checkpoint, saved.model->parameters());
   return saved;
 }

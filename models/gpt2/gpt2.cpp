@@ -87,6 +87,7 @@ Tensor Gpt2::attention_branch(const Block& b, const Tensor& normed, const Gpt2Ba
   }
   AttentionOptions options;
   options.segment_ids = batch.segment_ids;
+  options.kernel = config_.attention;
   Tensor y = attention(q, k, heads(2), options);
   y = reshape(transpose(y, 1, 2), {n, t, c});
   return maybe_dropout(linear(y, b.attn_proj_weight, b.attn_proj_bias), dropout_gen);

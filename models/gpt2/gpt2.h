@@ -25,6 +25,7 @@ struct Gpt2Config {
   double rope_base = 10000.0;
   double dropout = 0.0;         // on the embeddings and on each block's two residual branches
   bool recompute_gelu = false;  // keep only the MLP's pre-activation; recompute GELU in the backward
+  AttentionKernel attention = AttentionKernel::math;  // flash: CUDA, bf16 or f16, head dim 64 or 128
 };
 
 // What a forward pass reads besides the token ids.

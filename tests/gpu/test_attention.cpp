@@ -1,7 +1,8 @@
 // attention's "math" form on CUDA (batched products around the masked softmax) against the CPU
 // in f64 from the same inputs, forward and backward (dq, dk, dv), in f32 (TF32 off, then on),
 // bf16 and f16: GPT-2's shape, causal and bidirectional, packed segments with padding (whose
-// queries see nothing and output exact zeros), odd sizes and a custom scale.
+// queries see nothing and output exact zeros), odd sizes and a custom scale. Then the flash
+// kernel against math on the same inputs, through autograd as a model uses it.
 #include <doctest/doctest.h>
 
 #include <random>
@@ -134,4 +135,37 @@ TEST_CASE("attention on CUDA rejects segment ids on another device and f64") {
                                       "i32[1, 3] on cpu"));
   Tensor q64 = q.to(DType::f64);
   CHECK_THROWS_WITH(attention(q64, q64, q64), doctest::Contains("attention: dtype f64 is not supported on cuda"));
+}
+
+TEST_CASE("attention: kernel flash matches kernel math through autograd (bf16, causal, packed with padding)") {
+  cuda::set_poison_allocations(true);
+  const int64_t batch = 2, heads = 3, seq_len = 1000;  // not a multiple of any tile
+  const Twin segments = packed_segments(batch, seq_len, 100, 7);
+  uint64_t seed = 200;
+  for (int64_t head_dim : {64, 128}) {
+    CAPTURE(head_dim);
+    const Shape shape{batch, heads, seq_len, head_dim};
+    const Tensor q = random_twin(shape, DType::bf16, ++seed).gpu, k = random_twin(shape, DType::bf16, ++seed).gpu,
+                 v = random_twin(shape, DType::bf16, ++seed).gpu,
+                 upstream = random_twin(shape, DType::bf16, ++seed).gpu;
+    // out, dq, dk, dv of one kernel; the loss sum(out * upstream) feeds the node `upstream`.
+    auto run = [&](AttentionKernel kernel) {
+      std::vector<Tensor> leaves{leaf(q, DType::bf16, kGpu), leaf(k, DType::bf16, kGpu), leaf(v, DType::bf16, kGpu)};
+      AttentionOptions options;
+      options.segment_ids = segments.gpu;
+      options.kernel = kernel;
+      const Tensor out = attention(leaves[0], leaves[1], leaves[2], options);
+      weighted_sum(out, upstream).backward();
+      return std::vector<Tensor>{out.detach(), leaves[0].grad(), leaves[1].grad(), leaves[2].grad()};
+    };
+    const std::vector<Tensor> flash = run(AttentionKernel::flash), math = run(AttentionKernel::math);
+    const char* names[] = {"out", "dq", "dk", "dv"};
+    for (size_t i = 0; i < flash.size(); ++i) {
+      CAPTURE(names[i]);
+      REQUIRE(flash[i].defined());
+      // Each is within bf16's 1e-2 of the f64 truth (above and test_flash_attention); they round
+      // P and dS at different points, so they are held to each other with the same bound.
+      CHECK(gpu_error(flash[i], math[i]) < tolerance(DType::bf16));
+    }
+  }
 }

@@ -22,9 +22,9 @@ struct TrainBenchArgs {
 void run_train_bench(TrainBenchArgs a) {
   a.options.device = a.device == "auto" ? (cuda_available() ? Device::cuda(0) : Device::cpu()) : parse_device(a.device);
   const bench::TrainBenchOptions& o = a.options;
-  std::printf("bench train: %s, seq %lld, batch %lld, %s on %s, %d timed steps%s\n", o.model.c_str(),
+  std::printf("bench train: %s, seq %lld, batch %lld, %s on %s, %s attention, %d timed steps%s\n", o.model.c_str(),
               static_cast<long long>(o.seq_len), static_cast<long long>(o.batch), o.precision.c_str(),
-              o.device.str().c_str(), o.steps, o.recompute_gelu ? ", GELU recomputed" : "");
+              o.device.str().c_str(), o.attention.c_str(), o.steps, o.recompute_gelu ? ", GELU recomputed" : "");
   const bench::TrainBenchResult r = bench::bench_train(o);
   std::printf("parameters        %lld\n", static_cast<long long>(r.parameters));
   std::printf("ms/step           %.2f\n", r.ms_per_step);
@@ -55,7 +55,8 @@ void add_kernels_command(CLI::App& bench) {
   kernels->add_option("--rows", a->options.rows, "Tokens per step (batch x 1024)")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
-  kernels->add_option("--only", a->options.only, "Only the kernels whose name contains this (or the one named exactly this)");
+  kernels->add_option("--only", a->options.only,
+                      "Only the kernels whose name contains this (or the one named exactly this)");
   kernels->add_option("--device", a->device, "cuda or cuda:N")->capture_default_str();
   kernels->callback([a] { run_kernel_bench(*a); });
 }
@@ -73,6 +74,8 @@ void add_bench_command(CLI::App& app) {
   train->add_option("--precision", a->options.precision, "fp32, bf16 or fp16")->capture_default_str();
   train->add_option("--device", a->device, "auto, cpu, cuda or cuda:N")->capture_default_str();
   train->add_option("--steps", a->options.steps, "Timed steps")->capture_default_str()->check(CLI::PositiveNumber);
+  train->add_option("--attention", a->options.attention, "math or flash (flash: cuda, bf16 or fp16)")
+      ->capture_default_str();
   train->add_flag("--recompute-gelu", a->options.recompute_gelu,
                   "Keep only the MLP's pre-activation; recompute GELU in the backward");
   train->callback([a] { run_train_bench(*a); });

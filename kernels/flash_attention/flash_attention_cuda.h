@@ -1,0 +1,32 @@
+// Flash attention on CUDA: the launchers of kernels/flash_attention/flash_attention.cu. The math,
+// the masks (causal, segment ids, padding) and the zero rows are attention_cpu.h's; what differs
+// is that nothing of size [T, T] is ever stored: the forward keeps each query row's log-sum-exp
+// instead of its probabilities, and the backward recomputes them tile by tile from it.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include "framework/dtype.h"
+#include "kernels/attention/attention_cpu.h"
+
+namespace ft::kernels {
+
+// q, k, v, out: [batch, heads, seq_len, head_dim], contiguous on the device, 16-byte aligned,
+// head_dim 64 or 128; T is bfloat16 or half. mask.segment_ids: [batch, seq_len] on the device,
+// or null. Writes out and lse [batch, heads, seq_len] (fp32): the natural log of
+// sum_j exp(scale q_i . k_j) over the keys j that query i sees, and +inf for a query that sees
+// none (padding), whose output is zero. +inf rather than log(0) = -inf, so that the backward's
+// P = exp(S - lse) is 0 on such a row without a special case.
+template <class T>
+void flash_attention_forward_cuda(const AttentionShape& s, const AttentionMask& mask, float scale, const T* q,
+                                  const T* k, const T* v, T* out, float* lse, cudaStream_t stream);
+
+// Writes dq, dk, dv (shaped like q) from the forward's inputs, its out and lse, and d_out (all as
+// above). delta: workspace of [batch, heads, seq_len] fp32 (gets rowsum(d_out * out)). Deterministic:
+// the same inputs give the same bits.
+template <class T>
+void flash_attention_backward_cuda(const AttentionShape& s, const AttentionMask& mask, float scale, const T* q,
+                                   const T* k, const T* v, const T* out, const T* d_out, const float* lse, float* delta,
+                                   T* dq, T* dk, T* dv, cudaStream_t stream);
+
+}  // namespace ft::kernels
