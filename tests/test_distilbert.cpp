@@ -9,6 +9,7 @@
 #include "framework/autograd.h"
 #include "models/distilbert/distilbert.h"
 #include "tests/support/gradcheck.h"
+#include "tests/support/small_distilbert.h"
 
 using namespace ft;
 using models::DistilBert;
@@ -17,25 +18,11 @@ using models::DistilBertConfig;
 
 namespace {
 
-DistilBertConfig small(int64_t num_labels = 0) {
-  DistilBertConfig c;
-  c.vocab_size = 30;
-  c.max_positions = 12;
-  c.dim = 8;
-  c.n_layers = 2;
-  c.n_heads = 2;
-  c.hidden_dim = 16;
-  c.dropout = 0;
-  c.num_labels = num_labels;
-  return c;
-}
+DistilBertConfig small(int64_t num_labels = 0) { return testing::small_distilbert(num_labels); }
 
-// A model with every parameter random (LayerNorm gains and biases too), in f64.
+// A model with every parameter random, in f64.
 DistilBert random_model(const DistilBertConfig& c, uint64_t seed) {
-  Generator gen(seed);
-  DistilBert model(c, gen, DType::f64);
-  for (const NamedParameter& p : model.parameters()) normal_(p.tensor, gen, 0.0, 0.5);
-  return model;
+  return testing::random_distilbert(c, seed, DType::f64);
 }
 
 Tensor parameter(const DistilBert& model, const std::string& name) {
