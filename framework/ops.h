@@ -16,6 +16,7 @@
 
 #include "framework/random.h"
 #include "framework/tensor.h"
+#include "kernels/elementwise/gelu_form.h"
 
 namespace ft {
 
@@ -25,8 +26,11 @@ Tensor add(const Tensor& a, const Tensor& b);
 Tensor sub(const Tensor& a, const Tensor& b);
 Tensor mul(const Tensor& a, const Tensor& b);
 Tensor scale(const Tensor& x, double factor);
-// GELU, tanh form as in GPT-2: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
-Tensor gelu(const Tensor& x);
+// GELU: GeluForm::tanh as in GPT-2, 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), or
+// GeluForm::erf, the exact 0.5 x (1 + erf(x / sqrt(2))) of BERT and DistilBERT.
+Tensor gelu(const Tensor& x, GeluForm form = GeluForm::tanh);
+// max(x, 0); its gradient is 0 at x <= 0.
+Tensor relu(const Tensor& x);
 // dst += src in place, same shape and dtype, outside autograd (gradient accumulation).
 void add_(const Tensor& dst, const Tensor& src);
 // Sums `x` over the dimensions in which `shape` was broadcast to x's shape (the backward of

@@ -1,4 +1,4 @@
-// add, sub, mul (with broadcasting), scale, GELU, sum and mean: gradients against finite
+// add, sub, mul (with broadcasting), scale, GELU (both forms), ReLU, sum and mean: gradients against finite
 // differences, forward against plain loops, fp32 against fp64, and shape errors.
 #include <doctest/doctest.h>
 
@@ -58,6 +58,24 @@ TEST_CASE("scale and GELU") {
   CHECK(relative_error(gelu(x).to_double_vector(), expected) < 1e-15);
 }
 
+TEST_CASE("exact (erf) GELU and ReLU") {
+  Tensor x = scale(random_f64({4, 7}, 7), 2.0);
+  ft::testing::OpFn g = [](const std::vector<Tensor>& v) { return gelu(v[0], GeluForm::erf); };
+  ft::testing::OpFn r = [](const std::vector<Tensor>& v) { return relu(v[0]); };
+  CHECK(gradcheck(g, {x}) < 1e-6);
+  CHECK(gradcheck(r, {x}) < 1e-6);
+  CHECK(fp32_vs_fp64_error(g, {x}) < 1e-5);
+  // BERT's GELU and ReLU, written out; the erf form differs from the tanh one by up to ~1e-3.
+  std::vector<double> exact, rectified;
+  for (double v : x.to_double_vector()) {
+    exact.push_back(0.5 * v * (1 + std::erf(v / std::sqrt(2.0))));
+    rectified.push_back(v > 0 ? v : 0);
+  }
+  CHECK(relative_error(gelu(x, GeluForm::erf).to_double_vector(), exact) < 1e-15);
+  CHECK(relative_error(gelu(x).to_double_vector(), exact) > 1e-5);
+  CHECK(relu(x).to_double_vector() == rectified);
+}
+
 TEST_CASE("sum and mean") {
   Tensor x = random_f64({4, 6}, 6);
   ft::testing::OpFn s = [](const std::vector<Tensor>& v) { return sum(v[0]); };
@@ -80,7 +98,9 @@ TEST_CASE("elementwise errors name the op and the shapes") {
                     doctest::Contains("mul: dtype mismatch: f32[2, 3] on cpu and f64[2, 3] on cpu"));
   float dummy[6];
   Tensor on_gpu = Tensor::from_blob(dummy, {2, 3}, DType::f32, Device::cuda(0));
-  CHECK_THROWS_WITH(sub(a, on_gpu), doctest::Contains("sub: device mismatch: f32[2, 3] on cpu and f32[2, 3] on cuda:0"));
+  CHECK_THROWS_WITH(sub(a, on_gpu),
+                    doctest::Contains("sub: device mismatch: f32[2, 3] on cpu and f32[2, 3] on cuda:0"));
   CHECK_THROWS_WITH(gelu(Tensor::zeros({2}, DType::i32)), doctest::Contains("gelu: dtype i32 is not supported"));
+  CHECK_THROWS_WITH(relu(Tensor::zeros({2}, DType::i32)), doctest::Contains("relu: dtype i32 is not supported"));
   CHECK_THROWS_WITH(add_(a, b), doctest::Contains("add_: shapes [2, 3] and [4] differ"));
 }

@@ -11,12 +11,17 @@
 #include "framework/io/safetensors.h"
 #include "models/gpt2/gpt2_hf.h"
 #include "tests/support/error_message.h"
+#include "tests/support/hf_dir.h"
 #include "tests/support/temp_dir.h"
 
 using namespace ft;
 using models::Gpt2;
 using models::Gpt2Config;
 using nlohmann::json;
+using testing::make_hf_dir;
+using testing::read_all;
+using testing::read_json;
+using testing::write_json;
 
 namespace {
 
@@ -44,31 +49,6 @@ Tensor parameter(const Gpt2& model, const std::string& name) {
 }
 
 bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
-
-void write_json(const std::string& path, const json& j) { std::ofstream(path) << j.dump(); }
-
-json read_json(const std::string& path) {
-  std::ifstream in(path);
-  return json::parse(in);
-}
-
-// All tensors of an exported directory, by their names in the file.
-std::map<std::string, Tensor> read_all(const std::string& dir) {
-  io::SafetensorsReader file(dir + "/model.safetensors");
-  std::map<std::string, Tensor> tensors;
-  for (const std::string& name : file.names()) tensors[name] = file.read(name, DType::f32);
-  return tensors;
-}
-
-// A directory with the given config.json and tensors as model.safetensors.
-std::string make_hf_dir(const testing::TempDir& tmp, const std::string& name, const json& config,
-                        const std::map<std::string, Tensor>& tensors) {
-  const std::string dir = tmp.path() + "/" + name;
-  std::filesystem::create_directories(dir);
-  write_json(dir + "/config.json", config);
-  io::write_safetensors(dir + "/model.safetensors", tensors, {{"format", "pt"}});
-  return dir;
-}
 
 }  // namespace
 

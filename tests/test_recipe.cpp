@@ -11,6 +11,7 @@
 
 #include "framework/error.h"
 #include "framework/train/recipe.h"
+#include "models/distilbert/distilbert.h"
 #include "models/gpt2/gpt2.h"
 
 using namespace ft;
@@ -282,9 +283,11 @@ TEST_CASE("every key's default reads back as a --set value") {
   }
 }
 
-TEST_CASE("every model.size choice is a size models/gpt2 knows") {
+TEST_CASE("every model.size choice is a size models/gpt2 or models/distilbert knows") {
   const std::vector<RecipeKey> keys = recipe_keys();
-  for (const std::string& size : key_named(keys, "model.size").choices) CHECK_NOTHROW(models::gpt2_config(size));
+  for (const std::string& size : key_named(keys, "model.size").choices)
+    CHECK_NOTHROW(size == "distilbert-base" ? (void)models::distilbert_config(size) : (void)models::gpt2_config(size));
+  CHECK_NOTHROW(models::distilbert_config("tiny"));
 }
 
 TEST_CASE("every recipe in recipes/ (and its folders) parses, opens with a comment and round-trips") {

@@ -1,4 +1,4 @@
-// add, sub, mul (broadcasting), scale, GELU and add_ (the in-place sum of gradient
+// add, sub, mul (broadcasting), scale, GELU (tanh or erf form), ReLU and add_ (the in-place sum of gradient
 // accumulation), on kernels/elementwise. Their backward undoes broadcasting with sum_to_shape
 // (framework/ops/reduce.cpp).
 //
@@ -63,6 +63,55 @@ Tensor binary_forward(const char* op_name, kernels::BinaryOp op, const Tensor& a
   return out;
 }
 
+// An elementwise activation: ReLU, or GELU in one of its forms.
+struct Activation {
+  const char* name;
+  bool relu;
+  GeluForm form;  // when not relu
+};
+
+// y = act(x) when dy is undefined, else dx = act'(x) dy; x and dy contiguous.
+Tensor run_activation(const Activation& act, const char* op, const Tensor& x, const Tensor& dy) {
+  const bool backward = dy.defined();
+  const int64_t n = x.numel();
+  Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
+  if (x.device().is_cuda()) {
+#ifdef FLASHTRAIN_HAS_CUDA
+    dispatch_cuda(op, x, [&](auto tag, cudaStream_t stream) {
+      using T = decltype(tag);
+      T* o = out.data<T>();
+      const T* in = x.data<T>();
+      if (!backward && act.relu) kernels::relu_forward_cuda<T>(o, in, n, stream);
+      if (!backward && !act.relu) kernels::gelu_forward_cuda<T>(o, in, n, stream, act.form);
+      if (backward && act.relu) kernels::relu_backward_cuda<T>(o, dy.data<T>(), in, n, stream);
+      if (backward && !act.relu) kernels::gelu_backward_cuda<T>(o, dy.data<T>(), in, n, stream, act.form);
+    });
+#endif
+    return out;
+  }
+  dispatch_float(op, x.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    T* o = out.data<T>();
+    const T* in = x.data<T>();
+    if (!backward && act.relu) kernels::relu_forward_cpu<T>(o, in, n);
+    if (!backward && !act.relu) kernels::gelu_forward_cpu<T>(o, in, n, act.form);
+    if (backward && act.relu) kernels::relu_backward_cpu<T>(o, dy.data<T>(), in, n);
+    if (backward && !act.relu) kernels::gelu_backward_cpu<T>(o, dy.data<T>(), in, n, act.form);
+  });
+  return out;
+}
+
+Tensor activation(const Activation& act, const Tensor& x) {
+  check_defined(act.name, "x", x);
+  Tensor xc = x.contiguous();
+  Tensor out = run_activation(act, act.name, xc, Tensor());
+  return record(out, act.name, {x}, [act, xc](const Tensor& g, const GradNeeds&) {
+    const std::string op = str(act.name, " backward");
+    check_same_dtype_device(op.c_str(), {xc, g});
+    return std::vector<Tensor>{run_activation(act, op.c_str(), xc, g.contiguous())};
+  });
+}
+
 }  // namespace
 
 Tensor add(const Tensor& a, const Tensor& b) {
@@ -109,43 +158,9 @@ Tensor scale(const Tensor& x, double factor) {
                 [factor](const Tensor& g, const GradNeeds&) { return std::vector<Tensor>{scale(g, factor)}; });
 }
 
-Tensor gelu(const Tensor& x) {
-  check_defined("gelu", "x", x);
-  Tensor xc = x.contiguous();
-  Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
-  if (x.device().is_cuda()) {
-#ifdef FLASHTRAIN_HAS_CUDA
-    dispatch_cuda("gelu", x, [&](auto tag, cudaStream_t stream) {
-      using T = decltype(tag);
-      kernels::gelu_forward_cuda<T>(out.data<T>(), xc.data<T>(), x.numel(), stream);
-    });
-#endif
-  } else {
-    dispatch_float("gelu", x.dtype(), [&](auto tag) {
-      using T = decltype(tag);
-      kernels::gelu_forward_cpu<T>(out.data<T>(), xc.data<T>(), x.numel());
-    });
-  }
-  return record(out, "gelu", {x}, [xc](const Tensor& g, const GradNeeds&) {
-    check_same_dtype_device("gelu backward", {xc, g});
-    Tensor gc = g.contiguous();
-    Tensor dx = Tensor::empty(xc.shape(), xc.dtype(), xc.device());
-    if (xc.device().is_cuda()) {
-#ifdef FLASHTRAIN_HAS_CUDA
-      dispatch_cuda("gelu backward", xc, [&](auto tag, cudaStream_t stream) {
-        using T = decltype(tag);
-        kernels::gelu_backward_cuda<T>(dx.data<T>(), gc.data<T>(), xc.data<T>(), xc.numel(), stream);
-      });
-#endif
-    } else {
-      dispatch_float("gelu backward", xc.dtype(), [&](auto tag) {
-        using T = decltype(tag);
-        kernels::gelu_backward_cpu<T>(dx.data<T>(), gc.data<T>(), xc.data<T>(), xc.numel());
-      });
-    }
-    return std::vector<Tensor>{dx};
-  });
-}
+Tensor gelu(const Tensor& x, GeluForm form) { return activation({"gelu", false, form}, x); }
+
+Tensor relu(const Tensor& x) { return activation({"relu", true, GeluForm::tanh}, x); }
 
 void add_(const Tensor& dst, const Tensor& src) {
   check_same_dtype_device("add_", {dst, src});

@@ -20,6 +20,7 @@
 #include <variant>
 
 #include "framework/error.h"
+#include "models/distilbert/distilbert.h"
 #include "models/gpt2/gpt2.h"
 
 namespace ft::train {
@@ -60,6 +61,12 @@ RecipeKey fraction() {  // [0, 1): probabilities that must leave something (drop
   RecipeKey k = number_from(0);
   k.max = 1;
   k.max_exclusive = true;
+  return k;
+}
+
+RecipeKey open_fraction() {  // (0, 1): a share that must select something and leave something
+  RecipeKey k = fraction();
+  k.min_exclusive = true;
   return k;
 }
 
@@ -168,9 +175,10 @@ const std::vector<KeySpec>& schema() {
       KEY(resume, choice({"never", "auto"}),
           "never: start afresh (an error if checkpoints exist); auto: continue from the newest valid one (--resume)"),
 
-      KEY(model.arch, choice({"gpt2"}), "the architecture (distilbert later)"),
-      KEY(model.size, choice({"tiny", "gpt2-124m", "gpt2-350m", "gpt2-774m", "gpt2-1558m"}),
-          "a named size; the four keys below override its parts"),
+      KEY(model.arch, choice({"gpt2", "distilbert"}),
+          "the architecture: GPT-2 (causal LM) or DistilBERT (masked LM, `bert` tokenizer, packed or padded rows)"),
+      KEY(model.size, choice({"tiny", "gpt2-124m", "gpt2-350m", "gpt2-774m", "gpt2-1558m", "distilbert-base"}),
+          "a named size of the architecture (tiny fits both); the four keys below override its parts"),
       KEY(model.n_layer, integer(0), "transformer blocks; 0: from `model.size`"),
       KEY(model.n_head, integer(0), "attention heads; 0: from `model.size`"),
       KEY(model.n_embd, integer(0), "embedding width, a multiple of the head count; 0: from `model.size`"),
@@ -197,6 +205,7 @@ const std::vector<KeySpec>& schema() {
       KEY(data.packing, choice({"concat", "packed", "padded"}),
           "concat: one token stream; packed: documents packed into rows, attention kept inside each; "
           "padded: one document per row"),
+      KEY(data.mlm_probability, open_fraction(), "distilbert: the share of tokens selected for masked-LM prediction"),
 
       KEY(optim.batch_size, integer(1), "rows per micro-batch"),
       KEY(optim.grad_accum, integer(1), "micro-batches per optimizer step"),
@@ -469,19 +478,48 @@ void require(bool ok, const Reading& reading, std::initializer_list<const char*>
   throw Error(str(where, ": ", culprit, ": ", message));
 }
 
+// What DistilBERT's masked LM does not fit: another tokenizer, one token stream (its attention
+// needs each document's segment), rotary positions, recomputed GELU, samples, the GPT-2 sizes.
+void check_distilbert(const Reading& reading) {
+  const Recipe& r = reading.recipe;
+  require(r.model.size == "tiny" || r.model.size == "distilbert-base", reading, {"model.size", "model.arch"},
+          str("model.arch: distilbert takes the sizes tiny and distilbert-base, got ", r.model.size));
+  require(r.data.tokenizer == "bert", reading, {"data.tokenizer", "model.arch"},
+          "model.arch: distilbert needs the bert (WordPiece) tokenizer");
+  require(r.data.packing != "concat", reading, {"data.packing", "model.arch"},
+          "model.arch: distilbert needs packed or padded rows (concat has no document boundaries for its "
+          "bidirectional attention)");
+  require(r.model.positions == "learned", reading, {"model.positions", "model.arch"},
+          "model.arch: distilbert has learned positions only");
+  require(!r.model.recompute_gelu, reading, {"model.recompute_gelu", "model.arch"},
+          "model.arch: distilbert does not recompute GELU");
+  require(r.logging.sample_every == 0, reading, {"logging.sample_every", "model.arch"},
+          "model.arch: distilbert does not sample text; set logging.sample_every: 0");
+}
+
 void check_model(const Reading& reading) {
   const ModelRecipe& m = reading.recipe.model;
+  if (m.arch == "distilbert") check_distilbert(reading);
+  require(m.arch == "distilbert" || m.size != "distilbert-base", reading, {"model.size", "model.arch"},
+          "distilbert-base is a size of model.arch: distilbert");
   if (!m.init_from.empty()) {  // the checkpoint's config.json fixes the shape
     require(m.n_layer == 0, reading, {"model.n_layer", "model.init_from"}, "must stay 0 with model.init_from set");
     require(m.n_head == 0, reading, {"model.n_head", "model.init_from"}, "must stay 0 with model.init_from set");
     require(m.n_embd == 0, reading, {"model.n_embd", "model.init_from"}, "must stay 0 with model.init_from set");
     require(m.positions == "learned", reading, {"model.positions", "model.init_from"},
-            "a Hugging Face GPT-2 checkpoint has learned positions");
+            "a Hugging Face checkpoint has learned positions");
     return;
   }
-  const models::Gpt2Config sized = models::gpt2_config(m.size);
-  const int64_t n_head = m.n_head > 0 ? m.n_head : sized.n_head;
-  const int64_t n_embd = m.n_embd > 0 ? m.n_embd : sized.n_embd;
+  int64_t n_head = 0, n_embd = 0;
+  if (m.arch == "distilbert") {
+    const models::DistilBertConfig sized = models::distilbert_config(m.size);
+    n_head = m.n_head > 0 ? m.n_head : sized.n_heads;
+    n_embd = m.n_embd > 0 ? m.n_embd : sized.dim;
+  } else {
+    const models::Gpt2Config sized = models::gpt2_config(m.size);
+    n_head = m.n_head > 0 ? m.n_head : sized.n_head;
+    n_embd = m.n_embd > 0 ? m.n_embd : sized.n_embd;
+  }
   require(n_embd % n_head == 0, reading, {"model.n_embd", "model.n_head", "model.size"},
           str("model.n_embd (", n_embd, ") must be a multiple of model.n_head (", n_head, ")"));
   require(m.positions != "rotary" || (n_embd / n_head) % 2 == 0, reading,

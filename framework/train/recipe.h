@@ -14,8 +14,8 @@
 namespace ft::train {
 
 struct ModelRecipe {
-  std::string arch = "gpt2";  // gpt2 (distilbert later)
-  std::string size = "tiny";  // a named size (models/gpt2/gpt2.h gpt2_config)
+  std::string arch = "gpt2";  // gpt2 | distilbert
+  std::string size = "tiny";  // a named size (gpt2_config, or distilbert_config for distilbert)
   int64_t n_layer = 0;        // 0: take from size
   int64_t n_head = 0;
   int64_t n_embd = 0;
@@ -38,6 +38,7 @@ struct DataRecipe {
   double val_fraction = 0.05;                // single-file sources only
   int64_t seq_len = 128;
   std::string packing = "concat";  // concat | packed | padded
+  double mlm_probability = 0.15;   // distilbert: the share of tokens selected for prediction
 };
 
 struct OptimRecipe {

@@ -5,6 +5,7 @@
 
 #include "framework/error.h"
 #include "framework/train/checkpoint.h"
+#include "models/distilbert/distilbert_hf.h"
 #include "models/gpt2/gpt2_hf.h"
 
 namespace ft::train {
@@ -101,6 +102,30 @@ models::Gpt2Config model_config(const Recipe& r, int64_t vocab_size) {
   c.dropout = r.model.dropout;
   c.recompute_gelu = r.model.recompute_gelu;
   return with_attention_kernel(r, c);
+}
+
+models::DistilBertConfig distilbert_model_config(const Recipe& r, int64_t vocab_size) {
+  models::DistilBertConfig c = r.model.init_from.empty() ? models::distilbert_config(r.model.size)
+                                                         : models::read_hf_distilbert_config(pretrained_dir(r));
+  FT_CHECK(r.model.init_from.empty() || c.vocab_size == vocab_size, r.source_path,
+           ": model.init_from: the model's vocabulary has ", c.vocab_size, " tokens, the tokenizer's ", vocab_size);
+  c.vocab_size = vocab_size;
+  if (r.model.n_layer > 0) c.n_layers = r.model.n_layer;
+  if (r.model.n_head > 0) c.n_heads = r.model.n_head;
+  if (r.model.n_embd > 0) c.dim = r.model.n_embd, c.hidden_dim = 4 * r.model.n_embd;
+  if (r.model.block_size > 0) c.max_positions = r.model.block_size;
+  c.max_positions = std::max(c.max_positions, r.data.seq_len);
+  c.dropout = r.model.dropout;
+  return c;
+}
+
+data::MlmOptions mlm_options(const Recipe& r, const data::Tokenizer& tokenizer) {
+  data::MlmOptions o;
+  o.mask_id = special_id(tokenizer, {"[MASK]"});
+  o.vocab_size = tokenizer.vocab_size();
+  o.special_ids = {padding_id(tokenizer), special_id(tokenizer, {"[CLS]"}), end_of_text_id(tokenizer), o.mask_id};
+  o.select_probability = r.data.mlm_probability;
+  return o;
 }
 
 data::DataDirSetting data_dir_setting(const Recipe& r) { return {r.data.dir, str(r.source_path, ": data.dir")}; }

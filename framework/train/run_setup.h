@@ -8,9 +8,11 @@
 #include <string>
 
 #include "data/data_dir.h"
+#include "data/mlm.h"
 #include "data/tokenizer.h"
 #include "framework/device.h"
 #include "framework/train/recipe.h"
+#include "models/distilbert/distilbert.h"
 #include "models/gpt2/gpt2.h"
 
 namespace ft::train {
@@ -36,6 +38,13 @@ DType compute_dtype(const Recipe& r);
 // model.init_from, the pretrained model's own config.json (its vocabulary must be the tokenizer's).
 // The attention kernel is the recipe's; flash needs a head size of 64 or 128.
 models::Gpt2Config model_config(const Recipe& r, int64_t vocab_size);
+
+// The same for model.arch: distilbert: n_layer, n_head and n_embd set its layers, heads and
+// width (the feed-forward 4x the width), block_size its max_positions.
+models::DistilBertConfig distilbert_model_config(const Recipe& r, int64_t vocab_size);
+
+// Masking for DistilBERT: the tokenizer's [MASK], [PAD], [CLS] and [SEP], data.mlm_probability.
+data::MlmOptions mlm_options(const Recipe& r, const data::Tokenizer& tokenizer);
 
 // model.init_from resolved: absolute, ./ or ../ paths as written, others in the data directory.
 std::string pretrained_dir(const Recipe& r);

@@ -28,6 +28,8 @@ SavedModel load_saved_model(const std::string& source) {
   SavedModel saved;
   saved.checkpoint = checkpoint_file(source);
   saved.recipe = parse_recipe(load_checkpoint_recipe(saved.checkpoint), saved.checkpoint + " (its recipe)");
+  FT_CHECK(saved.recipe.model.arch == "gpt2", saved.checkpoint, ": model.arch is ", saved.recipe.model.arch,
+           "; only GPT-2 runs can be loaded for generating text or exporting");
   const std::unique_ptr<data::Tokenizer> tokenizer = recipe_tokenizer(saved.recipe);
   Generator unused(0);  // the weights are overwritten by the checkpoint's
   models::Gpt2Config config = model_config(saved.recipe, tokenizer->vocab_size());

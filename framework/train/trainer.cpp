@@ -4,6 +4,8 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <memory>
 #include <optional>
 
 #include "data/loader.h"
@@ -16,13 +18,11 @@
 #include "framework/optim/master_weights.h"
 #include "framework/train/checkpoint.h"
 #include "framework/train/metrics.h"
+#include "framework/train/model_step.h"
 #include "framework/train/plot.h"
 #include "framework/train/progress.h"
 #include "framework/train/run_setup.h"
-#include "framework/train/saved_model.h"
 #include "framework/train/training_data.h"
-#include "models/gpt2/generate.h"
-#include "models/gpt2/gpt2_hf.h"
 #ifdef FLASHTRAIN_HAS_CUDA
 #include "framework/cuda/matmul_settings.h"
 #endif
@@ -32,9 +32,10 @@ namespace fs = std::filesystem;
 namespace ft::train {
 namespace {
 
-data::LoaderOptions loader_options(const Recipe& r, const TrainingData& d, bool shuffle) {
+data::LoaderOptions loader_options(const Recipe& r, const TrainingData& d, data::Objective objective, bool shuffle) {
   data::LoaderOptions o;
   o.mode = data::parse_packing_mode(r.data.packing);
+  o.objective = objective;
   o.batch_size = r.optim.batch_size;
   o.seq_len = r.data.seq_len;
   o.eot_id = d.eot_id;
@@ -44,75 +45,42 @@ data::LoaderOptions loader_options(const Recipe& r, const TrainingData& d, bool 
   return o;
 }
 
-// The loader makes batches on the CPU; they go to the model's device here (undefined tensors,
-// such as concat rows' segment ids, stay undefined).
-Tensor on_device(const Tensor& t, Device device) { return t.defined() ? t.to(device) : t; }
-
-// On a GPU an out-of-range id would read past the embedding table without a word (the kernels
-// never wait for the host to report it), so the batch is checked here, while it is still on
-// the CPU. The CPU ops check their inputs themselves.
-void check_token_ids(const data::Batch& b, int64_t vocab_size) {
-  for (int32_t id : b.inputs.to_int_vector())
-    FT_CHECK(id >= 0 && id < vocab_size, "training batch: token id ", id, " is outside the model's vocabulary [0, ",
-             vocab_size, ") (does the dataset match the tokenizer?)");
-  for (int32_t t : b.targets.to_int_vector())
-    FT_CHECK(t == data::kIgnoreTarget || (t >= 0 && t < vocab_size), "training batch: target ", t,
-             " is outside the model's vocabulary [0, ", vocab_size, ")");
-}
-
-// The batch's mean loss: an f32 scalar on the model's device.
-Tensor batch_loss(const models::Gpt2& model, const data::Batch& b, Generator* dropout_gen) {
-  const Device d = model.device();
-  if (d.is_cuda()) check_token_ids(b, model.config().vocab_size);
-  const models::Gpt2Batch batch{on_device(b.inputs, d), on_device(b.positions, d), on_device(b.segment_ids, d)};
-  return model.loss(batch, on_device(b.targets, d), dropout_gen, data::kIgnoreTarget);
-}
-
-// Token-weighted mean loss over the first `batches` batches of the validation split.
-double validation_loss(const models::Gpt2& model, const data::TokenCorpus& corpus, const data::LoaderOptions& o,
-                       int64_t batches) {
-  NoGradGuard no_grad;
-  data::Loader loader(corpus, o);
-  const int64_t n = std::min(batches, loader.steps_in_epoch());
-  double total = 0, count = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    data::Batch b = loader.next();
-    double targets = 0;
-    for (int32_t t : b.targets.to_int_vector()) targets += t != data::kIgnoreTarget;
-    total += batch_loss(model, b, nullptr).item() * targets;
-    count += targets;
-  }
-  return count > 0 ? total / count : NAN;
-}
-
 // The model a run trains, in its compute dtype, and in a mixed-precision run the fp32 masters
 // that the optimizer updates and checkpoints keep.
 struct TrainedModel {
-  models::Gpt2 model;
+  std::unique_ptr<ModelStep> step;
   std::optional<MasterWeights> masters;
   std::vector<ParamGroup> optimizer_groups(double weight_decay) const {
-    return masters ? masters->groups(weight_decay) : weight_decay_groups(model.parameters(), weight_decay);
+    return masters ? masters->groups(weight_decay) : weight_decay_groups(step->parameters(), weight_decay);
   }
   ParameterList checkpointed_masters() const { return masters ? masters->masters() : ParameterList(); }
 };
 
-models::Gpt2 build_model(const Recipe& r, const models::Gpt2Config& config, Generator& init, DType dtype,
-                         Device device) {
-  return r.model.init_from.empty() ? models::Gpt2(config, init, dtype, device)
-                                   : models::import_hf_gpt2(pretrained_dir(r), dtype, device);
-}
-
 // The initial weights are made in f32 whatever the precision, so every device and precision
 // starts from the same numbers; a 16-bit model gets them rounded, and the f32 ones become its
 // masters.
-TrainedModel make_model(const Recipe& r, const models::Gpt2Config& config, Generator& init, Device device) {
-  models::Gpt2 f32 = build_model(r, config, init, DType::f32, device);
+TrainedModel make_model(const Recipe& r, const data::Tokenizer& tokenizer, Generator& init, Device device) {
+  std::unique_ptr<ModelStep> f32 = make_model_step(r, tokenizer, init, DType::f32, device);
   const DType dtype = compute_dtype(r);
   if (dtype == DType::f32) return {std::move(f32), std::nullopt};
   Generator unused(0);  // the 16-bit weights are overwritten by the masters
-  models::Gpt2 compute(config, unused, dtype, device);
-  MasterWeights masters(compute.parameters(), f32.parameters());
+  std::unique_ptr<ModelStep> compute = make_model_step(r, tokenizer, unused, dtype, device, false);
+  MasterWeights masters(compute->parameters(), f32->parameters());
   return {std::move(compute), std::move(masters)};
+}
+
+// The step's validation metrics over the first `batches` batches of the validation split.
+Metrics validate(const ModelStep& model, const data::TokenCorpus& corpus, const data::LoaderOptions& o,
+                 int64_t batches) {
+  data::Loader loader(corpus, o);
+  return model.validate(loader, std::min(batches, loader.steps_in_epoch()));
+}
+
+// "val_loss 5.1, val_ppl 164" for the progress line.
+std::string describe(const Metrics& metrics) {
+  std::string out;
+  for (const auto& [name, value] : metrics) out += str(out.empty() ? "" : ", ", name, " ", value);
+  return out;
 }
 
 int64_t total_steps(const Recipe& r, const data::Loader& loader) {
@@ -121,24 +89,18 @@ int64_t total_steps(const Recipe& r, const data::Loader& loader) {
   return std::max<int64_t>(1, static_cast<int64_t>(std::ceil(r.optim.epochs * per_epoch)));
 }
 
-std::string sample(const models::Gpt2& model, const TrainingData& data, const LoggingRecipe& l, Generator& gen) {
-  const models::SamplingOptions options{l.sample_tokens, l.top_k, l.temperature, data.eot_id};
-  return l.sample_prompt + complete_text(model, *data.tokenizer, l.sample_prompt, options, gen);
-}
-
 // Restores the checkpoint the recipe resumes from (run_setup.h) and returns its step, or 0
 // for a fresh start.
 int64_t restore(const Recipe& r, const TrainedModel& trained, AdamW& optimizer, LossScaler& scaler,
-                data::Loader& loader, Generator& dropout_gen, Generator& sample_gen) {
+                data::Loader& loader, const std::map<std::string, Generator*>& generators) {
   const std::optional<std::string> path = checkpoint_to_resume(r);
   if (!path) return 0;
   CheckpointState state;
   const int64_t step =
-      load_checkpoint(*path, trained.model.parameters(), optimizer, state, trained.checkpointed_masters());
+      load_checkpoint(*path, trained.step->parameters(), optimizer, state, trained.checkpointed_masters());
   scaler.set_state(state.scaler);
   loader.set_state(state.loader);
-  dropout_gen.set_state(state.rng.at("dropout"));
-  sample_gen.set_state(state.rng.at("sample"));
+  for (const auto& [name, gen] : generators) gen->set_state(state.rng.at(name));
   std::printf("resumed from %s (step %lld)\n", path->c_str(), static_cast<long long>(step));
   return step;
 }
@@ -157,25 +119,28 @@ TrainSummary run_training(const Recipe& r, const TrainHooks& hooks) {
 #ifdef FLASHTRAIN_HAS_CUDA
   cuda::set_allow_tf32(r.tf32);
 #endif
-  const TrainedModel trained = make_model(r, model_config(r, data.tokenizer->vocab_size()), init, device);
-  const models::Gpt2& model = trained.model;
+  const TrainedModel trained = make_model(r, *data.tokenizer, init, device);
+  ModelStep& model = *trained.step;
+  std::map<std::string, Generator*> generators = model.generators();
+  generators.insert({{"dropout", &dropout_gen}, {"sample", &sample_gen}});
   AdamWOptions adam{r.optim.lr, r.optim.beta1, r.optim.beta2, r.optim.eps};
   AdamW optimizer(trained.optimizer_groups(r.optim.weight_decay), adam);
   LossScaler scaler(r.precision == "fp16");
-  data::Loader loader(data.train, loader_options(r, data, true));
-  const data::LoaderOptions val_options = loader_options(r, data, false);
+  data::Loader loader(data.train, loader_options(r, data, model.objective(), true));
+  const data::LoaderOptions val_options = loader_options(r, data, model.objective(), false);
   const int64_t steps = total_steps(r, loader);
   const LrSchedule schedule{r.optim.schedule, r.optim.lr, r.optim.min_lr, r.optim.warmup_steps, steps};
 
-  const int64_t start = restore(r, trained, optimizer, scaler, loader, dropout_gen, sample_gen);
-  std::printf("%s: GPT-2 %lld parameters on %s, %s | %lld steps of %lld x %lld x %lld tokens | run dir %s\n",
-              r.name.c_str(), static_cast<long long>(model.parameter_count()), device.str().c_str(),
-              r.precision.c_str(), static_cast<long long>(steps), static_cast<long long>(r.optim.grad_accum),
-              static_cast<long long>(r.optim.batch_size), static_cast<long long>(r.data.seq_len), run_dir.c_str());
+  const int64_t start = restore(r, trained, optimizer, scaler, loader, generators);
+  std::printf("%s: %s %lld parameters on %s, %s | %lld steps of %lld x %lld x %lld tokens | run dir %s\n",
+              r.name.c_str(), model.name().c_str(), static_cast<long long>(model.parameter_count()),
+              device.str().c_str(), r.precision.c_str(), static_cast<long long>(steps),
+              static_cast<long long>(r.optim.grad_accum), static_cast<long long>(r.optim.batch_size),
+              static_cast<long long>(r.data.seq_len), run_dir.c_str());
 
   auto save = [&](int64_t step) {
-    CheckpointState state{
-        {{"dropout", dropout_gen.state()}, {"sample", sample_gen.state()}}, loader.state(), scaler.state(), r.text};
+    CheckpointState state{{}, loader.state(), scaler.state(), r.text};
+    for (const auto& [name, gen] : generators) state.rng[name] = gen->state();
     save_checkpoint(checkpoint_dir, step, model.parameters(), optimizer, state, r.checkpoint.keep,
                     trained.checkpointed_masters());
   };
@@ -193,7 +158,7 @@ TrainSummary run_training(const Recipe& r, const TrainHooks& hooks) {
     int64_t tokens = 0;
     for (int64_t micro = 0; micro < r.optim.grad_accum; ++micro) {
       data::Batch b = loader.next();
-      Tensor l = batch_loss(model, b, &dropout_gen);
+      Tensor l = model.loss(b, &dropout_gen);
       scale(l, scaler.scale() / static_cast<double>(r.optim.grad_accum)).backward();
       NoGradGuard no_grad;
       loss_sum = loss_sum.defined() ? add(loss_sum, l) : l.detach();
@@ -233,18 +198,18 @@ TrainSummary run_training(const Recipe& r, const TrainHooks& hooks) {
     }
     const bool evaluate = (r.logging.val_every > 0 && step % r.logging.val_every == 0) || last;
     if (evaluate) {
-      summary.last_val_loss = validation_loss(model, data.validation, val_options, r.logging.val_batches);
-      values.push_back({"val_loss", summary.last_val_loss});
-      values.push_back({"val_ppl", std::exp(summary.last_val_loss)});
-      progress.note(str("step ", step, ": validation loss ", summary.last_val_loss, ", perplexity ",
-                        std::exp(summary.last_val_loss)));
+      const Metrics validation = validate(model, data.validation, val_options, r.logging.val_batches);
+      summary.last_val_loss = validation.front().second;
+      values.insert(values.end(), validation.begin(), validation.end());
+      progress.note(str("step ", step, ": validation ", describe(validation)));
     }
     if (step % r.logging.every == 0 || last || evaluate) metrics.write(step, values);
     if (evaluate && can_plot)
       draw_loss_plot((fs::path(run_dir) / "loss.png").string(), r.name + ": loss",
                      {{r.name, read_loss_curves(metrics.path())}}, false);
     if (r.logging.sample_every > 0 && step % r.logging.sample_every == 0)
-      progress.note(str("sample at step ", step, ": ", sample(model, data, r.logging, sample_gen)));
+      progress.note(
+          str("sample at step ", step, ": ", model.sample(*data.tokenizer, r.logging, data.eot_id, sample_gen)));
     if ((r.checkpoint.every > 0 && step % r.checkpoint.every == 0) || last) save(step);
     summary.last_step = step;
     summary.last_loss = loss;

@@ -2,9 +2,10 @@
 // step. Each optimizer step accumulates gradients over optim.grad_accum micro-batches, passes
 // them to the gradient hook (where data-parallel training all-reduces them), clips them by
 // their global norm, and updates with AdamW at the step's scheduled learning rate. Around that:
-// a progress line, a metrics line per logged step, validation loss and perplexity, samples,
-// and checkpoints. A non-finite loss or gradient norm stops the run with a message saying
-// which step and what to try.
+// a progress line, a metrics line per logged step, validation (loss and perplexity for GPT-2,
+// masked-LM loss and masked-token accuracy for DistilBERT: the model sits behind ModelStep,
+// framework/train/model_step.h), samples, and checkpoints. A non-finite loss or gradient norm stops the run with a
+// message saying which step and what to try.
 //
 // Exact resume: parameters, optimizer moments, step, the loader's position and every generator
 // are checkpointed, so a resumed run repeats the losses of an uninterrupted one bit for bit on

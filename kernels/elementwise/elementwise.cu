@@ -1,6 +1,6 @@
 // Elementwise kernels on the GPU: broadcasting add/sub/mul, scale, in-place accumulation and
-// GPT-2's tanh GELU with its backward. Each element is loaded, converted to fp32, computed and
-// rounded once to T on the store, so bf16/f16 results differ from the fp32 ones only by that
+// GELU (GPT-2's tanh form or BERT's exact erf form) and ReLU with their backwards. Each element is loaded, converted to
+// fp32, computed and rounded once to T on the store, so bf16/f16 results differ from the fp32 ones only by that
 // rounding.
 //
 // Everything without broadcasting goes through one map kernel over contiguous arrays. These
@@ -57,6 +57,24 @@ struct GeluBackwardOp {
   }
 };
 
+constexpr float kSqrtHalf = 0.70710678118654752f;    // 1/sqrt(2)
+constexpr float kInvSqrt2Pi = 0.39894228040143268f;  // 1/sqrt(2 pi)
+
+struct GeluErfOp {
+  __device__ float operator()(float x) const { return 0.5f * x * (1.0f + erff(x * kSqrtHalf)); }
+};
+struct GeluErfBackwardOp {
+  __device__ float operator()(float dy, float x) const {
+    return dy * (0.5f * (1.0f + erff(x * kSqrtHalf)) + x * kInvSqrt2Pi * expf(-0.5f * x * x));
+  }
+};
+struct ReluOp {
+  __device__ float operator()(float x) const { return x > 0.0f ? x : 0.0f; }
+};
+struct ReluBackwardOp {
+  __device__ float operator()(float dy, float x) const { return x > 0.0f ? dy : 0.0f; }
+};
+
 // Calls f(op) with the functor of a BinaryOp.
 template <class F>
 void with_binary_op(BinaryOp op, F&& f) {
@@ -72,7 +90,6 @@ void with_binary_op(BinaryOp op, F&& f) {
 }
 
 // ---- contiguous map ---------------------------------------------------------------------------
-
 
 template <class T, int kInputs>
 struct Inputs {
@@ -116,7 +133,6 @@ __global__ void map_kernel(T* out, Inputs<T, kInputs> in, int64_t n, Op op) {
     out[i] = from_float<T>(apply(op, v));
   }
 }
-
 
 template <int kInputs, class T, class Op>
 void launch_map(T* out, Inputs<T, kInputs> in, int64_t n, Op op, cudaStream_t stream) {
@@ -234,13 +250,27 @@ void accumulate_cuda(T* out, const T* x, int64_t n, cudaStream_t stream) {
 }
 
 template <class T>
-void gelu_forward_cuda(T* y, const T* x, int64_t n, cudaStream_t stream) {
-  launch_map<1>(device_ptr(y), Inputs<cuda_t<T>, 1>{{device_ptr(x)}}, n, GeluOp{}, stream);
+void gelu_forward_cuda(T* y, const T* x, int64_t n, cudaStream_t stream, GeluForm form) {
+  const Inputs<cuda_t<T>, 1> in{{device_ptr(x)}};
+  if (form == GeluForm::erf) return launch_map<1>(device_ptr(y), in, n, GeluErfOp{}, stream);
+  launch_map<1>(device_ptr(y), in, n, GeluOp{}, stream);
 }
 
 template <class T>
-void gelu_backward_cuda(T* dx, const T* dy, const T* x, int64_t n, cudaStream_t stream) {
-  launch_map<2>(device_ptr(dx), Inputs<cuda_t<T>, 2>{{device_ptr(dy), device_ptr(x)}}, n, GeluBackwardOp{}, stream);
+void gelu_backward_cuda(T* dx, const T* dy, const T* x, int64_t n, cudaStream_t stream, GeluForm form) {
+  const Inputs<cuda_t<T>, 2> in{{device_ptr(dy), device_ptr(x)}};
+  if (form == GeluForm::erf) return launch_map<2>(device_ptr(dx), in, n, GeluErfBackwardOp{}, stream);
+  launch_map<2>(device_ptr(dx), in, n, GeluBackwardOp{}, stream);
+}
+
+template <class T>
+void relu_forward_cuda(T* y, const T* x, int64_t n, cudaStream_t stream) {
+  launch_map<1>(device_ptr(y), Inputs<cuda_t<T>, 1>{{device_ptr(x)}}, n, ReluOp{}, stream);
+}
+
+template <class T>
+void relu_backward_cuda(T* dx, const T* dy, const T* x, int64_t n, cudaStream_t stream) {
+  launch_map<2>(device_ptr(dx), Inputs<cuda_t<T>, 2>{{device_ptr(dy), device_ptr(x)}}, n, ReluBackwardOp{}, stream);
 }
 
 #define FT_INSTANTIATE(T)                                                                               \
@@ -248,8 +278,10 @@ void gelu_backward_cuda(T* dx, const T* dy, const T* x, int64_t n, cudaStream_t 
                                const std::vector<int64_t>&, const std::vector<int64_t>&, cudaStream_t); \
   template void scale_cuda<T>(T*, const T*, float, int64_t, cudaStream_t);                              \
   template void accumulate_cuda<T>(T*, const T*, int64_t, cudaStream_t);                                \
-  template void gelu_forward_cuda<T>(T*, const T*, int64_t, cudaStream_t);                              \
-  template void gelu_backward_cuda<T>(T*, const T*, const T*, int64_t, cudaStream_t);
+  template void gelu_forward_cuda<T>(T*, const T*, int64_t, cudaStream_t, GeluForm);                    \
+  template void gelu_backward_cuda<T>(T*, const T*, const T*, int64_t, cudaStream_t, GeluForm);         \
+  template void relu_forward_cuda<T>(T*, const T*, int64_t, cudaStream_t);                              \
+  template void relu_backward_cuda<T>(T*, const T*, const T*, int64_t, cudaStream_t);
 FT_INSTANTIATE(float)
 FT_INSTANTIATE(ft::bfloat16)
 FT_INSTANTIATE(ft::half)

@@ -8,9 +8,12 @@ namespace {
 template <class T>
 T apply(BinaryOp op, T a, T b) {
   switch (op) {
-    case BinaryOp::add: return a + b;
-    case BinaryOp::sub: return a - b;
-    case BinaryOp::mul: return a * b;
+    case BinaryOp::add:
+      return a + b;
+    case BinaryOp::sub:
+      return a - b;
+    case BinaryOp::mul:
+      return a * b;
   }
   return T(0);
 }
@@ -27,6 +30,38 @@ int64_t row_offset(int64_t row, const std::vector<int64_t>& shape, const std::ve
 
 constexpr double kSqrt2OverPi = 0.7978845608028654;
 constexpr double kGeluCubic = 0.044715;
+constexpr double kSqrtHalf = 0.7071067811865476;    // 1/sqrt(2)
+constexpr double kInvSqrt2Pi = 0.3989422804014327;  // 1/sqrt(2 pi)
+
+template <class T>
+T gelu_tanh(T v) {
+  const T u = T(kSqrt2OverPi) * (v + T(kGeluCubic) * v * v * v);
+  return T(0.5) * v * (T(1) + std::tanh(u));
+}
+
+template <class T>
+T gelu_tanh_slope(T v) {
+  const T t = std::tanh(T(kSqrt2OverPi) * (v + T(kGeluCubic) * v * v * v));
+  const T du = T(kSqrt2OverPi) * (T(1) + T(3 * kGeluCubic) * v * v);
+  return T(0.5) * (T(1) + t) + T(0.5) * v * (T(1) - t * t) * du;
+}
+
+template <class T>
+T gelu_erf(T v) {
+  return T(0.5) * v * (T(1) + std::erf(v * T(kSqrtHalf)));
+}
+
+template <class T>
+T gelu_erf_slope(T v) {
+  return T(0.5) * (T(1) + std::erf(v * T(kSqrtHalf))) + v * T(kInvSqrt2Pi) * std::exp(T(-0.5) * v * v);
+}
+
+// out[i] = f(a[i], b[i]); out may alias a or b.
+template <class T, class F>
+void map_cpu(T* out, const T* a, const T* b, int64_t n, F f) {
+#pragma omp parallel for schedule(static) if (n > 32768)
+  for (int64_t i = 0; i < n; ++i) out[i] = f(a[i], b[i]);
+}
 
 }  // namespace
 
@@ -63,30 +98,29 @@ void accumulate_cpu(T* out, const T* x, int64_t n) {
 }
 
 template <class T>
-void gelu_forward_cpu(T* y, const T* x, int64_t n) {
-#pragma omp parallel for schedule(static) if (n > 32768)
-  for (int64_t i = 0; i < n; ++i) {
-    T v = x[i];
-    T u = T(kSqrt2OverPi) * (v + T(kGeluCubic) * v * v * v);
-    y[i] = T(0.5) * v * (T(1) + std::tanh(u));
-  }
+void gelu_forward_cpu(T* y, const T* x, int64_t n, GeluForm form) {
+  if (form == GeluForm::erf) return map_cpu(y, x, x, n, [](T v, T) { return gelu_erf(v); });
+  map_cpu(y, x, x, n, [](T v, T) { return gelu_tanh(v); });
 }
 
 template <class T>
-void gelu_backward_cpu(T* dx, const T* dy, const T* x, int64_t n) {
-#pragma omp parallel for schedule(static) if (n > 32768)
-  for (int64_t i = 0; i < n; ++i) {
-    T v = x[i];
-    T u = T(kSqrt2OverPi) * (v + T(kGeluCubic) * v * v * v);
-    T t = std::tanh(u);
-    T du = T(kSqrt2OverPi) * (T(1) + T(3 * kGeluCubic) * v * v);
-    dx[i] = dy[i] * (T(0.5) * (T(1) + t) + T(0.5) * v * (T(1) - t * t) * du);
-  }
+void gelu_backward_cpu(T* dx, const T* dy, const T* x, int64_t n, GeluForm form) {
+  if (form == GeluForm::erf) return map_cpu(dx, dy, x, n, [](T g, T v) { return g * gelu_erf_slope(v); });
+  map_cpu(dx, dy, x, n, [](T g, T v) { return g * gelu_tanh_slope(v); });
 }
 
 template <class T>
-void sum_to_shape_cpu(T* out, const T* x, const std::vector<int64_t>& x_shape,
-                      const std::vector<int64_t>& out_shape) {
+void relu_forward_cpu(T* y, const T* x, int64_t n) {
+  map_cpu(y, x, x, n, [](T v, T) { return v > T(0) ? v : T(0); });
+}
+
+template <class T>
+void relu_backward_cpu(T* dx, const T* dy, const T* x, int64_t n) {
+  map_cpu(dx, dy, x, n, [](T g, T v) { return v > T(0) ? g : T(0); });
+}
+
+template <class T>
+void sum_to_shape_cpu(T* out, const T* x, const std::vector<int64_t>& x_shape, const std::vector<int64_t>& out_shape) {
   // Strides into `out` for each dimension of x: 0 where out is broadcast (size 1).
   const size_t ndim = x_shape.size();
   std::vector<int64_t> out_strides(ndim, 0);
@@ -113,13 +147,15 @@ void sum_to_shape_cpu(T* out, const T* x, const std::vector<int64_t>& x_shape,
   }
 }
 
-#define FT_INSTANTIATE(T)                                                                               \
-  template void binary_cpu<T>(BinaryOp, T*, const T*, const T*, const std::vector<int64_t>&,           \
-                              const std::vector<int64_t>&, const std::vector<int64_t>&);               \
-  template void scale_cpu<T>(T*, const T*, T, int64_t);                                                \
-  template void accumulate_cpu<T>(T*, const T*, int64_t);                                              \
-  template void gelu_forward_cpu<T>(T*, const T*, int64_t);                                            \
-  template void gelu_backward_cpu<T>(T*, const T*, const T*, int64_t);                                 \
+#define FT_INSTANTIATE(T)                                                                    \
+  template void binary_cpu<T>(BinaryOp, T*, const T*, const T*, const std::vector<int64_t>&, \
+                              const std::vector<int64_t>&, const std::vector<int64_t>&);     \
+  template void scale_cpu<T>(T*, const T*, T, int64_t);                                      \
+  template void accumulate_cpu<T>(T*, const T*, int64_t);                                    \
+  template void gelu_forward_cpu<T>(T*, const T*, int64_t, GeluForm);                        \
+  template void gelu_backward_cpu<T>(T*, const T*, const T*, int64_t, GeluForm);             \
+  template void relu_forward_cpu<T>(T*, const T*, int64_t);                                  \
+  template void relu_backward_cpu<T>(T*, const T*, const T*, int64_t);                       \
   template void sum_to_shape_cpu<T>(T*, const T*, const std::vector<int64_t>&, const std::vector<int64_t>&);
 FT_INSTANTIATE(float)
 FT_INSTANTIATE(double)

@@ -29,10 +29,14 @@ void scale_cuda(T* out, const T* x, float factor, int64_t n, cudaStream_t stream
 template <class T>
 void accumulate_cuda(T* out, const T* x, int64_t n, cudaStream_t stream);
 
-// GELU, tanh form, forward and backward (formulas in elementwise_cpu.h).
+// GELU (tanh or erf form) and ReLU, forward and backward (formulas in elementwise_cpu.h).
 template <class T>
-void gelu_forward_cuda(T* y, const T* x, int64_t n, cudaStream_t stream);
+void gelu_forward_cuda(T* y, const T* x, int64_t n, cudaStream_t stream, GeluForm form = GeluForm::tanh);
 template <class T>
-void gelu_backward_cuda(T* dx, const T* dy, const T* x, int64_t n, cudaStream_t stream);
+void gelu_backward_cuda(T* dx, const T* dy, const T* x, int64_t n, cudaStream_t stream, GeluForm form = GeluForm::tanh);
+template <class T>
+void relu_forward_cuda(T* y, const T* x, int64_t n, cudaStream_t stream);
+template <class T>
+void relu_backward_cuda(T* dx, const T* dy, const T* x, int64_t n, cudaStream_t stream);
 
 }  // namespace ft::kernels

@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "models/common/parameter_init.h"
+
 namespace ft::models {
 
 Gpt2Config gpt2_config(const std::string& name) {
@@ -26,19 +28,11 @@ Gpt2::Gpt2(const Gpt2Config& config, Generator& init, DType dtype, Device device
            config.n_embd / config.n_head);
   const int64_t c = config.n_embd;
   const double residual_std = 0.02 / std::sqrt(2.0 * config.n_layer);
+  ParameterInit make(parameters_, init, dtype, device);
   auto param = [&](const std::string& name, Shape shape, double std, bool decay) {
-    Tensor t = std == 0 ? Tensor::zeros(shape, dtype, device) : Tensor::empty(shape, dtype, device);
-    if (std > 0) normal_(t, init, 0.0, std);
-    t.set_requires_grad(true).set_name(name);
-    parameters_.push_back({name, t, decay});
-    return t;
+    return make.normal(name, shape, std, decay);
   };
-  auto ones = [&](const std::string& name, int64_t n) {
-    Tensor t = Tensor::full({n}, 1.0, dtype, device);
-    t.set_requires_grad(true).set_name(name);
-    parameters_.push_back({name, t, false});
-    return t;
-  };
+  auto ones = [&](const std::string& name, int64_t n) { return make.ones(name, n); };
   wte_ = param("wte.weight", {config.vocab_size, c}, 0.02, false);
   if (!config.rotary) wpe_ = param("wpe.weight", {config.block_size, c}, 0.02, false);
   for (int64_t l = 0; l < config.n_layer; ++l) {

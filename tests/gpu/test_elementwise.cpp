@@ -1,7 +1,9 @@
-// add, sub, mul (broadcasting), scale, GELU and add_ on CUDA against the CPU reference in f64,
+// add, sub, mul (broadcasting), scale, GELU (tanh and erf), ReLU and add_ on CUDA against the CPU reference in f64,
 // forward and backward, in f32, bf16 and f16: GPT-2 sizes, odd sizes that leave a tail after
 // the 16-byte packs, views that start unaligned, and the errors of a wrong device or dtype.
 #include <doctest/doctest.h>
+
+#include <functional>
 
 #include "framework/cuda/caching_allocator.h"
 #include "tests/gpu/op_test_support.h"
@@ -84,7 +86,7 @@ TEST_CASE("binary ops read transposed and unaligned views on CUDA") {
   }
 }
 
-TEST_CASE("scale and GELU on CUDA match the CPU, forward and backward") {
+TEST_CASE("scale, GELU (both forms) and ReLU on CUDA match the CPU, forward and backward") {
   cuda::set_poison_allocations(true);
   Generator gen(103);
   // GPT-2's MLP activation [B*T, 4C], and sizes with a tail after the packs.
@@ -93,16 +95,22 @@ TEST_CASE("scale and GELU on CUDA match the CPU, forward and backward") {
     for (const Shape& shape : shapes) {
       CAPTURE(dtype_name(dtype));
       CAPTURE(shape_str(shape));
-      Twin x = random_leaves(shape, dtype, gen);
-      // Inputs times 3: GELU's curved part lies within a few units of 0.
-      Tensor y = gelu(scale(x.gpu, 3.0)), expected = gelu(scale(x.cpu, 3.0));
-      CHECK(gpu_error(scale(x.gpu, -0.37), scale(x.cpu, -0.37)) <= one_rounding_tolerance(dtype));
-      CHECK(gpu_error(y, expected) <= one_rounding_tolerance(dtype));
+      const Twin s = random_values(shape, dtype, gen);
+      CHECK(gpu_error(scale(s.gpu, -0.37), scale(s.cpu, -0.37)) <= one_rounding_tolerance(dtype));
+      const std::function<Tensor(const Tensor&)> activations[] = {
+          [](const Tensor& v) { return gelu(v); }, [](const Tensor& v) { return gelu(v, GeluForm::erf); },
+          [](const Tensor& v) { return relu(v); }};
+      for (const auto& activation : activations) {
+        Twin x = random_leaves(shape, dtype, gen);
+        // Inputs times 3: GELU's curved part lies within a few units of 0.
+        Tensor y = activation(scale(x.gpu, 3.0)), expected = activation(scale(x.cpu, 3.0));
+        CHECK(gpu_error(y, expected) <= one_rounding_tolerance(dtype));
 
-      Twin w = random_values(shape, dtype, gen);
-      weighted_sum(y, w.gpu).backward();
-      weighted_sum(expected, w.cpu).backward();
-      CHECK(gpu_error(x.gpu.grad(), x.cpu.grad()) <= one_rounding_tolerance(dtype));
+        Twin w = random_values(shape, dtype, gen);
+        weighted_sum(y, w.gpu).backward();
+        weighted_sum(expected, w.cpu).backward();
+        CHECK(gpu_error(x.gpu.grad(), x.cpu.grad()) <= one_rounding_tolerance(dtype));
+      }
     }
   }
 }

@@ -1,8 +1,10 @@
-// `flashtrain convert`: Hugging Face GPT-2 directories in and out. `hf-check DIR` imports one
-// and prints its size and the logits of a few tokens (and can save them all, for parity checks
-// against transformers); `export --checkpoint RUN --out DIR` writes a trained model as a
-// directory that transformers loads, `export --random SIZE --out DIR` a freshly initialised one.
+// `flashtrain convert`: Hugging Face GPT-2 and DistilBERT directories in and out. `hf-check DIR`
+// imports one (the model config.json's model_type names) and prints its size and the logits of a
+// few tokens (and can save them all, for parity checks against transformers); `export --checkpoint RUN --out DIR`
+// writes a trained model as a directory that transformers loads, `export --random SIZE --out DIR` a freshly initialised
+// one.
 #include <cstdio>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -11,6 +13,8 @@
 #include "framework/error.h"
 #include "framework/io/safetensors.h"
 #include "framework/train/saved_model.h"
+#include "models/common/hf_files.h"
+#include "models/distilbert/distilbert_hf.h"
 #include "models/gpt2/gpt2_hf.h"
 #include "tools/flashtrain/commands.h"
 
@@ -35,9 +39,9 @@ struct ExportOptions {
 };
 
 // 0, 1, 2, ... as many as fit both the vocabulary and the context (at most 8).
-std::vector<int32_t> default_ids(const models::Gpt2Config& c) {
+std::vector<int32_t> default_ids(int64_t vocab_size, int64_t max_positions) {
   std::vector<int32_t> ids;
-  for (int64_t i = 0; i < std::min<int64_t>({8, c.vocab_size, c.block_size}); ++i)
+  for (int64_t i = 0; i < std::min<int64_t>({8, vocab_size, max_positions}); ++i)
     ids.push_back(static_cast<int32_t>(i));
   return ids;
 }
@@ -58,25 +62,62 @@ void print_logits(const Tensor& logits) {  // [1, T, V]
   }
 }
 
-void run_hf_check(const HfCheckOptions& o) {
-  const Device device = parse_device(o.device);
+// Prints the ids, then runs `logits_of` on them ([1, T, V]), prints and optionally saves them.
+void check_logits(const HfCheckOptions& o, std::vector<int32_t> ids, Device device,
+                  const std::function<Tensor(const Tensor&)>& logits_of) {
+  std::printf("ids");
+  for (int32_t id : ids) std::printf(" %d", id);
+  std::printf("\n");
+  NoGradGuard no_grad;
+  const Tensor logits = logits_of(Tensor::from_ints(ids, {1, static_cast<int64_t>(ids.size())}, device));
+  print_logits(logits);
+  if (!o.logits_path.empty()) {
+    io::write_safetensors(o.logits_path, {{"logits", logits.to(DType::f32)}});
+    std::printf("wrote %s (\"logits\", f32)\n", o.logits_path.c_str());
+  }
+}
+
+void print_parameters(int64_t count, const HfCheckOptions& o, Device device) {
+  std::printf("parameters %lld, %s on %s\n", static_cast<long long>(count), o.dtype.c_str(), device.str().c_str());
+}
+
+void check_gpt2(const HfCheckOptions& o, Device device) {
   const models::Gpt2 model = models::import_hf_gpt2(o.dir, dtype_from_name(o.dtype), device);
   const models::Gpt2Config& c = model.config();
   std::printf("%s: GPT-2 n_layer %lld, n_head %lld, n_embd %lld, n_positions %lld, vocab_size %lld\n", o.dir.c_str(),
               static_cast<long long>(c.n_layer), static_cast<long long>(c.n_head), static_cast<long long>(c.n_embd),
               static_cast<long long>(c.block_size), static_cast<long long>(c.vocab_size));
-  std::printf("parameters %lld, %s on %s\n", static_cast<long long>(model.parameter_count()), o.dtype.c_str(),
-              device.str().c_str());
-  const std::vector<int32_t> ids = o.ids.empty() ? default_ids(c) : o.ids;
-  std::printf("ids");
-  for (int32_t id : ids) std::printf(" %d", id);
-  std::printf("\n");
-  NoGradGuard no_grad;
-  const Tensor logits = model.forward(Tensor::from_ints(ids, {1, static_cast<int64_t>(ids.size())}, device));
-  print_logits(logits);
-  if (!o.logits_path.empty()) {
-    io::write_safetensors(o.logits_path, {{"logits", logits.to(DType::f32)}});
-    std::printf("wrote %s (\"logits\", f32)\n", o.logits_path.c_str());
+  print_parameters(model.parameter_count(), o, device);
+  check_logits(o, o.ids.empty() ? default_ids(c.vocab_size, c.block_size) : o.ids, device,
+               [&](const Tensor& ids) { return model.forward(ids); });
+}
+
+// The masked-LM logits [1, T, V], or a classifier's [1, 1, num_labels] (one row: [CLS]).
+void check_distilbert(const HfCheckOptions& o, Device device) {
+  const models::DistilBert model = models::import_hf_distilbert(o.dir, dtype_from_name(o.dtype), device);
+  const models::DistilBertConfig& c = model.config();
+  const std::string head = c.num_labels == 0 ? "masked-LM head" : str("classifier of ", c.num_labels, " labels");
+  std::printf(
+      "%s: DistilBERT n_layers %lld, n_heads %lld, dim %lld, hidden_dim %lld, max_position_embeddings %lld, "
+      "vocab_size %lld, %s\n",
+      o.dir.c_str(), static_cast<long long>(c.n_layers), static_cast<long long>(c.n_heads),
+      static_cast<long long>(c.dim), static_cast<long long>(c.hidden_dim), static_cast<long long>(c.max_positions),
+      static_cast<long long>(c.vocab_size), head.c_str());
+  print_parameters(model.parameter_count(), o, device);
+  check_logits(o, o.ids.empty() ? default_ids(c.vocab_size, c.max_positions) : o.ids, device, [&](const Tensor& ids) {
+    const models::DistilBertBatch batch{ids, Tensor(), Tensor()};
+    return c.num_labels == 0 ? model.mlm_logits(batch) : reshape(model.classify(batch), {1, 1, c.num_labels});
+  });
+}
+
+void run_hf_check(const HfCheckOptions& o) {
+  const Device device = parse_device(o.device);
+  // transformers' GPT-2 configs may omit model_type; import_hf_gpt2 checks the rest.
+  const models::hf::json type = models::hf::ConfigFile(o.dir, "flashtrain convert").get("model_type", "gpt2");
+  if (type == "distilbert") {
+    check_distilbert(o, device);
+  } else {
+    check_gpt2(o, device);
   }
 }
 
@@ -100,12 +141,13 @@ void run_export(const ExportOptions& o) {
 }  // namespace
 
 void add_convert_command(CLI::App& app) {
-  CLI::App* cmd = app.add_subcommand("convert", "Import and export Hugging Face GPT-2 directories");
+  CLI::App* cmd = app.add_subcommand("convert", "Import and export Hugging Face GPT-2 and DistilBERT directories");
   cmd->require_subcommand(1);
 
   auto check = std::make_shared<HfCheckOptions>();
   CLI::App* hf_check = cmd->add_subcommand(
-      "hf-check", "Import a Hugging Face GPT-2 directory (config.json + safetensors); print its size and logits");
+      "hf-check",
+      "Import a Hugging Face GPT-2 or DistilBERT directory (config.json + safetensors); print its size and logits");
   hf_check->add_option("dir", check->dir, "The directory")->required();
   hf_check->add_option("--dtype", check->dtype, "Parameter dtype: f32, f64, bf16, f16")->capture_default_str();
   hf_check->add_option("--device", check->device, "cpu or cuda[:N]")->capture_default_str();
