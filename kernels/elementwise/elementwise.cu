@@ -42,30 +42,35 @@ struct ScaleOp {
 constexpr float kSqrt2OverPi = 0.7978845608028654f;
 constexpr float kGeluCubic = 0.044715f;
 
+// GELU's tanh form, 0.5 x (1 + tanh u), written as x sigmoid(2u) (1 + tanh u = 2 sigmoid(2u)):
+// for x far below 0, 1 + tanhf(u) cancels to a few ulps of 1, while sigmoid(2u) keeps every
+// digit of the small result. The backward uses 1 - tanh^2 u = 4 s (1 - s) with s = sigmoid(2u).
 struct GeluOp {
   __device__ float operator()(float x) const {
     const float u = kSqrt2OverPi * (x + kGeluCubic * x * x * x);
-    return 0.5f * x * (1.0f + tanhf(u));
+    return x / (1.0f + expf(-2.0f * u));
   }
 };
 struct GeluBackwardOp {
   __device__ float operator()(float dy, float x) const {
     const float u = kSqrt2OverPi * (x + kGeluCubic * x * x * x);
-    const float t = tanhf(u);
+    const float s = 1.0f / (1.0f + expf(-2.0f * u));
     const float du = kSqrt2OverPi * (1.0f + 3.0f * kGeluCubic * x * x);
-    return dy * (0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * du);
+    return dy * (s + 2.0f * x * s * (1.0f - s) * du);
   }
 };
 
 constexpr float kSqrtHalf = 0.70710678118654752f;    // 1/sqrt(2)
 constexpr float kInvSqrt2Pi = 0.39894228040143268f;  // 1/sqrt(2 pi)
 
+// GELU's erf form, x Phi(x) with Phi(x) = (1 + erf(x / sqrt 2)) / 2 = erfc(-x / sqrt 2) / 2: erfc
+// keeps Phi's digits where 1 + erf would cancel (x far below 0).
 struct GeluErfOp {
-  __device__ float operator()(float x) const { return 0.5f * x * (1.0f + erff(x * kSqrtHalf)); }
+  __device__ float operator()(float x) const { return 0.5f * x * erfcf(-x * kSqrtHalf); }
 };
 struct GeluErfBackwardOp {
   __device__ float operator()(float dy, float x) const {
-    return dy * (0.5f * (1.0f + erff(x * kSqrtHalf)) + x * kInvSqrt2Pi * expf(-0.5f * x * x));
+    return dy * (0.5f * erfcf(-x * kSqrtHalf) + x * kInvSqrt2Pi * expf(-0.5f * x * x));
   }
 };
 struct ReluOp {
