@@ -2,8 +2,9 @@
 // command-line order; a key the schema lacks, a value it refuses or a variant that cannot run
 // here fails naming the key before anything is written; a tiny comparison's runs start from the
 // same weights and batches, its summary's numbers equal those recomputed here from the runs'
-// metrics files, and its plot decodes; run again into its folder, it stops before training. A run without gnuplot
-// trains and skips its plot.
+// metrics files, and its plot decodes; run again into its folder, it stops before training. A run
+// without gnuplot trains and skips its plot; a comparison without it leaves the plot's data and
+// script.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -219,4 +220,17 @@ TEST_CASE("run_training: without gnuplot the run trains and skips its plot") {
   CHECK(std::isfinite(summary.last_val_loss));
   CHECK(fs::exists(dir.path() + "/run/metrics.jsonl"));
   CHECK_FALSE(fs::exists(dir.path() + "/run/loss.png"));
+}
+
+TEST_CASE("run_comparison: without gnuplot the variants train and the plot's data and script are left") {
+  testing::TempDir dir;
+  const CompareOptions o = options_for(dir, {"optim.lr=2e-3,4e-3"});
+  testing::ScopedEnv no_gnuplot("PATH", "/nonexistent");
+  const ComparisonResult result = run_comparison(o);
+  CHECK(result.rows.size() == 2);
+  CHECK(fs::exists(o.out_dir + "/summary.md"));
+  CHECK(fs::exists(o.out_dir + "/summary.csv"));
+  CHECK(fs::exists(o.out_dir + "/loss.dat"));
+  CHECK(fs::exists(o.out_dir + "/loss.gp"));
+  CHECK_FALSE(fs::exists(o.out_dir + "/loss.png"));
 }

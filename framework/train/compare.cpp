@@ -222,8 +222,11 @@ std::string summary_csv(const std::vector<VariantSummary>& rows) {
 
 ComparisonResult run_comparison(const CompareOptions& options) {
   const ComparisonPlan plan = plan_comparison(options);
-  FT_CHECK(gnuplot_available(),
-           "a comparison draws its plot with gnuplot, and the command `gnuplot` was not found: ", kInstallGnuplot);
+  const bool can_plot = gnuplot_available();
+  if (!can_plot)
+    std::printf("warning: no gnuplot, so the comparison leaves its plot's data and script (loss.dat, loss.gp) in %s "
+                "for `gnuplot loss.gp` there: %s\n",
+                plan.dir.c_str(), kInstallGnuplot);
   std::vector<std::string> names, run_dirs;
   for (size_t i = 0; i < plan.variants.size(); ++i) {
     const Variant& v = plan.variants[i];
@@ -239,7 +242,11 @@ ComparisonResult run_comparison(const CompareOptions& options) {
   io::write_text_file_atomically((fs::path(plan.dir) / "summary.csv").string(), summary_csv(result.rows));
   std::vector<PlottedRun> runs;
   for (size_t i = 0; i < names.size(); ++i) runs.push_back({names[i], read_loss_curves(metrics_file(run_dirs[i]))});
-  draw_loss_plot((fs::path(plan.dir) / "loss.png").string(), plan.title, runs, true);
+  const std::string png = (fs::path(plan.dir) / "loss.png").string();
+  if (can_plot)
+    draw_loss_plot(png, plan.title, runs, true);
+  else
+    write_loss_plot_files(png, plan.title, runs, true);
   return result;
 }
 

@@ -166,8 +166,8 @@ Curve difference(const Curve& curve, const Curve& reference) {
   return out;
 }
 
-void draw_loss_plot(const std::string& png_path, const std::string& title, const std::vector<PlottedRun>& runs,
-                    bool differences) {
+std::string write_loss_plot_files(const std::string& png_path, const std::string& title,
+                                  const std::vector<PlottedRun>& runs, bool differences) {
   std::vector<Block> losses = loss_blocks(runs);
   std::vector<Block> diffs = differences && runs.size() > 1 ? difference_blocks(runs) : std::vector<Block>();
   drop_empty(losses);
@@ -180,7 +180,12 @@ void draw_loss_plot(const std::string& png_path, const std::string& title, const
   all.insert(all.end(), diffs.begin(), diffs.end());
   io::write_text_file_atomically(data.string(), data_text(all));
   io::write_text_file_atomically(script_path.string(), script(png, data, title, losses, diffs, runs.front().label));
-  run_gnuplot(script_path);
+  return script_path.string();
+}
+
+void draw_loss_plot(const std::string& png_path, const std::string& title, const std::vector<PlottedRun>& runs,
+                    bool differences) {
+  run_gnuplot(write_loss_plot_files(png_path, title, runs, differences));
 }
 
 void plot_runs(const std::vector<std::string>& run_dirs, const std::string& png_path) {

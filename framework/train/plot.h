@@ -39,10 +39,16 @@ struct PlottedRun {
 void draw_loss_plot(const std::string& png_path, const std::string& title, const std::vector<PlottedRun>& runs,
                     bool differences);
 
+// draw_loss_plot's files without gnuplot: the data and the script beside png_path (FILE.dat,
+// FILE.gp), for `gnuplot FILE.gp` in that folder later; returns the script's path.
+std::string write_loss_plot_files(const std::string& png_path, const std::string& title,
+                                  const std::vector<PlottedRun>& runs, bool differences);
+
 // `flashtrain plot`: the losses of existing run folders (their metrics.jsonl), labelled by folder.
 void plot_runs(const std::vector<std::string>& run_dirs, const std::string& png_path);
 
-// Whether a `gnuplot` is on the PATH (the trainer skips its plot with a warning when not).
+// Whether a `gnuplot` is on the PATH (the trainer skips its plot, and a comparison leaves its
+// plot's data and script, with a warning when not).
 bool gnuplot_available();
 
 // What to tell a user who has no gnuplot.
