@@ -152,6 +152,7 @@ TEST_CASE("run_comparison: the summary equals the runs' metrics, the runs share 
   testing::TempDir dir;
   const CompareOptions o = options_for(dir, {"optim.lr=2e-3,4e-3"});
   const ComparisonResult result = run_comparison(o);
+  CHECK(result.plotted);
   const std::vector<std::string> names = {"optim.lr=2e-3", "optim.lr=4e-3"};
   const std::vector<Expected> runs = {expected_from(o.out_dir + "/" + names[0]),
                                       expected_from(o.out_dir + "/" + names[1])};
@@ -228,6 +229,7 @@ TEST_CASE("run_comparison: without gnuplot the variants train and the plot's dat
   testing::ScopedEnv no_gnuplot("PATH", "/nonexistent");
   const ComparisonResult result = run_comparison(o);
   CHECK(result.rows.size() == 2);
+  CHECK_FALSE(result.plotted);
   CHECK(fs::exists(o.out_dir + "/summary.md"));
   CHECK(fs::exists(o.out_dir + "/summary.csv"));
   CHECK(fs::exists(o.out_dir + "/loss.dat"));

@@ -247,6 +247,7 @@ ComparisonResult run_comparison(const CompareOptions& options) {
     draw_loss_plot(png, plan.title, runs, true);
   else
     write_loss_plot_files(png, plan.title, runs, true);
+  result.plotted = can_plot;
   return result;
 }
 

@@ -62,10 +62,11 @@ std::string summary_csv(const std::vector<VariantSummary>& rows);
 struct ComparisonResult {
   std::string dir;
   std::vector<VariantSummary> rows;
+  bool plotted = false;  // loss.png drawn (false: no gnuplot, only its loss.dat and loss.gp)
 };
 
 // Runs every variant of plan_comparison in its folder, then writes summary.md, summary.csv and
-// loss.png (with loss.dat and loss.gp) in the comparison's folder.
+// loss.png (with loss.dat and loss.gp; without gnuplot only those two) in the comparison's folder.
 ComparisonResult run_comparison(const CompareOptions& options);
 
 }  // namespace ft::train

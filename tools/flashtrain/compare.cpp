@@ -21,8 +21,8 @@ void add_compare_command(CLI::App& app) {
   cmd->add_option("--out", options->out_dir, "The comparison's folder (default runs/compare-<recipe name>)");
   cmd->callback([options] {
     const train::ComparisonResult result = train::run_comparison(*options);
-    std::printf("\n%s\nwrote %s/summary.md, summary.csv, loss.png\n", train::summary_markdown(result.rows).c_str(),
-                result.dir.c_str());
+    std::printf("\n%s\nwrote %s/summary.md, summary.csv, %s\n", train::summary_markdown(result.rows).c_str(),
+                result.dir.c_str(), result.plotted ? "loss.png" : "loss.dat and loss.gp (no gnuplot: no loss.png)");
   });
 }
 
