@@ -72,7 +72,11 @@ Tensor contiguous(const Tensor& x);
 // math: the plain form, which stores the [B, H, T, T] probabilities for the backward (every
 // device and dtype). flash: kernels/flash_attention, which keeps one log-sum-exp per query
 // instead (CUDA, bf16 or f16, head dim 64 or 128; anything else is an error, not a fallback).
-enum class AttentionKernel { math, flash };
+// cudnn: cuDNN's fused flash attention (kernels/cudnn_attention), the baseline flash is measured
+// against: what flash takes but segment ids, in builds that found cuDNN 9; it reads q, k, v in
+// place whatever their strides, and its out (and dq, dk, dv) are [B, H, T, D] views of
+// [B, T, H, D] memory, so merging the heads back costs no copy.
+enum class AttentionKernel { math, flash, cudnn };
 
 struct AttentionOptions {
   bool causal = true;

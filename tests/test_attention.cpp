@@ -1,6 +1,6 @@
 // attention (math form): a plain-loop reference with every kind of mask, the packing and
 // padding properties that segment ids promise, gradients, fp32 against fp64, and input errors,
-// among them what the flash kernel refuses (its numbers are tests/gpu/test_attention.cpp's).
+// among them what the flash and cudnn kernels refuse (their numbers are in tests/gpu/).
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -198,4 +198,34 @@ TEST_CASE("attention with kernel flash refuses, before any launch, what its kern
         str("attention: kernel flash takes head dim 64 or 128, got q bf16[1, 1, 3, ", head_dim, "] on cuda:0");
     CHECK_THROWS_WITH(attention(gpu_bf16, gpu_bf16, gpu_bf16, flash), doctest::Contains(expected.c_str()));
   }
+}
+
+TEST_CASE("attention with kernel cudnn refuses what flash refuses, segment ids, and a build without cuDNN") {
+  AttentionOptions cudnn;
+  cudnn.kernel = AttentionKernel::cudnn;
+  CHECK_THROWS_WITH(
+      attention(Tensor::zeros({1, 2, 3, 64}), Tensor::zeros({1, 2, 3, 64}), Tensor::zeros({1, 2, 3, 64}), cudnn),
+      doctest::Contains("attention: kernel cudnn runs on cuda, got q f32[1, 2, 3, 64] on cpu (use "
+                        "kernel math on the cpu)"));
+  // Tensors that claim the GPU but are never read: the checks come first.
+  float dummy[3 * 128] = {};
+  const Tensor gpu_f32 = Tensor::from_blob(dummy, {1, 1, 3, 64}, DType::f32, Device::cuda(0));
+  CHECK_THROWS_WITH(attention(gpu_f32, gpu_f32, gpu_f32, cudnn),
+                    doctest::Contains("attention: kernel cudnn takes bf16 or f16, got q f32[1, 1, 3, 64] on cuda:0 "
+                                      "(use kernel math for f32)"));
+  const Tensor gpu_32 = Tensor::from_blob(dummy, {1, 1, 3, 32}, DType::bf16, Device::cuda(0));
+  CHECK_THROWS_WITH(attention(gpu_32, gpu_32, gpu_32, cudnn),
+                    doctest::Contains("attention: kernel cudnn takes head dim 64 or 128, got q bf16[1, 1, 3, 32]"));
+  const Tensor gpu_bf16 = Tensor::from_blob(dummy, {1, 1, 3, 64}, DType::bf16, Device::cuda(0));
+  int32_t ids[3] = {};
+  cudnn.segment_ids = Tensor::from_blob(ids, {1, 3}, DType::i32, Device::cuda(0));
+  CHECK_THROWS_WITH(attention(gpu_bf16, gpu_bf16, gpu_bf16, cudnn),
+                    doctest::Contains("attention: kernel cudnn takes no segment_ids (packed or padded rows), got "
+                                      "i32[1, 3] on cuda:0 (use kernel flash or math)"));
+#ifndef FLASHTRAIN_HAS_CUDNN
+  cudnn.segment_ids = Tensor();
+  CHECK_THROWS_WITH(attention(gpu_bf16, gpu_bf16, gpu_bf16, cudnn),
+                    doctest::Contains("attention: kernel cudnn is not in this build (cuDNN 9's headers were not found "
+                                      "when it was configured; use kernel flash or math)"));
+#endif
 }

@@ -43,12 +43,14 @@ TEST_CASE("bench kernels rejects bad options before it looks for a GPU") {
   check_fails_with("bench kernels --only no_such_kernel", "--only 'no_such_kernel' matches no kernel");
 }
 
-TEST_CASE("bench train --attention: an unknown kernel, and flash on the CPU, exit with code 1 naming it") {
+TEST_CASE("bench train --attention: an unknown kernel, and flash or cudnn on the CPU, exit with code 1 naming it") {
   for (const auto& [arguments, message] :
        {std::pair<std::string, std::string>{"bench train --model tiny --device cpu --attention fast",
-                                            "bench train: --attention fast: expected math or flash"},
+                                            "bench train: --attention fast: expected math, flash or cudnn"},
         {"bench train --model tiny --device cpu --attention flash --steps 1",
-         "attention: kernel flash runs on cuda, got q f32"}}) {
+         "attention: kernel flash runs on cuda, got q f32"},
+        {"bench train --model tiny --device cpu --attention cudnn --steps 1",
+         "attention: kernel cudnn runs on cuda, got q f32"}}) {
     CAPTURE(arguments);
     const ToolResult r = run_tool(arguments);
     CAPTURE(r.output);

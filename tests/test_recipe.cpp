@@ -239,6 +239,15 @@ TEST_CASE("checks across keys point at the latest of the keys involved") {
   CHECK(error_of("logging:\n  sample_every: 10\n  sample_prompt: \"\"\n") ==
         "x.yaml:3: logging.sample_prompt: samples need a non-empty prompt");
   CHECK(error_of("optim:\n  steps: 0\n", {"optim.epochs=1"}) == "(no error)");
+  // cudnn takes no document boundaries: the message points at whichever of the two came last.
+  CHECK(error_of("attention: cudnn\ndata:\n  packing: packed\n") ==
+        "x.yaml:3: data.packing: the cudnn kernel takes no document boundaries, and data.packing: packed gives its "
+        "rows some (use attention: flash or math, or data.packing: concat)");
+  CHECK(error_of("data:\n  packing: padded\n", {"attention=cudnn"}) ==
+        "--set attention=cudnn: attention: the cudnn kernel takes no document boundaries, and data.packing: padded "
+        "gives its rows some (use attention: flash or math, or data.packing: concat)");
+  CHECK(error_of("attention: cudnn\n") == "(no error)");
+  CHECK(error_of("attention: flash\ndata:\n  packing: packed\n") == "(no error)");
 }
 
 TEST_CASE("recipe_to_yaml writes every key and reads back to the same recipe, exactly") {

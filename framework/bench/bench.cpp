@@ -67,7 +67,8 @@ DType precision_dtype(const std::string& precision) {
 AttentionKernel attention_kernel(const std::string& attention) {
   if (attention == "math") return AttentionKernel::math;
   if (attention == "flash") return AttentionKernel::flash;
-  throw Error(str("bench train: --attention ", attention, ": expected math or flash"));
+  if (attention == "cudnn") return AttentionKernel::cudnn;
+  throw Error(str("bench train: --attention ", attention, ": expected math, flash or cudnn"));
 }
 
 // The attention op alone at the model's shape, forward and backward, for every layer.

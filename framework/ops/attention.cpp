@@ -11,7 +11,9 @@
 // The flash form saves the output and one fp32 log-sum-exp per query instead of P, so it is
 // linear in T. It refuses what its kernels do not take (the CPU, f32, other head dims) rather
 // than falling back to math: a silent fallback would hide a T^2 memory cost the caller chose to
-// avoid.
+// avoid. The cudnn form is the same algorithm in cuDNN's engines (kernels/cudnn_attention),
+// refused likewise and for segment ids; it reads q, k, v and the upstream gradient through their
+// strides and writes its results heads-last (see ops.h), so neither side copies.
 #include <cmath>
 
 #include "framework/autograd.h"
@@ -23,6 +25,9 @@
 #include "kernels/flash_attention/flash_attention_cuda.h"
 #include "kernels/matmul/matmul_cuda.h"
 #include "kernels/softmax/softmax_cuda.h"
+#endif
+#ifdef FLASHTRAIN_HAS_CUDNN
+#include "kernels/cudnn_attention/cudnn_attention.h"
 #endif
 
 namespace ft {
@@ -48,14 +53,27 @@ void check_attention_inputs(const Tensor& q, const Tensor& k, const Tensor& v, c
   }
 }
 
-// What the flash kernels take, checked before anything is allocated.
-void check_flash_inputs(const Tensor& q) {
-  FT_CHECK(q.device().is_cuda(), "attention: kernel flash runs on cuda, got q ", describe(q),
+// What the fused kernels (flash and cudnn) take, checked before anything is allocated.
+void check_fused_inputs(const Tensor& q, const char* kernel) {
+  FT_CHECK(q.device().is_cuda(), "attention: kernel ", kernel, " runs on cuda, got q ", describe(q),
            " (use kernel math on the cpu)");
-  FT_CHECK(q.dtype() == DType::bf16 || q.dtype() == DType::f16, "attention: kernel flash takes bf16 or f16, got q ",
-           describe(q), " (use kernel math for ", dtype_name(q.dtype()), ")");
-  FT_CHECK(q.size(3) == 64 || q.size(3) == 128, "attention: kernel flash takes head dim 64 or 128, got q ",
+  FT_CHECK(q.dtype() == DType::bf16 || q.dtype() == DType::f16, "attention: kernel ", kernel,
+           " takes bf16 or f16, got q ", describe(q), " (use kernel math for ", dtype_name(q.dtype()), ")");
+  FT_CHECK(q.size(3) == 64 || q.size(3) == 128, "attention: kernel ", kernel, " takes head dim 64 or 128, got q ",
            describe(q));
+}
+
+// cudnn also takes no segment ids (cuDNN's padding masks are per-row lengths, not documents),
+// and exists only in builds that found cuDNN 9.
+void check_cudnn_inputs(const Tensor& q, const Tensor& segment_ids) {
+  FT_CHECK(!segment_ids.defined(), "attention: kernel cudnn takes no segment_ids (packed or padded rows), got ",
+           describe(segment_ids), " (use kernel flash or math)");
+  check_fused_inputs(q, "cudnn");
+#ifndef FLASHTRAIN_HAS_CUDNN
+  throw Error(
+      "attention: kernel cudnn is not in this build (cuDNN 9's headers were not found when it was "
+      "configured; use kernel flash or math)");
+#endif
 }
 
 #ifdef FLASHTRAIN_HAS_CUDA
@@ -160,6 +178,65 @@ Tensor flash_attention(const Tensor& q, const Tensor& k, const Tensor& v, const 
 }
 #endif
 
+#ifdef FLASHTRAIN_HAS_CUDNN
+kernels::AttentionStrides strides_of(const Tensor& x) {
+  const Shape& s = x.strides();
+  return {s[0], s[1], s[2], s[3]};
+}
+
+// x itself when cuDNN reads it in place (any strides of whole 16-byte rows), else a copy.
+Tensor cudnn_operand(const Tensor& x) {
+  return kernels::cudnn_attention_takes(strides_of(x), x.raw_data()) ? x : x.clone();
+}
+
+// A [B, H, T, D] tensor like `like`, laid out as [B, T, H, D] (heads last).
+Tensor empty_heads_last(const Tensor& like) {
+  const int64_t b = like.size(0), h = like.size(1), t = like.size(2), d = like.size(3);
+  const Tensor memory = Tensor::empty({b, t, h, d}, like.dtype(), like.device());
+  return memory.as_strided(like.shape(), {t * h * d, d, h * d, 1}, memory.storage_offset());
+}
+
+// `bytes` of scratch from the device's caching allocator (an empty tensor for none).
+Tensor cudnn_workspace(size_t bytes, Device device) {
+  return Tensor::empty({static_cast<int64_t>(bytes)}, DType::u8, device);
+}
+void* workspace_data(const Tensor& workspace) { return workspace.numel() > 0 ? workspace.raw_data() : nullptr; }
+
+// The cudnn form on CUDA: like flash, the node keeps out and the fp32 lse; the plans behind both
+// directions are built on first use of a shape and cached (kernels/cudnn_attention).
+Tensor cudnn_attention(const Tensor& q, const Tensor& k, const Tensor& v, const kernels::AttentionShape& shape,
+                       bool causal, double scale) {
+  const Tensor qs = cudnn_operand(q), ks = cudnn_operand(k), vs = cudnn_operand(v);
+  const Tensor out = empty_heads_last(q);
+  const Tensor lse = Tensor::empty({shape.batch, shape.heads, shape.seq_len}, DType::f32, q.device());
+  const int device = q.device().index;
+  const kernels::CudnnAttentionForward problem{shape,          q.dtype(),      causal,         device,
+                                               strides_of(qs), strides_of(ks), strides_of(vs), strides_of(out)};
+  {
+    cuda::DeviceGuard guard(device);
+    const Tensor workspace = cudnn_workspace(kernels::cudnn_attention_forward_workspace(problem), q.device());
+    kernels::cudnn_attention_forward(problem, static_cast<float>(scale), qs.raw_data(), ks.raw_data(), vs.raw_data(),
+                                     out.raw_data(), lse.data<float>(), workspace_data(workspace),
+                                     cuda::context(device).stream);
+  }
+  return record(out, "attention", {q, k, v},
+                [qs, ks, vs, o = out.detach(), lse, problem, scale](const Tensor& g, const GradNeeds&) {
+                  const Tensor gs = cudnn_operand(g);
+                  const Tensor dq = empty_heads_last(qs), dk = empty_heads_last(qs), dv = empty_heads_last(qs);
+                  const kernels::CudnnAttentionBackward backward{problem, strides_of(gs), strides_of(dq),
+                                                                 strides_of(dk), strides_of(dv)};
+                  cuda::DeviceGuard guard(problem.device);
+                  const Tensor workspace =
+                      cudnn_workspace(kernels::cudnn_attention_backward_workspace(backward), qs.device());
+                  kernels::cudnn_attention_backward(backward, static_cast<float>(scale), qs.raw_data(), ks.raw_data(),
+                                                    vs.raw_data(), o.raw_data(), gs.raw_data(), lse.data<float>(),
+                                                    dq.raw_data(), dk.raw_data(), dv.raw_data(),
+                                                    workspace_data(workspace), cuda::context(problem.device).stream);
+                  return std::vector<Tensor>{dq, dk, dv};
+                });
+}
+#endif
+
 }  // namespace
 
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionOptions& options) {
@@ -170,9 +247,15 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const Attent
   Tensor segments = options.segment_ids.defined() ? options.segment_ids.contiguous() : Tensor();
   const kernels::AttentionMask mask{options.causal, segments.defined() ? segments.data<int32_t>() : nullptr};
   if (options.kernel == AttentionKernel::flash) {
-    check_flash_inputs(q);
+    check_fused_inputs(q, "flash");
 #ifdef FLASHTRAIN_HAS_CUDA
     return flash_attention(q, k, v, shape, options.causal, segments, scale);
+#endif
+  }
+  if (options.kernel == AttentionKernel::cudnn) {
+    check_cudnn_inputs(q, options.segment_ids);
+#ifdef FLASHTRAIN_HAS_CUDNN
+    return cudnn_attention(q, k, v, shape, options.causal, scale);
 #endif
   }
 

@@ -167,7 +167,8 @@ const std::vector<KeySpec>& schema() {
       KEY(device, choice({"auto", "cpu", "cuda", "cuda:N"}), "where to train; auto: the first GPU if there is one"),
       KEY(precision, choice({"fp32", "bf16", "fp16"}), "compute precision (the master weights stay fp32)"),
       KEY(attention, choice({"math", "flash", "cudnn"}),
-          "the attention kernel; flash: on a GPU in bf16 or fp16, head size 64 or 128 (cudnn is not built yet)"),
+          "the attention kernel; flash (ours) and cudnn (cuDNN's fused attention): on a GPU in bf16 or fp16, head "
+          "size 64 or 128; cudnn with `data.packing: concat` only"),
       KEY(tf32, of_type(KeyType::boolean),
           "fp32 matrix products on a GPU use TF32 tensor cores (about 8x faster, ~1e-3 relative error)"),
       KEY(seed, integer(0), "seeds initialisation, data order and dropout"),
@@ -544,6 +545,9 @@ void check_across_keys(const Reading& reading) {
               format_number(r.optim.lr), ")"));
   require(r.logging.sample_every == 0 || !r.logging.sample_prompt.empty(), reading,
           {"logging.sample_prompt", "logging.sample_every"}, "samples need a non-empty prompt");
+  require(r.attention != "cudnn" || r.data.packing == "concat", reading, {"attention", "data.packing"},
+          str("the cudnn kernel takes no document boundaries, and data.packing: ", r.data.packing,
+              " gives its rows some (use attention: flash or math, or data.packing: concat)"));
 }
 
 }  // namespace

@@ -19,23 +19,30 @@ int32_t special_id(const data::Tokenizer& tokenizer, std::initializer_list<const
   throw Error(str("the tokenizer ", tokenizer.identity(), " has none of the special tokens ", *names.begin()));
 }
 
-// c with the recipe's attention kernel; flash's head size is checked here, where the model's
-// shape is known (resolve_device has checked the device and the precision).
+#ifdef FLASHTRAIN_HAS_CUDNN
+constexpr bool kCudnnBuilt = true;
+#else
+constexpr bool kCudnnBuilt = false;
+#endif
+
+// c with the recipe's attention kernel; the fused kernels' head size is checked here, where the
+// model's shape is known (resolve_device has checked the device and the precision).
 models::Gpt2Config with_attention_kernel(const Recipe& r, models::Gpt2Config c) {
-  if (r.attention != "flash") return c;
+  if (r.attention == "math") return c;
   const int64_t head_size = c.n_embd / c.n_head;
-  FT_CHECK(head_size == 64 || head_size == 128, r.source_path,
-           ": attention: flash needs a head size of 64 or 128, got ", c.n_embd, " / ", c.n_head, " = ", head_size,
+  FT_CHECK(head_size == 64 || head_size == 128, r.source_path, ": attention: ", r.attention,
+           " needs a head size of 64 or 128, got ", c.n_embd, " / ", c.n_head, " = ", head_size,
            " (model.n_embd / model.n_head; or use attention: math)");
-  c.attention = AttentionKernel::flash;
+  c.attention = r.attention == "flash" ? AttentionKernel::flash : AttentionKernel::cudnn;
   return c;
 }
 
 }  // namespace
 
 Device resolve_device(const Recipe& r) {
-  FT_CHECK(r.attention != "cudnn", r.source_path,
-           ": attention: cudnn is not built yet (use attention: flash on a GPU in bf16 or fp16, or math)");
+  FT_CHECK(r.attention != "cudnn" || kCudnnBuilt, r.source_path,
+           ": attention: cudnn is not in this build (cuDNN 9's headers were not found when it was configured; use "
+           "attention: flash or math)");
   Device device = Device::cpu();
   if (r.device == "auto") {
     if (cuda_available()) device = Device::cuda(0);
@@ -49,9 +56,8 @@ Device resolve_device(const Recipe& r) {
   }
   FT_CHECK(r.precision == "fp32" || device.is_cuda(), r.source_path, ": precision: ", r.precision,
            " needs a GPU (the CPU kernels compute in f32 or f64); use precision: fp32 on ", device.str());
-  FT_CHECK(r.attention != "flash" || r.precision != "fp32", r.source_path,
-           ": attention: flash needs a GPU and precision bf16 or fp16 (its kernels take 16-bit inputs), got precision "
-           "fp32 on ",
+  FT_CHECK(r.attention == "math" || r.precision != "fp32", r.source_path, ": attention: ", r.attention,
+           " needs a GPU and precision bf16 or fp16 (its kernels take 16-bit inputs), got precision fp32 on ",
            device.str(), " (use attention: math)");
   return device;
 }

@@ -18,8 +18,8 @@
 namespace ft::train {
 
 // The device to train on: device: auto takes the first GPU when there is one. A GPU that is
-// not there, a 16-bit precision on the CPU, attention: flash in fp32 (so on the CPU too) and
-// attention: cudnn (not built yet) are errors naming the recipe key.
+// not there, a 16-bit precision on the CPU, attention: flash or cudnn in fp32 (so on the CPU
+// too) and attention: cudnn in a build without cuDNN are errors naming the recipe key.
 Device resolve_device(const Recipe& r);
 
 // The run's folder (run_dir, or runs/<name>) and its checkpoints' (checkpoint.dir, or
@@ -36,7 +36,7 @@ DType compute_dtype(const Recipe& r);
 
 // model.size with the recipe's overrides; block_size is at least data.seq_len. With
 // model.init_from, the pretrained model's own config.json (its vocabulary must be the tokenizer's).
-// The attention kernel is the recipe's; flash needs a head size of 64 or 128.
+// The attention kernel is the recipe's; flash and cudnn need a head size of 64 or 128.
 models::Gpt2Config model_config(const Recipe& r, int64_t vocab_size);
 
 // The same for model.arch: distilbert: n_layer, n_head and n_embd set its layers, heads and

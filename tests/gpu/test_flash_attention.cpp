@@ -12,9 +12,8 @@
 #include <vector>
 
 #include "framework/cuda/context.h"
-#include "kernels/attention/attention_cpu.h"
 #include "kernels/flash_attention/flash_attention_cuda.h"
-#include "tests/gpu/op_test_support.h"
+#include "tests/gpu/attention_test_support.h"
 
 using namespace ft;
 using namespace ft::testing;
@@ -22,49 +21,13 @@ using namespace ft::testing;
 namespace {
 
 constexpr DType kFlashDTypes[] = {DType::bf16, DType::f16};
-constexpr double kInf = std::numeric_limits<double>::infinity();
-
-// lse is fp32 arithmetic on exact products of the rounded inputs (nothing is rounded to 16 bits
-// on its way): sums of up to 1024 exponentials and a log, ~1e-6 of values near log T, times a
-// margin.
-constexpr double kLseBound = 1e-4;
-// The worst element (relative to the largest reference value) may be off by a few roundings of
-// the largest; the norm-wise error is held to the dtype's table bound.
-constexpr double kWorstFactor = 5;
-
-struct Problem {
-  kernels::AttentionShape shape;
-  bool causal;
-  std::vector<int32_t> segments;  // [batch, seq_len], or empty: none
-};
-
-float default_scale(const kernels::AttentionShape& s) {
-  return static_cast<float>(1.0 / std::sqrt(static_cast<double>(s.head_dim)));
-}
-
-Shape qkv_shape(const kernels::AttentionShape& s) { return {s.batch, s.heads, s.seq_len, s.head_dim}; }
-Shape row_shape(const kernels::AttentionShape& s) { return {s.batch, s.heads, s.seq_len}; }
-
-struct Inputs {
-  Twin q, k, v, d_out;
-};
-
-Inputs random_inputs(const kernels::AttentionShape& s, DType dtype, uint64_t seed) {
-  const Shape shape = qkv_shape(s);
-  return {random_twin(shape, dtype, seed), random_twin(shape, dtype, seed + 1), random_twin(shape, dtype, seed + 2),
-          random_twin(shape, dtype, seed + 3)};
-}
-
-struct Results {
-  Tensor out, lse, dq, dk, dv;
-};
 
 // The forward, then the backward from d_out, on the GPU (poisoned outputs).
-Results run_gpu(const Problem& p, const Inputs& in, DType dtype) {
+AttentionResults run_gpu(const AttentionProblem& p, const AttentionInputs& in, DType dtype) {
   const kernels::AttentionShape& s = p.shape;
-  Results r{Tensor::empty(qkv_shape(s), dtype, kGpu), Tensor::empty(row_shape(s), DType::f32, kGpu),
-            Tensor::empty(qkv_shape(s), dtype, kGpu), Tensor::empty(qkv_shape(s), dtype, kGpu),
-            Tensor::empty(qkv_shape(s), dtype, kGpu)};
+  AttentionResults r{Tensor::empty(qkv_shape(s), dtype, kGpu), Tensor::empty(row_shape(s), DType::f32, kGpu),
+                     Tensor::empty(qkv_shape(s), dtype, kGpu), Tensor::empty(qkv_shape(s), dtype, kGpu),
+                     Tensor::empty(qkv_shape(s), dtype, kGpu)};
   const Tensor delta = Tensor::empty(row_shape(s), DType::f32, kGpu);
   const Tensor segments = p.segments.empty() ? Tensor() : Tensor::from_ints(p.segments, {s.batch, s.seq_len}, kGpu);
   const kernels::AttentionMask mask{p.causal, segments.defined() ? segments.data<int32_t>() : nullptr};
@@ -86,88 +49,10 @@ Results run_gpu(const Problem& p, const Inputs& in, DType dtype) {
   return r;
 }
 
-// The reference in f64 from the same values. lse comes from the f64 scores and probabilities:
-// p_ij = exp(s_ij - lse_i) for every key j that query i sees, so lse_i = s_ij - log p_ij, taken
-// at the row's most probable key (the most accurate); +inf where the query sees no key.
-Results run_cpu(const Problem& p, const Inputs& in) {
-  const kernels::AttentionShape& s = p.shape;
-  const int64_t t = s.seq_len, d = s.head_dim;
-  Results r{Tensor::empty(qkv_shape(s), DType::f64), Tensor::empty(row_shape(s), DType::f64),
-            Tensor::empty(qkv_shape(s), DType::f64), Tensor::empty(qkv_shape(s), DType::f64),
-            Tensor::empty(qkv_shape(s), DType::f64)};
-  Tensor probs = Tensor::empty({s.batch, s.heads, t, t}, DType::f64);
-  const kernels::AttentionMask mask{p.causal, p.segments.empty() ? nullptr : p.segments.data()};
-  const double scale = default_scale(s);  // the kernels' float scale, exactly
-  const double* q = in.q.cpu.data<double>();
-  const double* k = in.k.cpu.data<double>();
-  const double* pr = probs.data<double>();
-  kernels::attention_forward_cpu<double>(s, mask, scale, q, k, in.v.cpu.data<double>(), probs.data<double>(),
-                                         r.out.data<double>());
-  double* lse = r.lse.data<double>();
-#pragma omp parallel for schedule(static)
-  for (int64_t row = 0; row < s.batch * s.heads * t; ++row) {
-    const double* pi = pr + row * t;
-    const int64_t j = std::max_element(pi, pi + t) - pi;
-    if (pi[j] == 0) {
-      lse[row] = kInf;
-      continue;
-    }
-    double dot = 0;
-    for (int64_t c = 0; c < d; ++c) dot += q[row * d + c] * k[(row / t * t + j) * d + c];
-    lse[row] = scale * dot - std::log(pi[j]);
-  }
-  kernels::attention_backward_cpu<double>(s, scale, q, k, in.v.cpu.data<double>(), pr, in.d_out.cpu.data<double>(),
-                                          r.dq.data<double>(), r.dk.data<double>(), r.dv.data<double>());
-  return r;
-}
-
-double largest_magnitude(const Tensor& t) {
-  double m = 0;
-  for (double v : t.to_double_vector()) m = std::max(m, std::abs(v));
-  return m;
-}
-
-// got against its reference: finite everywhere, norm-wise within `bound`, the worst element
-// within kWorstFactor * bound. Where the reference is all zeros (dq and dk at T = 1: one key, so
-// the softmax has nothing to move) a relative error means nothing, and got must instead be small
-// next to its O(1) inputs.
-void check_result(const char* what, const Tensor& got, const Tensor& expected, double bound) {
-  CAPTURE(what);
-  const Comparison c = compare(got, expected);
-  INFO(c.str());
-  CHECK_MESSAGE(all_finite(got), "a NaN or inf (maybe an unwritten, poisoned element)");
-  CHECK(c.nonfinite == 0);
-  if (largest_magnitude(expected) == 0) {
-    CHECK(largest_magnitude(got) <= bound);
-    return;
-  }
-  CHECK(c.relative <= bound);
-  CHECK(c.worst <= kWorstFactor * bound);
-}
-
-// lse: +inf exactly where the reference has it (rows that see nothing), finite elsewhere, and
-// within kLseBound there.
-void check_lse(const Tensor& got, const Tensor& expected) {
-  const std::vector<double> g = got.to_double_vector(), e = expected.to_double_vector();
-  REQUIRE(g.size() == e.size());
-  int64_t wrong = 0;
-  for (size_t i = 0; i < g.size(); ++i) wrong += std::isinf(e[i]) ? g[i] != e[i] : !std::isfinite(g[i]);
-  CAPTURE("lse");
-  CHECK(wrong == 0);
-  const Comparison c = compare(got, expected);  // over the entries finite in both
-  INFO(c.str());
-  CHECK(c.relative <= kLseBound);
-}
-
-Results check_against_cpu(const Problem& p, DType dtype, uint64_t seed) {
-  const Inputs in = random_inputs(p.shape, dtype, seed);
-  const Results gpu = run_gpu(p, in, dtype), cpu = run_cpu(p, in);
-  const double bound = tolerance(dtype);
-  check_result("out", gpu.out, cpu.out, bound);
-  check_lse(gpu.lse, cpu.lse);
-  check_result("dq", gpu.dq, cpu.dq, bound);
-  check_result("dk", gpu.dk, cpu.dk, bound);
-  check_result("dv", gpu.dv, cpu.dv, bound);
+AttentionResults check_against_cpu(const AttentionProblem& p, DType dtype, uint64_t seed) {
+  const AttentionInputs in = random_attention_inputs(p.shape, dtype, seed);
+  const AttentionResults gpu = run_gpu(p, in, dtype);
+  check_attention_results(gpu, reference_attention(p, in), dtype);
   return gpu;
 }
 
@@ -228,7 +113,8 @@ TEST_CASE("flash attention with packed documents and padding: padding is exactly
         CAPTURE(dtype_text(dtype));
         CAPTURE(head_dim);
         CAPTURE(causal);
-        const Results gpu = check_against_cpu({{2, 3, kPackedLength, head_dim}, causal, ids}, dtype, seed += 4);
+        const AttentionResults gpu =
+            check_against_cpu({{2, 3, kPackedLength, head_dim}, causal, ids}, dtype, seed += 4);
         const Document padding{1, kPaddingStart, kPackedLength};
         for (const Tensor& t : {gpu.out, gpu.dq, gpu.dk, gpu.dv})
           CHECK(largest_magnitude(document_part(t, padding)) == 0);
@@ -244,9 +130,9 @@ TEST_CASE("flash attention: a packed document gives what it gives alone") {
     for (bool causal : {true, false}) {
       CAPTURE(head_dim);
       CAPTURE(causal);
-      const Problem packed{{2, heads, kPackedLength, head_dim}, causal, packed_segment_ids()};
-      const Inputs in = random_inputs(packed.shape, dtype, 2000 + head_dim);
-      const Results together = run_gpu(packed, in, dtype);
+      const AttentionProblem packed{{2, heads, kPackedLength, head_dim}, causal, packed_segment_ids()};
+      const AttentionInputs in = random_attention_inputs(packed.shape, dtype, 2000 + head_dim);
+      const AttentionResults together = run_gpu(packed, in, dtype);
       for (const Document& doc : kDocuments) {
         CAPTURE(doc.start);
         CAPTURE(doc.end);
@@ -254,17 +140,18 @@ TEST_CASE("flash attention: a packed document gives what it gives alone") {
           const Tensor values = document_part(x.cpu, doc);
           return Twin{values.to(dtype).to(kGpu), values};
         };
-        const Inputs alone_in{part(in.q), part(in.k), part(in.v), part(in.d_out)};
-        const Results alone = run_gpu({{1, heads, doc.end - doc.start, head_dim}, causal, {}}, alone_in, dtype);
+        const AttentionInputs alone_in{part(in.q), part(in.k), part(in.v), part(in.d_out)};
+        const AttentionResults alone =
+            run_gpu({{1, heads, doc.end - doc.start, head_dim}, causal, {}}, alone_in, dtype);
         // Not bit for bit: the document's rows fall on other tile boundaries when alone, so the
         // online softmax adds in another order; within the dtype's bound of each other.
         const double bound = tolerance(dtype);
-        check_result("out", alone.out, document_part(together.out, doc), bound);
+        check_attention_result("out", alone.out, document_part(together.out, doc), bound);
         check_lse(alone.lse, document_part(together.lse, doc));
-        check_result("dv", alone.dv, document_part(together.dv, doc), bound);
+        check_attention_result("dv", alone.dv, document_part(together.dv, doc), bound);
         if (doc.end - doc.start > 1) {  // a single token's dq and dk are zero: rounding noise on both sides
-          check_result("dq", alone.dq, document_part(together.dq, doc), bound);
-          check_result("dk", alone.dk, document_part(together.dk, doc), bound);
+          check_attention_result("dq", alone.dq, document_part(together.dq, doc), bound);
+          check_attention_result("dk", alone.dk, document_part(together.dk, doc), bound);
         }
       }
     }
@@ -273,12 +160,12 @@ TEST_CASE("flash attention: a packed document gives what it gives alone") {
 TEST_CASE("flash attention: the backward gives the same bits on every run") {
   cuda::set_poison_allocations(true);
   for (int64_t head_dim : {64, 128})
-    for (const Problem& p : {Problem{{2, 3, 1000, head_dim}, true, {}},
-                             Problem{{2, 3, kPackedLength, head_dim}, false, packed_segment_ids()}}) {
+    for (const AttentionProblem& p : {AttentionProblem{{2, 3, 1000, head_dim}, true, {}},
+                                      AttentionProblem{{2, 3, kPackedLength, head_dim}, false, packed_segment_ids()}}) {
       CAPTURE(head_dim);
       CAPTURE(p.causal);
-      const Inputs in = random_inputs(p.shape, DType::bf16, 3000 + head_dim);
-      const Results first = run_gpu(p, in, DType::bf16), second = run_gpu(p, in, DType::bf16);
+      const AttentionInputs in = random_attention_inputs(p.shape, DType::bf16, 3000 + head_dim);
+      const AttentionResults first = run_gpu(p, in, DType::bf16), second = run_gpu(p, in, DType::bf16);
       CHECK(first.dq.to_double_vector() == second.dq.to_double_vector());
       CHECK(first.dk.to_double_vector() == second.dk.to_double_vector());
       CHECK(first.dv.to_double_vector() == second.dv.to_double_vector());

@@ -74,7 +74,7 @@ void add_bench_command(CLI::App& app) {
   train->add_option("--precision", a->options.precision, "fp32, bf16 or fp16")->capture_default_str();
   train->add_option("--device", a->device, "auto, cpu, cuda or cuda:N")->capture_default_str();
   train->add_option("--steps", a->options.steps, "Timed steps")->capture_default_str()->check(CLI::PositiveNumber);
-  train->add_option("--attention", a->options.attention, "math or flash (flash: cuda, bf16 or fp16)")
+  train->add_option("--attention", a->options.attention, "math, flash or cudnn (flash, cudnn: cuda, bf16 or fp16)")
       ->capture_default_str();
   train->add_flag("--recompute-gelu", a->options.recompute_gelu,
                   "Keep only the MLP's pre-activation; recompute GELU in the backward");
