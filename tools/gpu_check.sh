@@ -70,6 +70,8 @@ run_step bench_train_bf16_recompute "$build/flashtrain" bench train --model gpt2
 for dtype in bf16 f32; do
   run_step "bench_kernels_$dtype" "$build/flashtrain" bench kernels --dtype $dtype
 done
+# Each attention kernel alone, T = 512 to 16K, head dims 64 and 128, causal and not.
+run_step bench_attention_bf16 "$build/flashtrain" bench attention --dtype bf16
 # Hugging Face parity, where transformers is installed.
 if python3 -c "import transformers" 2>/dev/null; then
   run_step hf_gpt2_parity python3 tools/hf_gpt2_parity.py --flashtrain "$build/flashtrain"

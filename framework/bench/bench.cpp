@@ -2,6 +2,10 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <ctime>
+#include <iterator>
 #include <optional>
 
 #include "framework/allocator.h"
@@ -64,13 +68,6 @@ DType precision_dtype(const std::string& precision) {
   throw Error(str("bench train: --precision ", precision, ": expected fp32, bf16 or fp16"));
 }
 
-AttentionKernel attention_kernel(const std::string& attention) {
-  if (attention == "math") return AttentionKernel::math;
-  if (attention == "flash") return AttentionKernel::flash;
-  if (attention == "cudnn") return AttentionKernel::cudnn;
-  throw Error(str("bench train: --attention ", attention, ": expected math, flash or cudnn"));
-}
-
 // The attention op alone at the model's shape, forward and backward, for every layer.
 double attention_ms(const models::Gpt2Config& c, const TrainBenchOptions& o, DType dtype) {
   Generator gen(7);
@@ -93,12 +90,60 @@ double time_ms(Device device, const std::function<void()>& fn, int warmup, int r
   return median(times);
 }
 
+double per_call_ms(Device device, const std::function<void()>& fn) {
+  constexpr double kMinSampleMs = 1.0;
+  const double once = time_ms(device, fn, 1, 3);
+  const int calls = static_cast<int>(std::clamp(std::ceil(kMinSampleMs / once), 1.0, 1000.0));
+  auto sample = [&] {
+    for (int i = 0; i < calls; ++i) fn();
+  };
+  return time_ms(device, sample, 2, 10) / calls;
+}
+
+std::string attention_kernel_choices() {
+  const size_t n = std::size(kAttentionKernels);
+  std::string names;
+  for (size_t i = 0; i < n; ++i) names += str(i == 0 ? "" : i + 1 == n ? " or " : ", ", kAttentionKernels[i].name);
+  return names;
+}
+
+const NamedAttentionKernel& attention_kernel_named(const std::string& name, const std::string& flag) {
+  for (const NamedAttentionKernel& k : kAttentionKernels)
+    if (name == k.name) return k;
+  throw Error(str(flag, " ", name, ": expected ", attention_kernel_choices()));
+}
+
+std::string format(const char* spec, double value) {
+  char buffer[64];
+  std::snprintf(buffer, sizeof buffer, spec, value);
+  return buffer;
+}
+
+std::string local_date() {
+  const std::time_t now = std::time(nullptr);
+  char buffer[32];
+  std::strftime(buffer, sizeof buffer, "%Y-%m-%d %H:%M", std::localtime(&now));
+  return buffer;
+}
+
+std::string gpu_name(Device device, const std::string& command) {
+  FT_CHECK(device.is_cuda(), command, ": --device ", device.str(),
+           ": expected cuda or cuda:N (this benchmark times CUDA kernels)");
+#ifdef FLASHTRAIN_HAS_CUDA
+  FT_CHECK(device.index < cuda_device_count(), command, ": ", device.str(), " requested but ", cuda_device_count(),
+           " CUDA devices answer (it needs a GPU)");
+  return cuda::device_properties(device.index).name;
+#else
+  throw Error(str(command, ": this build has no CUDA backend (it needs a GPU and a build with nvcc)"));
+#endif
+}
+
 TrainBenchResult bench_train(const TrainBenchOptions& o) {
   const DType dtype = precision_dtype(o.precision);
   models::Gpt2Config config = models::gpt2_config(o.model);
   config.block_size = std::max(config.block_size, o.seq_len);
   config.recompute_gelu = o.recompute_gelu;
-  config.attention = attention_kernel(o.attention);
+  config.attention = attention_kernel_named(o.attention, "bench train: --attention").kernel;
   Generator init(1), data(2);
   const models::Gpt2 model(config, init, dtype, o.device);
   // A 16-bit model trains through f32 master weights, as the trainer does (bf16 needs no loss

@@ -16,9 +16,6 @@
 #include "framework/bench/kernel_bench.h"
 
 #include <algorithm>
-#include <cmath>
-#include <cstdio>
-#include <ctime>
 #include <memory>
 
 #include "framework/autograd.h"
@@ -28,7 +25,6 @@
 #include "framework/optim/grad_norm.h"
 #include "framework/random.h"
 #ifdef FLASHTRAIN_HAS_CUDA
-#include "framework/cuda/context.h"
 #include "framework/cuda/matmul_settings.h"
 #include "kernels/matmul/matmul_cuda.h"
 #endif
@@ -36,9 +32,6 @@
 namespace ft::bench {
 namespace {
 
-// A timed sample of one short kernel is mostly launch latency and event resolution: each sample
-// repeats the work until it spans about this long.
-constexpr double kMinSampleMs = 1.0;
 constexpr double kCopyCeilingGBps = kPeakCopyTBps * 1e3;
 constexpr double kDropoutP = 0.1;
 
@@ -153,16 +146,6 @@ void add_linear_rows(std::vector<KernelRow>& rows, const std::string& name, int6
                   }});
 }
 
-// Milliseconds per call, the median over samples of enough calls to span kMinSampleMs.
-double per_call_ms(Device device, const std::function<void()>& fn) {
-  const double once = time_ms(device, fn, 1, 3);
-  const int calls = static_cast<int>(std::clamp(std::ceil(kMinSampleMs / once), 1.0, 1000.0));
-  auto sample = [&] {
-    for (int i = 0; i < calls; ++i) fn();
-  };
-  return time_ms(device, sample, 2, 10) / calls;
-}
-
 // Forward and backward of `f`, the backward from the upstream gradient g: the autograd tape
 // of a chain of ops, as training runs it, and nothing else (a sum(f() * g) to make a scalar
 // would add four elementwise kernels, 0.1 ms at GPT-2's MLP shapes).
@@ -244,36 +227,10 @@ double measured_copy_gbps(Device device) {
   return 2.0 * kBytes / (per_call_ms(device, [&] { to.copy_(from); }) * 1e-3) / 1e9;
 }
 
-std::string format(const char* spec, double value) {
-  char buffer[64];
-  std::snprintf(buffer, sizeof buffer, spec, value);
-  return buffer;
-}
-
-std::string local_date() {
-  const std::time_t now = std::time(nullptr);
-  char buffer[32];
-  std::strftime(buffer, sizeof buffer, "%Y-%m-%d %H:%M", std::localtime(&now));
-  return buffer;
-}
-
 // The command that repeats this run, every option spelled out.
 std::string command_text(const KernelBenchOptions& o) {
   return str("flashtrain bench kernels --dtype ", dtype_name(o.dtype), " --rows ", o.rows, " --device ", o.device.str(),
              o.only.empty() ? "" : " --only '" + o.only + "'");
-}
-
-// The GPU's name; throws unless `device` is a CUDA device that answers.
-std::string gpu_name(Device device) {
-  FT_CHECK(device.is_cuda(), "bench kernels: --device ", device.str(),
-           ": expected cuda or cuda:N (this benchmark times CUDA kernels)");
-#ifdef FLASHTRAIN_HAS_CUDA
-  FT_CHECK(device.index < cuda_device_count(), "bench kernels: ", device.str(), " requested but ", cuda_device_count(),
-           " CUDA devices answer (it needs a GPU)");
-  return cuda::device_properties(device.index).name;
-#else
-  throw Error("bench kernels: this build has no CUDA backend (it needs a GPU and a build with nvcc)");
-#endif
 }
 
 void check_options(const KernelBenchOptions& o) {
@@ -447,7 +404,7 @@ std::string kernel_table_line(const KernelRow& row, const KernelTiming& t) {
 
 void bench_kernels(const KernelBenchOptions& o, std::ostream& out) {
   std::vector<KernelRow> rows = kernel_rows(o);
-  const std::string device = gpu_name(o.device);
+  const std::string device = gpu_name(o.device, "bench kernels");
   const double copy_gbps = measured_copy_gbps(o.device);
   out << local_date() << ", " << o.device.str() << " (" << device << ")\n"
       << command_text(o) << "\n"

@@ -3,11 +3,14 @@
 //                 the attention op's share, peak memory.
 //   bench kernels each kernel at GPT-2 training shapes: GB/s or TFLOP/s against the roofline,
 //                 beside the unfused path it replaces.
+//   bench attention  each attention kernel alone, T = 512 to 16K: forward and forward + backward
+//                 TFLOP/s, peak memory, the ratio to the first kernel.
 #include "framework/bench/bench.h"
 
 #include <cstdio>
 #include <iostream>
 
+#include "framework/bench/attention_bench.h"
 #include "framework/bench/kernel_bench.h"
 #include "tools/flashtrain/commands.h"
 
@@ -36,20 +39,23 @@ void run_train_bench(TrainBenchArgs a) {
   std::printf("peak memory       %.2f GiB\n", r.peak_memory_bytes / double(1 << 30));
 }
 
-struct KernelBenchArgs {
-  bench::KernelBenchOptions options;
+// The options of a benchmark that times CUDA kernels, with --dtype and --device as typed.
+template <class Options>
+struct GpuBenchArgs {
+  Options options;
   std::string dtype = "bf16";
   std::string device = "cuda:0";
+
+  Options parsed() const {
+    Options o = options;
+    o.dtype = dtype_from_name(dtype);
+    o.device = parse_device(device);
+    return o;
+  }
 };
 
-void run_kernel_bench(KernelBenchArgs a) {
-  a.options.dtype = dtype_from_name(a.dtype);
-  a.options.device = parse_device(a.device);
-  bench::bench_kernels(a.options, std::cout);
-}
-
 void add_kernels_command(CLI::App& bench) {
-  auto a = std::make_shared<KernelBenchArgs>();
+  auto a = std::make_shared<GpuBenchArgs<bench::KernelBenchOptions>>();
   CLI::App* kernels = bench.add_subcommand("kernels", "Each kernel at GPT-2 124M training shapes against its roofline");
   kernels->add_option("--dtype", a->dtype, "bf16, f32 or f16")->capture_default_str();
   kernels->add_option("--rows", a->options.rows, "Tokens per step (batch x 1024)")
@@ -58,7 +64,27 @@ void add_kernels_command(CLI::App& bench) {
   kernels->add_option("--only", a->options.only,
                       "Only the kernels whose name contains this (or the one named exactly this)");
   kernels->add_option("--device", a->device, "cuda or cuda:N")->capture_default_str();
-  kernels->callback([a] { run_kernel_bench(*a); });
+  kernels->callback([a] { bench::bench_kernels(a->parsed(), std::cout); });
+}
+
+// Lists are comma-separated (--seqs 1024,4096); the values are checked by bench::attention_plan.
+void add_attention_command(CLI::App& bench) {
+  auto a = std::make_shared<GpuBenchArgs<bench::AttentionBenchOptions>>();
+  CLI::App* cmd =
+      bench.add_subcommand("attention", "Each attention kernel alone: forward and backward TFLOP/s, memory");
+  cmd->add_option("--dtype", a->dtype, "bf16 or f16")->capture_default_str();
+  cmd->add_option("--seqs", a->options.seq_lens, "Sequence lengths T")->delimiter(',')->capture_default_str();
+  cmd->add_option("--head-dims", a->options.head_dims, "Head dims D (flash: 64, 128)")
+      ->delimiter(',')
+      ->capture_default_str();
+  cmd->add_option("--causal", a->options.causal, "both, yes or no")->capture_default_str();
+  cmd->add_option("--kernels", a->options.kernels,
+                  "Which kernels, in order: " + bench::attention_kernel_choices() +
+                      " (default: all; the first is the reference)")
+      ->delimiter(',');
+  cmd->add_option("--tokens", a->options.tokens, "Tokens per case, B x T")->capture_default_str();
+  cmd->add_option("--device", a->device, "cuda or cuda:N")->capture_default_str();
+  cmd->callback([a] { bench::bench_attention(a->parsed(), std::cout); });
 }
 
 }  // namespace
@@ -80,6 +106,7 @@ void add_bench_command(CLI::App& app) {
                   "Keep only the MLP's pre-activation; recompute GELU in the backward");
   train->callback([a] { run_train_bench(*a); });
   add_kernels_command(*cmd);
+  add_attention_command(*cmd);
 }
 
 }  // namespace ft::tools
