@@ -86,6 +86,9 @@ struct AttentionOptions {
   double scale = 0.0;  // 0 means 1/sqrt(head_dim)
   AttentionKernel kernel = AttentionKernel::math;
 };
+// Whether kernel flash takes heads of this size (64 or 128): the one rule, for the op's check
+// and for recipes and model configs that check a model's shape before building it.
+bool flash_attention_takes_head_dim(int64_t head_dim);
 // q, k, v: [B, H, T, D]; result [B, H, T, D] = softmax(q k^T * scale + mask) v.
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionOptions& options = {});
 

@@ -1,10 +1,10 @@
 // framework/train/compare: the variants are the cartesian product of the --vary lists in
 // command-line order; a key the schema lacks, a value it refuses or a variant that cannot run
-// here fails naming the key before anything is written; a tiny comparison's runs start from the
-// same weights and batches, its summary's numbers equal those recomputed here from the runs'
-// metrics files, and its plot decodes; run again into its folder, it stops before training. A run
-// without gnuplot trains and skips its plot; a comparison without it leaves the plot's data and
-// script.
+// here fails naming the key before anything is written (flash for DistilBERT as for GPT-2); a
+// tiny comparison's runs start from the same weights and batches, its summary's numbers equal
+// those recomputed here from the runs' metrics files, and its plot decodes; run again into its
+// folder, it stops before training. A run without gnuplot trains and skips its plot; a
+// comparison without it leaves the plot's data and script.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -139,6 +139,9 @@ TEST_CASE("run_comparison: a bad --vary fails naming the key before any run fold
       {{"optim.lr=1e-3", "optim.lr=2e-3"}, "optim.lr is varied twice"},
       {{"precision=fp32,fp16"}, "variant precision=fp16: "},  // the tiny recipe is device: cpu
       {{"precision=fp32,fp16"}, "precision: fp16 needs a GPU"},
+      {{"attention=math,flash"},
+       "variant attention=flash: --set attention=flash: attention: the flash attention kernel needs a head size of 64 "
+       "or 128, got model.n_embd / model.n_head = 32 / 2 = 16"},
   };
   for (const Mistake& m : mistakes) {
     const CompareOptions o = options_for(dir, m.vary);
@@ -146,6 +149,35 @@ TEST_CASE("run_comparison: a bad --vary fails naming the key before any run fold
     CHECK_THROWS_WITH_AS(run_comparison(o), doctest::Contains(m.expected.c_str()), Error);
     CHECK_FALSE(fs::exists(o.out_dir));
   }
+}
+
+TEST_CASE("plan_comparison: DistilBERT's recipes vary the attention kernel, refused only where flash cannot run") {
+  testing::TempDir dir;
+  const fs::path recipes = fs::path(FLASHTRAIN_SOURCE_DIR) / "recipes";
+  CompareOptions o;
+  o.recipe_path = (recipes / "distilbert-wikitext2.yaml").string();
+  o.vary = {"attention=math,flash"};
+  o.out_dir = dir.path() + "/compare";
+  // On the CPU in fp32 the flash variant meets the device check every architecture shares.
+  o.overrides = {"device=cpu", "precision=fp32"};
+  const std::string refusal =
+      "variant attention=flash: " + o.recipe_path + ": attention: flash needs a GPU and precision bf16 or fp16";
+  CHECK_THROWS_WITH_AS(plan_comparison(o), doctest::Contains(refusal.c_str()), Error);
+  o.vary = {"attention=math"};
+  const ComparisonPlan plan = plan_comparison(o);
+  REQUIRE(plan.variants.size() == 1);
+  CHECK(plan.variants[0].recipe.model.arch == "distilbert");
+  CHECK(plan.variants[0].recipe.attention == "math");
+  // The tiny recipe's heads of 16 are refused before any run, naming the kernel's sizes.
+  o.recipe_path = (recipes / "tiny-distilbert-cpu.yaml").string();
+  o.vary = {"attention=math,flash"};
+  o.overrides = {};
+  CHECK_THROWS_WITH_AS(plan_comparison(o),
+                       doctest::Contains("variant attention=flash: --set attention=flash: attention: the flash "
+                                         "attention kernel needs a head size of 64 or 128, got model.n_embd / "
+                                         "model.n_head = 64 / 4 = 16"),
+                       Error);
+  CHECK_FALSE(fs::exists(o.out_dir));
 }
 
 TEST_CASE("run_comparison: the summary equals the runs' metrics, the runs share their start, the plot decodes") {

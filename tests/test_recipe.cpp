@@ -226,6 +226,21 @@ TEST_CASE("checks across keys point at the latest of the keys involved") {
   CHECK(error_of("model:\n  n_head: 4\n  n_embd: 100\n", {"model.positions=rotary"}) ==
         "--set model.positions=rotary: model.positions: rotary positions need an even head width, got "
         "model.n_embd / model.n_head = 25");
+  // The flash kernel's head sizes, for either architecture, before any device is looked at.
+  CHECK(error_of("attention: flash\n") ==
+        "x.yaml:1: attention: the flash attention kernel needs a head size of 64 or 128, got model.n_embd / "
+        "model.n_head = 64 / 4 = 16 (or use attention: math)");
+  CHECK(error_of("attention: flash\nmodel:\n  n_head: 1\n") == "(no error)");
+  CHECK(error_of("attention: flash\nmodel:\n  size: gpt2-124m\n  n_head: 16\n") ==
+        "x.yaml:4: model.n_head: the flash attention kernel needs a head size of 64 or 128, got model.n_embd / "
+        "model.n_head = 768 / 16 = 48 (or use attention: math)");
+  const std::string distilbert =
+      "model:\n  arch: distilbert\n  size: tiny\ndata:\n  tokenizer: bert\n  packing: padded\n";
+  CHECK(error_of(distilbert, {"attention=flash"}) ==
+        "--set attention=flash: attention: the flash attention kernel needs a head size of 64 or 128, got "
+        "model.n_embd / model.n_head = 64 / 4 = 16 (or use attention: math)");
+  CHECK(error_of(distilbert, {"attention=flash", "model.n_embd=128", "model.n_head=2"}) == "(no error)");
+  CHECK(error_of(distilbert + "attention: flash\n", {"model.size=distilbert-base"}) == "(no error)");
   CHECK(error_of("model:\n  block_size: 64\ndata:\n  seq_len: 128\n") ==
         "x.yaml:4: data.seq_len: data.seq_len (128) must be at most model.block_size (64)");
   CHECK(error_of("optim:\n  steps: 0\n") == "x.yaml:2: optim.steps: one of optim.steps and optim.epochs must be > 0");

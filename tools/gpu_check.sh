@@ -59,6 +59,24 @@ if [ -n "${FLASHTRAIN_DATA:-}" ]; then
     --set logging.val_every=30 --set logging.sample_every=60 --set checkpoint.every=0 \
     ${TRAIN_SOURCE:+--set data.source=$TRAIN_SOURCE}
 fi
+# DistilBERT's recipe, briefly (distilbert-base in bf16, masked LM in padded rows of 128): with
+# each attention kernel from the same weights and batches (flashtrain compare: math, then flash),
+# or, without gnuplot (which a comparison's plot needs), as it is (flash). Validation must report
+# the masked-token accuracy.
+if [ -n "${FLASHTRAIN_DATA:-}" ]; then
+  bert_args=(--set optim.warmup_steps=10 --set logging.val_every=30 --set logging.val_batches=20
+    --set checkpoint.every=0 ${TRAIN_SOURCE:+--set data.source=$TRAIN_SOURCE})
+  if command -v gnuplot >/dev/null 2>&1; then
+    run_step compare_distilbert "$build/flashtrain" compare recipes/distilbert-wikitext2.yaml \
+      --vary attention=math,flash --steps 60 "${bert_args[@]}" --out "$logs/compare_distilbert"
+    bert_metrics="$logs/compare_distilbert/attention=flash/metrics.jsonl"
+  else
+    run_step train_distilbert "$build/flashtrain" train recipes/distilbert-wikitext2.yaml --set optim.steps=60 \
+      --set optim.epochs=0 "${bert_args[@]}" --set run_dir="$logs/train_distilbert"
+    bert_metrics="$logs/train_distilbert/metrics.jsonl"
+  fi
+  grep -q val_masked_accuracy "$bert_metrics" || { echo "DistilBERT: no val_masked_accuracy in $bert_metrics"; failed=1; }
+fi
 # The benchmarks: whole training steps (fp32 with TF32, and bf16 with fp32 masters).
 for precision in fp32 bf16; do
   run_step "bench_train_$precision" "$build/flashtrain" bench train --model gpt2-124m --seq 1024 --batch 16 \

@@ -59,7 +59,7 @@ void check_fused_inputs(const Tensor& q, const char* kernel) {
            " (use kernel math on the cpu)");
   FT_CHECK(q.dtype() == DType::bf16 || q.dtype() == DType::f16, "attention: kernel ", kernel,
            " takes bf16 or f16, got q ", describe(q), " (use kernel math for ", dtype_name(q.dtype()), ")");
-  FT_CHECK(q.size(3) == 64 || q.size(3) == 128, "attention: kernel ", kernel, " takes head dim 64 or 128, got q ",
+  FT_CHECK(flash_attention_takes_head_dim(q.size(3)), "attention: kernel ", kernel, " takes head dim 64 or 128, got q ",
            describe(q));
 }
 
@@ -238,6 +238,8 @@ Tensor cudnn_attention(const Tensor& q, const Tensor& k, const Tensor& v, const 
 #endif
 
 }  // namespace
+
+bool flash_attention_takes_head_dim(int64_t head_dim) { return head_dim == 64 || head_dim == 128; }
 
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionOptions& options) {
   check_attention_inputs(q, k, v, options.segment_ids);

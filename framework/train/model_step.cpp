@@ -156,15 +156,18 @@ class DistilBertStep : public ModelStep {
 
 std::unique_ptr<ModelStep> make_model_step(const Recipe& r, const data::Tokenizer& tokenizer, Generator& init,
                                            DType dtype, Device device, bool initial_weights) {
+  // With model.init_from the config is the pretrained model's, with the recipe's training
+  // choices (dropout, the attention kernel), and its weights replace the random ones.
   const bool pretrained = initial_weights && !r.model.init_from.empty();
   if (r.model.arch == "distilbert") {
-    models::DistilBert model =
-        pretrained ? models::import_hf_distilbert(pretrained_dir(r), dtype, device)
-                   : models::DistilBert(distilbert_model_config(r, tokenizer.vocab_size()), init, dtype, device);
+    const models::DistilBertConfig c = distilbert_model_config(r, tokenizer.vocab_size());
+    models::DistilBert model = pretrained ? models::import_hf_distilbert(pretrained_dir(r), c, dtype, device)
+                                          : models::DistilBert(c, init, dtype, device);
     return std::make_unique<DistilBertStep>(std::move(model), mlm_options(r, tokenizer), r.seed + 3);
   }
-  models::Gpt2 model = pretrained ? models::import_hf_gpt2(pretrained_dir(r), dtype, device)
-                                  : models::Gpt2(model_config(r, tokenizer.vocab_size()), init, dtype, device);
+  const models::Gpt2Config c = model_config(r, tokenizer.vocab_size());
+  models::Gpt2 model =
+      pretrained ? models::import_hf_gpt2(pretrained_dir(r), c, dtype, device) : models::Gpt2(c, init, dtype, device);
   return std::make_unique<Gpt2Step>(std::move(model));
 }
 

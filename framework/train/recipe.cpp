@@ -20,6 +20,7 @@
 #include <variant>
 
 #include "framework/error.h"
+#include "framework/ops.h"
 #include "models/distilbert/distilbert.h"
 #include "models/gpt2/gpt2.h"
 
@@ -526,6 +527,11 @@ void check_model(const Reading& reading) {
   require(m.positions != "rotary" || (n_embd / n_head) % 2 == 0, reading,
           {"model.positions", "model.n_embd", "model.n_head", "model.size"},
           str("rotary positions need an even head width, got model.n_embd / model.n_head = ", n_embd / n_head));
+  require(reading.recipe.attention == "math" || flash_attention_takes_head_dim(n_embd / n_head), reading,
+          {"attention", "model.n_embd", "model.n_head", "model.size"},
+          str("the ", reading.recipe.attention,
+              " attention kernel needs a head size of 64 or 128, got model.n_embd / model.n_head = ", n_embd, " / ",
+              n_head, " = ", n_embd / n_head, " (or use attention: math)"));
 }
 
 void check_across_keys(const Reading& reading) {

@@ -25,16 +25,15 @@ constexpr bool kCudnnBuilt = true;
 constexpr bool kCudnnBuilt = false;
 #endif
 
-// c with the recipe's attention kernel; the fused kernels' head size is checked here, where the
-// model's shape is known (resolve_device has checked the device and the precision).
-models::Gpt2Config with_attention_kernel(const Recipe& r, models::Gpt2Config c) {
-  if (r.attention == "math") return c;
-  const int64_t head_size = c.n_embd / c.n_head;
-  FT_CHECK(head_size == 64 || head_size == 128, r.source_path, ": attention: ", r.attention,
-           " needs a head size of 64 or 128, got ", c.n_embd, " / ", c.n_head, " = ", head_size,
-           " (model.n_embd / model.n_head; or use attention: math)");
-  c.attention = r.attention == "flash" ? AttentionKernel::flash : AttentionKernel::cudnn;
-  return c;
+// The recipe's attention kernel for a model `width` wide in `heads` heads. recipe.cpp checks
+// the fused kernels' head size for the shapes a recipe sets; a pretrained model's config.json is
+// checked here (resolve_device has checked the device and the precision).
+AttentionKernel attention_kernel(const Recipe& r, int64_t width, int64_t heads) {
+  if (r.attention == "math") return AttentionKernel::math;
+  FT_CHECK(flash_attention_takes_head_dim(width / heads), r.source_path, ": attention: ", r.attention,
+           " needs a head size of 64 or 128, got ", width, " / ", heads, " = ", width / heads,
+           " (the model's width / heads; or use attention: math)");
+  return r.attention == "flash" ? AttentionKernel::flash : AttentionKernel::cudnn;
 }
 
 }  // namespace
@@ -95,7 +94,8 @@ models::Gpt2Config model_config(const Recipe& r, int64_t vocab_size) {
              " tokens, the tokenizer's ", vocab_size);
     c.dropout = r.model.dropout;
     c.recompute_gelu = r.model.recompute_gelu;
-    return with_attention_kernel(r, c);
+    c.attention = attention_kernel(r, c.n_embd, c.n_head);
+    return c;
   }
   models::Gpt2Config c = models::gpt2_config(r.model.size);
   c.vocab_size = vocab_size;
@@ -107,7 +107,8 @@ models::Gpt2Config model_config(const Recipe& r, int64_t vocab_size) {
   c.rotary = r.model.positions == "rotary";
   c.dropout = r.model.dropout;
   c.recompute_gelu = r.model.recompute_gelu;
-  return with_attention_kernel(r, c);
+  c.attention = attention_kernel(r, c.n_embd, c.n_head);
+  return c;
 }
 
 models::DistilBertConfig distilbert_model_config(const Recipe& r, int64_t vocab_size) {
@@ -122,6 +123,7 @@ models::DistilBertConfig distilbert_model_config(const Recipe& r, int64_t vocab_
   if (r.model.block_size > 0) c.max_positions = r.model.block_size;
   c.max_positions = std::max(c.max_positions, r.data.seq_len);
   c.dropout = r.model.dropout;
+  c.attention = attention_kernel(r, c.dim, c.n_heads);
   return c;
 }
 

@@ -36,11 +36,13 @@ DType compute_dtype(const Recipe& r);
 
 // model.size with the recipe's overrides; block_size is at least data.seq_len. With
 // model.init_from, the pretrained model's own config.json (its vocabulary must be the tokenizer's).
-// The attention kernel is the recipe's; flash and cudnn need a head size of 64 or 128.
+// Either way the recipe sets the training choices: dropout, recomputed GELU and the attention
+// kernel (flash and cudnn need a head size of 64 or 128).
 models::Gpt2Config model_config(const Recipe& r, int64_t vocab_size);
 
 // The same for model.arch: distilbert: n_layer, n_head and n_embd set its layers, heads and
-// width (the feed-forward 4x the width), block_size its max_positions.
+// width (the feed-forward 4x the width), block_size its max_positions; the recipe sets dropout
+// and the attention kernel.
 models::DistilBertConfig distilbert_model_config(const Recipe& r, int64_t vocab_size);
 
 // Masking for DistilBERT: the tokenizer's [MASK], [PAD], [CLS] and [SEP], data.mlm_probability.

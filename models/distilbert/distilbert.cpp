@@ -97,6 +97,7 @@ Tensor DistilBert::attention_branch(const Block& b, const Tensor& x, const Disti
   AttentionOptions options;
   options.causal = false;
   options.segment_ids = batch.segment_ids;
+  options.kernel = config_.attention;
   Tensor y = attention(split_heads(linear(x, b.q_weight, b.q_bias), h), split_heads(linear(x, b.k_weight, b.k_bias), h),
                        split_heads(linear(x, b.v_weight, b.v_bias), h), options);
   return linear(merge_heads(y), b.out_weight, b.out_bias);

@@ -30,6 +30,7 @@ struct DistilBertConfig {
   // 0: the masked-LM head; n > 0: the sequence-classification head with n labels.
   int64_t num_labels = 0;
   double classifier_dropout = 0.2;  // between pre_classifier and classifier (HF's seq_classif_dropout)
+  AttentionKernel attention = AttentionKernel::math;  // flash: CUDA, bf16 or f16, head dim 64 or 128
 };
 
 // What a forward pass reads besides the token ids.

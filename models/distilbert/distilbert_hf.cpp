@@ -126,7 +126,10 @@ DistilBertConfig read_hf_distilbert_config(const std::string& dir) {
 }
 
 DistilBert import_hf_distilbert(const std::string& dir, DType dtype, Device device) {
-  const DistilBertConfig config = read_hf_distilbert_config(dir);
+  return import_hf_distilbert(dir, read_hf_distilbert_config(dir), dtype, device);
+}
+
+DistilBert import_hf_distilbert(const std::string& dir, const DistilBertConfig& config, DType dtype, Device device) {
   const hf::WeightFiles weights = hf::open_weight_files(dir, kPrefix);
   Generator unused(0);  // the initial values are all overwritten below
   DistilBert model(config, unused, dtype, device);

@@ -27,6 +27,11 @@ DistilBertConfig read_hf_distilbert_config(const std::string& dir);
 // converted to `dtype`, on `device`. Missing, unexpected or wrongly shaped tensors are reported
 // together, by name, in one ft::Error; so is a vocab_projector.weight unequal to the embeddings.
 DistilBert import_hf_distilbert(const std::string& dir, DType dtype = DType::f32, Device device = Device::cpu());
+// The same model built with `config`: dir's own (read_hf_distilbert_config) with the training
+// choices set by the caller (dropout, the attention kernel). Its shapes and head must be dir's,
+// else the weights are reported as above.
+DistilBert import_hf_distilbert(const std::string& dir, const DistilBertConfig& config, DType dtype = DType::f32,
+                                Device device = Device::cpu());
 
 // Writes dir/config.json and dir/model.safetensors (in the model's dtype), each atomically;
 // creates dir if needed. A layer_norm_eps other than transformers' fixed 1e-12 is refused.

@@ -87,7 +87,10 @@ Gpt2Config read_hf_gpt2_config(const std::string& dir) {
 }
 
 Gpt2 import_hf_gpt2(const std::string& dir, DType dtype, Device device) {
-  const Gpt2Config config = read_hf_gpt2_config(dir);
+  return import_hf_gpt2(dir, read_hf_gpt2_config(dir), dtype, device);
+}
+
+Gpt2 import_hf_gpt2(const std::string& dir, const Gpt2Config& config, DType dtype, Device device) {
   const hf::WeightFiles weights = hf::open_weight_files(dir, kPrefix);
   Generator unused(0);  // the initial values are all overwritten below
   Gpt2 model(config, unused, dtype, device);

@@ -27,6 +27,11 @@ Gpt2Config read_hf_gpt2_config(const std::string& dir);
 // h.N.attn.masked_bias) are ignored; an lm_head.weight must equal wte. Missing, unexpected or
 // wrongly shaped tensors are reported together, by name, in one ft::Error.
 Gpt2 import_hf_gpt2(const std::string& dir, DType dtype = DType::f32, Device device = Device::cpu());
+// The same model built with `config`: dir's own (read_hf_gpt2_config) with the training
+// choices set by the caller (dropout, recomputed GELU, the attention kernel). Its shapes must be
+// dir's, else the weights are reported as above.
+Gpt2 import_hf_gpt2(const std::string& dir, const Gpt2Config& config, DType dtype = DType::f32,
+                    Device device = Device::cpu());
 
 // Writes dir/config.json and dir/model.safetensors (in the model's dtype, "transformer."
 // names, metadata format=pt as transformers requires), each atomically; creates dir if needed.

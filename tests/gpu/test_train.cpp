@@ -9,25 +9,17 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
-#include <cstdlib>
-#include <filesystem>
 #include <stdexcept>
 
-#include "framework/train/metrics.h"
-#include "framework/train/recipe.h"
-#include "framework/train/trainer.h"
+#include "tests/gpu/train_test_support.h"
 #include "tests/support/temp_dir.h"
 
 namespace ft::train {
 namespace {
 
-std::string corpus_path() {
-  const char* data = std::getenv("FLASHTRAIN_DATA");
-  REQUIRE_MESSAGE(data != nullptr, "FLASHTRAIN_DATA must name the data directory");
-  const std::string path = (std::filesystem::path(data) / "wikitext-2-raw" / "wiki.valid.raw").string();
-  REQUIRE_MESSAGE(std::filesystem::exists(path), path, " is missing");
-  return path;
-}
+using testing::corpus_path;
+using testing::max_difference;
+using testing::train_metrics;
 
 // A two-block GPT-2 (n_embd 64) on 8 x 64 tokens per step, dropout on, metrics every step.
 Recipe tiny_recipe(const std::string& run_dir, const std::string& device, const std::string& precision, int64_t steps,
@@ -41,33 +33,17 @@ Recipe tiny_recipe(const std::string& run_dir, const std::string& device, const 
   return parse_recipe(yaml, "parity.yaml");
 }
 
-std::vector<MetricsRow> train(const Recipe& recipe, const TrainHooks& hooks = {}) {
-  const TrainSummary summary = run_training(recipe, hooks);
-  return read_metrics(summary.run_dir + "/metrics.jsonl");
-}
-
-// The largest |loss difference| over the steps, requiring both runs to log the same steps.
-double max_loss_difference(const std::vector<MetricsRow>& a, const std::vector<MetricsRow>& b) {
-  REQUIRE(a.size() == b.size());
-  double worst = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    REQUIRE(a[i].step == b[i].step);
-    worst = std::max(worst, std::abs(a[i].values.at("loss") - b[i].values.at("loss")));
-  }
-  return worst;
-}
-
 TEST_CASE("200 training steps give the same losses on the GPU as on the CPU") {
   const testing::TempDir dir;
-  const std::vector<MetricsRow> cpu = train(tiny_recipe(dir.path() + "/cpu", "cpu", "fp32", 200));
+  const std::vector<MetricsRow> cpu = train_metrics(tiny_recipe(dir.path() + "/cpu", "cpu", "fp32", 200));
   REQUIRE(cpu.size() == 200);
   CHECK(cpu.back().values.at("loss") < cpu.front().values.at("loss") - 1.0);  // it learns
 
-  const double fp32 = max_loss_difference(cpu, train(tiny_recipe(dir.path() + "/fp32", "cuda", "fp32", 200)));
+  const double fp32 = max_difference(cpu, train_metrics(tiny_recipe(dir.path() + "/fp32", "cuda", "fp32", 200)));
   MESSAGE("fp32: largest loss difference from the CPU over 200 steps: ", fp32);
   CHECK(fp32 <= 1e-3);
 
-  const double bf16 = max_loss_difference(cpu, train(tiny_recipe(dir.path() + "/bf16", "cuda", "bf16", 200)));
+  const double bf16 = max_difference(cpu, train_metrics(tiny_recipe(dir.path() + "/bf16", "cuda", "bf16", 200)));
   MESSAGE("bf16: largest loss difference from the CPU over 200 steps: ", bf16);
   CHECK(bf16 <= 2e-2);
 }
@@ -89,7 +65,7 @@ TEST_CASE("fp16 training skips a step whose gradients overflow, halves the loss 
     if (step == kOverflowStep + 1) after_overflow = params[0].to_double_vector();
     if (step == kOverflowStep + 2) CHECK(params[0].to_double_vector() != after_overflow);  // updates resumed
   };
-  const std::vector<MetricsRow> rows = train(tiny_recipe(dir.path(), "cuda", "fp16", kSteps), hooks);
+  const std::vector<MetricsRow> rows = train_metrics(tiny_recipe(dir.path(), "cuda", "fp16", kSteps), hooks);
   REQUIRE(rows.size() == kSteps);
   CHECK(after_overflow == before_overflow);  // the overflowed step changed no weight
 
@@ -110,7 +86,7 @@ TEST_CASE("a GPU run stopped after a checkpoint and resumed repeats the uninterr
     CAPTURE(precision);
     const testing::TempDir dir;
     const std::vector<MetricsRow> straight =
-        train(tiny_recipe(dir.path() + "/straight", "cuda", precision, kSteps, kEvery));
+        train_metrics(tiny_recipe(dir.path() + "/straight", "cuda", precision, kSteps, kEvery));
     REQUIRE(straight.size() == kSteps);
 
     // The second run dies (an exception out of the hook) in the step after its step-20 checkpoint.
@@ -123,7 +99,7 @@ TEST_CASE("a GPU run stopped after a checkpoint and resumed repeats the uninterr
     CHECK_THROWS_AS(run_training(recipe, crash), std::runtime_error);
     Recipe resume = recipe;
     resume.resume = "auto";
-    const std::vector<MetricsRow> resumed = train(resume);
+    const std::vector<MetricsRow> resumed = train_metrics(resume);
     REQUIRE(resumed.size() == kSteps);
     for (int64_t i = 0; i < kSteps; ++i) {
       CAPTURE(resumed[i].step);
