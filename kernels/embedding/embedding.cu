@@ -15,14 +15,26 @@
 // it builds, from a scan of the counts, the list of hit rows and each one's run of positions
 // (a counting sort in shared memory; the atomics leave a run's order arbitrary, so runs of two
 // or more positions are sorted, by rank in a warp or through a bitmap when longer than a warp).
-// Last, each warp takes (hit row, group of 32 packs) items, one 16-byte pack a lane, as one
-// stream of dout loads with kLoadsInFlight in flight across items, adding each item's in order.
-// So the kernel writes dweight and reads dout once (plus the ids from L2), and no search.
+// Last, the hit rows' sums: items are (hit row, group of 32 packs), one 16-byte pack a lane, and
+// warp w walks the positions of its items w, w + 32, ... as one stream of dout loads,
+// kLoadsInFlight in flight across items. The stream is taken 32 entries at a time into a window
+// spread over the lanes (entry e's offsets in lane e, the items' first and last entries as bits
+// of two masks), so a load costs a shuffle, an address and a bit test, and every item's positions
+// are added in order.
+//
+// Two things keep the memory busy from the kernel's start. Step 1 asks L2 for each hit's row of
+// dout as it counts it (one bulk prefetch on Hopper), so dout is read while the block scans and
+// sorts, not only once step 4 asks; and dweight is stored evict-first, so that the zero rows
+// (most of a token table) do not push those rows out of L2 before step 4 reads them. So the
+// kernel writes dweight and reads dout once (plus the ids from L2), and no search.
 //
 // Earlier designs, at GPT-2's shapes on an H200: a chunk sort and a slice-by-slice merge in two
 // kernels, 0.046 ms for the token table and 0.0129 ms for the position table; then this kernel
 // with the hits in position order and every row an item that found its positions by ballots,
-// 0.043 and 0.0098 ms (Nsight: ~130 instructions an item, each a long dependent chain).
+// 0.043 and 0.0098 ms (Nsight: ~130 instructions an item, each a long dependent chain); then
+// runs by a counting sort and a ring of loads a warp that tracked items, runs and rows at every
+// load, 0.0353 and 0.0116 ms (Nsight, position table: ~67 instructions a 16-byte load, and dout
+// read only after the sort).
 //
 // A block holds the positions of kSegmentIds ids at most (shared memory), so longer id lists are
 // cut into segments, one launch each, in position order: the sums in between stay fp32 in the
@@ -72,8 +84,16 @@ static_assert(kMaxBlockRows <= kScanRows * kBackwardThreads && kMaxBlockRows <= 
 constexpr int kBitmapWords = kSegmentIds / 32;
 constexpr int kSortWarps = 8;
 // Dout packs a warp has in flight in step 4 (16 bytes a lane each): the most that fits in 64
-// registers without spilling.
+// registers without spilling. A divisor of 32, a window's entries.
 constexpr int kLoadsInFlight = 8;
+// Step 1 asks L2 for the dout row of every hit it counts (and, in a later segment, for its row's
+// sum so far), so that the reads start while the block still scans and sorts (steps 2 and 3);
+// step 4 then finds them in L2 or on their way. Only where rows are whole 16-byte packs (a bulk
+// prefetch's unit).
+constexpr bool kPrefetchHitRows = true;
+// dweight's packs are stored evict-first (it is not read again here), so that the zero rows do
+// not push the prefetched rows of dout out of L2.
+constexpr bool kStreamDweight = true;
 
 // Elements per pack: 16 bytes when every row starts on a 16-byte boundary of both arrays,
 // else one (a view of a weight may start anywhere; odd widths break the rows' alignment).
@@ -153,11 +173,34 @@ __device__ __forceinline__ void add_pack(float (&acc)[8], const Pack<__nv_bfloat
   }
 }
 
+// Asks L2 for `bytes` (a multiple of 16) from p (16-byte aligned) on: one bulk prefetch on
+// Hopper, a prefetch a 128-byte line before it. Nothing waits for it.
+__device__ __forceinline__ void prefetch_to_l2(const void* p, int bytes) {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p), "r"(bytes) : "memory");
+#else
+  for (int at = 0; at < bytes; at += 128)
+    asm volatile("prefetch.global.L2 [%0];" ::"l"(static_cast<const char*>(p) + at));
+#endif
+}
+
+// A pack of dweight, evict-first where kStreamDweight (GPT-2's token table: 77 MB, 56 MB of them
+// zero rows, stored while the 25 MB of prefetched dout rows wait in L2 for step 4).
+template <class P>
+__device__ __forceinline__ void store_dweight(P* p, const P& v) {
+  if constexpr (kStreamDweight && sizeof(P) == 16)
+    __stcs(reinterpret_cast<int4*>(p), reinterpret_cast<const int4&>(v));
+  else
+    *p = v;
+}
+
+constexpr unsigned kFullMask = 0xffffffffu;  // all lanes of a warp
+
 __device__ __forceinline__ unsigned warp_inclusive_sum(unsigned v) {
   const int lane = threadIdx.x % 32;
 #pragma unroll
   for (int offset = 1; offset < 32; offset <<= 1) {
-    const unsigned below = __shfl_up_sync(0xffffffffu, v, offset);
+    const unsigned below = __shfl_up_sync(kFullMask, v, offset);
     if (lane >= offset) v += below;
   }
   return v;
@@ -216,7 +259,7 @@ __device__ __forceinline__ void sort_short_runs(uint16_t* runs, const uint32_t* 
     if (count < 2 || count > kWarpPacks) continue;  // the whole warp
     const int position = lane < count ? runs[start + lane] : 0xffff;
     int rank = 0;
-    for (int other = 0; other < count; ++other) rank += __shfl_sync(0xffffffffu, position, other) < position;
+    for (int other = 0; other < count; ++other) rank += __shfl_sync(kFullMask, position, other) < position;
     if (lane < count) runs[start + rank] = static_cast<uint16_t>(position);
   }
 }
@@ -257,89 +300,156 @@ __device__ __forceinline__ void sort_long_runs(uint16_t* runs, uint32_t* bitmaps
   }
 }
 
-// Step 4's work: item (h, g) is hit row h, packs [g, g + 1) * 32 of it, one a lane. Warp w
-// takes items w, w + kBackwardWarps, ... of the row-major order, stepped by additions.
-struct ItemStep {
-  int row_step, group_step, groups;
-  __device__ void advance(int& h, int& g) const {
-    h += row_step;
-    g += group_step;
-    if (g >= groups) g -= groups, ++h;
-  }
+// ---- step 4: the hit rows' sums, one stream of loads a warp ---------------------------------
+//
+// Item (h, g) is hit row h, packs [g, g + 1) * 32 of it, one a lane; warp w takes items w,
+// w + 32, ... of the row-major order (h * groups + g), and their positions, item after item, make
+// one stream of dout loads. A window is the stream's next 32 entries (fewer where it ends), entry
+// e held by lane e as two offsets and a bit in two masks, so the loop over them costs a shuffle,
+// an address and a bit test a load; the bookkeeping of items, runs and hit rows is paid once a
+// window, by all lanes at once.
+//
+// Only a row's last group can be partial (packs_per_row not a multiple of 32): its items carry
+// kPartialGroup, bit 31 of their offsets (which the launcher keeps below 2^31, so adding the flag
+// is setting it), and in them only lanes below packs_per_row % 32 load, add and store.
+constexpr int kPartialGroup = INT_MIN;
+static_assert(32 % kLoadsInFlight == 0, "the ring's loads divide a window");
+
+struct StreamWindow {
+  int source;       // lane e: entry e's load, in packs from the segment's first position (each lane
+                    // adds its own): position * packs_per_row + g * 32 (| kPartialGroup)
+  int target;       // lane e: its item's sum, in packs from the block's first row (each lane adds
+                    // its own): row * packs_per_row + g * 32 (| kPartialGroup)
+  unsigned firsts;  // bit e: entry e is its item's first position
+  unsigned lasts;   // bit e: entry e is its item's last (the sum is complete)
+  int count;        // entries: 32, or fewer where the stream ends
 };
 
-// Step 4 (see the kernel): the block's hit rows. A warp's items form one stream of loads, each
-// item's positions in order: kLoadsInFlight dout packs are in flight in a ring, and as the
-// oldest is added the next is issued, across items (most hit rows have one position) and within
-// long runs alike. The consumer adds in stream order, so every sum is in position order. `out`
-// and `sums` start at the block's first row, `segment_dout` at the segment's first position.
-template <int kPack, class T>
+// The warp's place in its stream: its next item (the warp's item-th: w + 32 item) and how many of
+// that item's positions earlier windows took.
+struct StreamCursor {
+  int item = 0, taken = 0;
+};
+
+// The next window of the warp's stream, and the cursor moved past it. Lane l reads the warp's
+// l-th next item (its hit row's word and the next's); a scan of their lengths places each item's
+// entries [first, end) in the window, and entry e's item is the last one to start at or before e.
+__device__ __forceinline__ StreamWindow next_window(StreamCursor& cursor, const uint16_t* runs,
+                                                    const uint32_t* hit_rows, int hit_count, int packs_per_row,
+                                                    int groups) {
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const int item = warp + kBackwardWarps * (cursor.item + lane), h = item / groups, g = item - h * groups;
+  int begin = 0, length = 0, group_pack = 0, target = 0;
+  if (h < hit_count) {
+    const uint32_t word = hit_rows[h];
+    begin = static_cast<int>(word & 0xffffu);
+    length = static_cast<int>(hit_rows[h + 1] & 0xffffu) - begin;
+    group_pack = g * kWarpPacks + (g == groups - 1 && packs_per_row % kWarpPacks != 0 ? kPartialGroup : 0);
+    target = static_cast<int>(word >> 16) * packs_per_row + group_pack;
+  }
+  if (lane == 0) begin += cursor.taken, length -= cursor.taken;
+  const int end = static_cast<int>(warp_inclusive_sum(static_cast<unsigned>(length))), first = end - length;
+  const unsigned firsts = __reduce_or_sync(kFullMask, length > 0 && first < 32 ? 1u << first : 0u);
+  const unsigned lasts = __reduce_or_sync(kFullMask, length > 0 && end <= 32 ? 1u << (end - 1) : 0u);
+  StreamWindow w;
+  // The entries by a reduction rather than a shuffle of the scan's last lane: the compiler then
+  // sees that the count (like the masks) is one value for the warp and keeps it in a uniform
+  // register (with a shuffle, step 4 spilled).
+  w.count = min(static_cast<int>(__reduce_add_sync(kFullMask, static_cast<unsigned>(length))), 32);
+  w.firsts = cursor.taken == 0 ? firsts : firsts & ~1u;  // entry 0 may continue an item
+  w.lasts = lasts;
+  const int t = __popc(firsts & (kFullMask >> (31 - lane))) - 1;  // entry `lane`'s item
+  const int run_at = __shfl_sync(kFullMask, begin - first, t) + lane;
+  const int position = lane < w.count ? runs[run_at] : 0;
+  w.source = position * packs_per_row + __shfl_sync(kFullMask, group_pack, t);
+  w.target = __shfl_sync(kFullMask, target, t);
+  // Items that start in the window: all done, or the last one goes on into the next window.
+  const int started = __popc(firsts);
+  if (w.count == 0 || lasts >> (w.count - 1) & 1u) {
+    cursor.item += started, cursor.taken = 0;
+  } else {
+    cursor.taken = (started == 1 ? cursor.taken : 0) + w.count - (31 - __clz(firsts));
+    cursor.item += started - 1;
+  }
+  return w;
+}
+
+// Step 4 (see the kernel): the block's hit rows. kLoadsInFlight dout packs are in flight in a
+// ring: as the oldest is added, the load kLoadsInFlight entries on is issued, in this window or
+// (for the last slots) the next, so the stream never drains between windows. Each item's
+// entries are added in stream order, so every sum is in position order. `out` and `sums` start
+// at the block's first row, `segment_dout` at the segment's first position. kAccumulate: start
+// each sum from `sums`, the earlier segments'; kToPartial: leave it there, in fp32, for a later
+// segment.
+template <bool kAccumulate, bool kToPartial, int kPack, class T>
 __device__ __forceinline__ void sum_hit_rows(Pack<T, kPack>* out, Pack<float, kPack>* sums,
                                              const Pack<T, kPack>* __restrict__ segment_dout, const uint16_t* runs,
-                                             const uint32_t* hit_rows, int hit_count, int packs_per_row, int groups,
-                                             const Segment& seg) {
+                                             const uint32_t* hit_rows, int hit_count, int packs_per_row, int groups) {
   using P = Pack<T, kPack>;
   using F = Pack<float, kPack>;
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  const ItemStep step{kBackwardWarps / groups, kBackwardWarps % groups, groups};
-  // The producer: item (ih, ig), its next position runs[next] and the run's end.
-  int ih = warp / groups, ig = warp % groups, next = 0, end = 0;
-  if (ih < hit_count) next = hit_rows[ih] & 0xffffu, end = hit_rows[ih + 1] & 0xffffu;
-  auto issue = [&](P& slot) {
-    if (ih >= hit_count) return;
-    const int position = runs[next], pack = ig * kWarpPacks + lane;
-    if (pack < packs_per_row) slot = segment_dout[int64_t{position} * packs_per_row + pack];
-    if (++next == end) {
-      step.advance(ih, ig);
-      if (ih < hit_count) next = hit_rows[ih] & 0xffffu, end = hit_rows[ih + 1] & 0xffffu;
-    }
+  const int lane = threadIdx.x % 32;
+  const bool in_partial_group = lane < packs_per_row % kWarpPacks;
+  auto in_row = [&](int offset) { return offset >= 0 || in_partial_group; };
+  float acc[kPack] = {};
+  // Loads entry e of a window whose sources are `sources` and that has `count` entries.
+  auto issue = [&](P& slot, int sources, int count, int e) {
+    if (e >= count) return;
+    const int source = __shfl_sync(kFullMask, sources, e);
+    if (in_row(source)) slot = segment_dout[(source & INT_MAX) + lane];
   };
-  // The consumer: item (ch, cg), the positions it still adds, its pack in the block's rows and
-  // the sum so far (from the earlier segments' when accumulating).
-  int ch = ih, cg = ig, left = 0, pack_at = 0;
-  float acc[kPack];
-  auto start_item = [&]() {
-    const uint32_t word = hit_rows[ch];
-    left = static_cast<int>((hit_rows[ch + 1] & 0xffffu) - (word & 0xffffu));
-    const int pack = cg * kWarpPacks + lane;
-    pack_at = static_cast<int>(word >> 16) * packs_per_row + pack;
+  auto consume = [&](const P& slot, const StreamWindow& w, int e) {
+    if (kAccumulate && (w.firsts >> e & 1u)) {
+      const int target = __shfl_sync(kFullMask, w.target, e);
+      if (in_row(target)) {
+        const F start = sums[(target & INT_MAX) + lane];
+#pragma unroll
+        for (int j = 0; j < kPack; ++j) acc[j] = start.v[j];
+      }
+    }
+    add_pack(acc, slot);
+    if ((w.lasts >> e & 1u) == 0) return;
+    const int target = __shfl_sync(kFullMask, w.target, e);
+    if (in_row(target)) {
+      if (kToPartial) {
+        F s;
+#pragma unroll
+        for (int j = 0; j < kPack; ++j) s.v[j] = acc[j];
+        sums[(target & INT_MAX) + lane] = s;
+      } else {
+        P result;
+#pragma unroll
+        for (int j = 0; j < kPack; ++j) result.v[j] = from_float<T>(acc[j]);
+        store_dweight(out + (target & INT_MAX) + lane, result);
+      }
+    }
 #pragma unroll
     for (int j = 0; j < kPack; ++j) acc[j] = 0.0f;
-    if (seg.accumulate && pack < packs_per_row) {
-      const F start = sums[pack_at];
-#pragma unroll
-      for (int j = 0; j < kPack; ++j) acc[j] = start.v[j];
-    }
   };
-  if (ch < hit_count) start_item();
-  auto consume = [&](const P& slot) {
-    if (ch >= hit_count) return;
-    const bool in_row = cg * kWarpPacks + lane < packs_per_row;
-    if (in_row) add_pack(acc, slot);
-    if (--left > 0) return;
-    if (in_row && seg.to_partial) {
-      F s;
+
+  StreamCursor cursor;
+  StreamWindow current = next_window(cursor, runs, hit_rows, hit_count, packs_per_row, groups);
+  P ring[kLoadsInFlight] = {};
 #pragma unroll
-      for (int j = 0; j < kPack; ++j) s.v[j] = acc[j];
-      sums[pack_at] = s;
-    } else if (in_row) {
-      P result;
+  for (int u = 0; u < kLoadsInFlight; ++u) issue(ring[u], current.source, current.count, u);
+  while (current.count > 0) {
+    StreamWindow next{0, 0, 0u, 0u, 0};
+    for (int base = 0; base < current.count; base += kLoadsInFlight) {
+      // The window's last kLoadsInFlight slots are refilled from the next window, read once the
+      // first of them is free (fewer registers held while it is built).
+      const bool crossing = base + kLoadsInFlight == 32;
 #pragma unroll
-      for (int j = 0; j < kPack; ++j) result.v[j] = from_float<T>(acc[j]);
-      out[pack_at] = result;
+      for (int u = 0; u < kLoadsInFlight; ++u) {
+        if (base + u >= current.count) break;
+        consume(ring[u], current, base + u);
+        if (u == 0 && crossing && current.count == 32)
+          next = next_window(cursor, runs, hit_rows, hit_count, packs_per_row, groups);
+        if (crossing)
+          issue(ring[u], next.source, next.count, u);
+        else
+          issue(ring[u], current.source, current.count, base + kLoadsInFlight + u);
+      }
     }
-    step.advance(ch, cg);
-    if (ch < hit_count) start_item();
-  };
-  P ring[kLoadsInFlight];
-#pragma unroll
-  for (int u = 0; u < kLoadsInFlight; ++u) issue(ring[u]);
-  while (ch < hit_count) {
-#pragma unroll
-    for (int u = 0; u < kLoadsInFlight; ++u) {
-      consume(ring[u]);
-      issue(ring[u]);
-    }
+    current = next;
   }
 }
 
@@ -365,10 +475,11 @@ __global__ void __launch_bounds__(kBackwardThreads, kBackwardBlocksPerSm)
   const int64_t block_pack = int64_t{first_row} * packs_per_row;
   P* out = reinterpret_cast<P*>(dweight) + block_pack;
   F* sums = partial != nullptr ? reinterpret_cast<F*>(partial) + block_pack : nullptr;
+  const P* segment_dout = reinterpret_cast<const P*>(dout) + seg.first * packs_per_row;
 
-  // Step 1: each thread reads kIdsPerLane consecutive ids (all loads in flight at once) and
-  // counts those in the block's rows (one unsigned compare each: ids below first_row, and
-  // negative ones, wrap past rows) in their rows' words.
+  // Step 1: each thread reads kIdsPerLane consecutive ids (all loads in flight at once), picks
+  // those in the block's rows (one unsigned compare each: ids below first_row, and negative
+  // ones, wrap past rows), asks L2 for their rows of dout, and counts them in their rows' words.
   const int begin = threadIdx.x * kIdsPerLane;
   int id[kIdsPerLane];
   load_lane_ids(id, ids + seg.first, begin, seg.count);
@@ -376,13 +487,22 @@ __global__ void __launch_bounds__(kBackwardThreads, kBackwardBlocksPerSm)
   for (int i = threadIdx.x; i < kSortWarps * kBitmapWords / 4; i += kBackwardThreads)
     reinterpret_cast<uint4*>(bitmaps)[i] = uint4{0, 0, 0, 0};
   if (threadIdx.x == 0) has_long_run = 0;
-  __syncthreads();
   unsigned mine = 0;  // bit k: id k is in the block's rows
 #pragma unroll
   for (int k = 0; k < kIdsPerLane; ++k)
     mine |= static_cast<unsigned>(static_cast<unsigned>(id[k]) - static_cast<unsigned>(first_row) <
                                   static_cast<unsigned>(rows))
             << k;
+  if (kPrefetchHitRows && sizeof(P) == kPackBytes && mine != 0) {
+#pragma unroll
+    for (int k = 0; k < kIdsPerLane; ++k) {
+      if ((mine >> k & 1u) == 0) continue;
+      prefetch_to_l2(segment_dout + int64_t{begin + k} * packs_per_row, packs_per_row * kPackBytes);
+      if (seg.accumulate)  // and the row's sum so far, which step 4 starts from
+        prefetch_to_l2(sums + (id[k] - first_row) * packs_per_row, packs_per_row * static_cast<int>(sizeof(F)));
+    }
+  }
+  __syncthreads();
   if (mine != 0) {
 #pragma unroll
     for (int k = 0; k < kIdsPerLane; ++k)
@@ -406,13 +526,15 @@ __global__ void __launch_bounds__(kBackwardThreads, kBackwardBlocksPerSm)
     if (seg.to_partial)  // the first of several segments
       for_zero_rows(counts, rows, packs_per_row, [&](int pack) { sums[pack] = F{}; });
     else  // the only one
-      for_zero_rows(counts, rows, packs_per_row, [&, zero = zero_pack<P>()](int pack) { out[pack] = zero; });
+      for_zero_rows(counts, rows, packs_per_row,
+                    [&, zero = zero_pack<P>()](int pack) { store_dweight(out + pack, zero); });
   }
   __syncthreads();
   const unsigned warp_sum = warp_sums[lane], warps_inclusive = warp_inclusive_sum(warp_sum);
-  const unsigned totals = __shfl_sync(0xffffffffu, warps_inclusive, 31);
+  // The totals by a reduction: one value for the warp as the compiler sees (a uniform register).
+  const unsigned totals = __reduce_add_sync(kFullMask, warp_sum);
   const int hit_count = static_cast<int>(totals >> 16), entries = static_cast<int>(totals & 0xffffu);
-  const unsigned before = __shfl_sync(0xffffffffu, warps_inclusive - warp_sum, warp) + inclusive - scanned;
+  const unsigned before = __shfl_sync(kFullMask, warps_inclusive - warp_sum, warp) + inclusive - scanned;
   int at = static_cast<int>(before & 0xffffu), hit = static_cast<int>(before >> 16);
 #pragma unroll
   for (int j = 0; j < kScanRows; ++j) {
@@ -434,6 +556,18 @@ __global__ void __launch_bounds__(kBackwardThreads, kBackwardBlocksPerSm)
       if (mine >> k & 1u) runs[atomicAdd(&counts[id[k] - first_row], 1)] = static_cast<uint16_t>(begin + k);
   }
   __syncthreads();
+  // The last of several segments: its zero rows are the earlier segments' sums, rounded. Done
+  // here, where the ids are no longer held (beside them the loads spill) and nothing is held
+  // across step 4; a row's word is still 0 only if no id hit it (a hit row's is past its run's
+  // start).
+  if (seg.every_row && seg.accumulate)
+    for_zero_rows(counts, rows, packs_per_row, [&](int pack) {
+      const F s = sums[pack];
+      P result;
+#pragma unroll
+      for (int j = 0; j < kPack; ++j) result.v[j] = from_float<T>(s.v[j]);
+      store_dweight(out + pack, result);
+    });
   if (entries > hit_count) {  // some run has more than one position
     sort_short_runs(runs, hit_rows, hit_count);
     if (has_long_run && warp < kSortWarps) sort_long_runs(runs, bitmaps, hit_rows, hit_count);
@@ -441,19 +575,14 @@ __global__ void __launch_bounds__(kBackwardThreads, kBackwardBlocksPerSm)
   }
 
   // Step 4: the hit rows' sums.
-  sum_hit_rows<kPack, T>(out, sums, reinterpret_cast<const P*>(dout) + seg.first * packs_per_row, runs, hit_rows,
-                         hit_count, packs_per_row, groups, seg);
-  // The last of several segments: its zero rows are the earlier segments' sums, rounded. Done
-  // last, where no other values are held (beside step 1's ids the loads spill); a row's word
-  // is still 0 only if no id hit it.
-  if (seg.every_row && seg.accumulate)
-    for_zero_rows(counts, rows, packs_per_row, [&](int pack) {
-      const F s = sums[pack];
-      P result;
-#pragma unroll
-      for (int j = 0; j < kPack; ++j) result.v[j] = from_float<T>(s.v[j]);
-      out[pack] = result;
-    });
+  if (!seg.accumulate && !seg.to_partial)  // the only segment
+    sum_hit_rows<false, false>(out, sums, segment_dout, runs, hit_rows, hit_count, packs_per_row, groups);
+  else if (!seg.accumulate)  // the first of several
+    sum_hit_rows<false, true>(out, sums, segment_dout, runs, hit_rows, hit_count, packs_per_row, groups);
+  else if (seg.to_partial)  // one in the middle
+    sum_hit_rows<true, true>(out, sums, segment_dout, runs, hit_rows, hit_count, packs_per_row, groups);
+  else  // the last
+    sum_hit_rows<true, false>(out, sums, segment_dout, runs, hit_rows, hit_count, packs_per_row, groups);
 }
 
 template <int kPack, class T>
@@ -485,6 +614,9 @@ void launch_backward(T* dweight, float* partial, const int32_t* ids, const T* do
   // its last row).
   FT_CHECK((rows_per_block + int64_t{kBackwardWarps}) * packs_per_row <= INT_MAX,
            "embedding backward: ", rows_per_block, " rows of ", channels, " channels are too many for one block");
+  // Step 4 counts a segment's dout packs in 31 bits (bit 31 flags a partial group).
+  FT_CHECK(int64_t{kSegmentIds} * packs_per_row <= INT_MAX, "embedding backward: rows of ", channels,
+           " channels are too wide");
   const auto blocks = static_cast<int>((vocab + rows_per_block - 1) / rows_per_block);
   const size_t shared_bytes = SharedLayout(rows_per_block).bytes();
   const auto kernel = embedding_backward_kernel<kPack, cuda_t<T>>;
