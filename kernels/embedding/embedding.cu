@@ -22,11 +22,9 @@
 // of two masks), so a load costs a shuffle, an address and a bit test, and every item's positions
 // are added in order.
 //
-// Two things keep the memory busy from the kernel's start. Step 1 asks L2 for each hit's row of
-// dout as it counts it (one bulk prefetch on Hopper), so dout is read while the block scans and
-// sorts, not only once step 4 asks; and dweight is stored evict-first, so that the zero rows
-// (most of a token table) do not push those rows out of L2 before step 4 reads them. So the
-// kernel writes dweight and reads dout once (plus the ids from L2), and no search.
+// dweight is stored evict-first: it is not read again here, and so the zero rows (most of a
+// token table) do not push out of L2 the dout rows step 4 is reading. So the kernel writes
+// dweight and reads dout once (plus the ids from L2), and no search.
 //
 // Earlier designs, at GPT-2's shapes on an H200: a chunk sort and a slice-by-slice merge in two
 // kernels, 0.046 ms for the token table and 0.0129 ms for the position table; then this kernel
@@ -34,7 +32,11 @@
 // 0.043 and 0.0098 ms (Nsight: ~130 instructions an item, each a long dependent chain); then
 // runs by a counting sort and a ring of loads a warp that tracked items, runs and rows at every
 // load, 0.0353 and 0.0116 ms (Nsight, position table: ~67 instructions a 16-byte load, and dout
-// read only after the sort).
+// read only after the sort); then this kernel, 0.0298-0.0305 and 0.0115-0.0134 ms (a variant
+// that prefetched each hit's dout row to L2 in step 1 was slower: 0.0305 / 0.0133 ms against
+// 0.0298 / 0.0115 without; plain stores instead of evict-first: 0.0330 ms for the token table).
+// The position table (every row hit 16 times, 8 rows a block) stays latency-bound: its blocks
+// spend the scan and sort before their first load.
 //
 // A block holds the positions of kSegmentIds ids at most (shared memory), so longer id lists are
 // cut into segments, one launch each, in position order: the sums in between stay fp32 in the
@@ -86,14 +88,6 @@ constexpr int kSortWarps = 8;
 // Dout packs a warp has in flight in step 4 (16 bytes a lane each): the most that fits in 64
 // registers without spilling. A divisor of 32, a window's entries.
 constexpr int kLoadsInFlight = 8;
-// Step 1 asks L2 for the dout row of every hit it counts (and, in a later segment, for its row's
-// sum so far), so that the reads start while the block still scans and sorts (steps 2 and 3);
-// step 4 then finds them in L2 or on their way. Only where rows are whole 16-byte packs (a bulk
-// prefetch's unit).
-constexpr bool kPrefetchHitRows = true;
-// dweight's packs are stored evict-first (it is not read again here), so that the zero rows do
-// not push the prefetched rows of dout out of L2.
-constexpr bool kStreamDweight = true;
 
 // Elements per pack: 16 bytes when every row starts on a 16-byte boundary of both arrays,
 // else one (a view of a weight may start anywhere; odd widths break the rows' alignment).
@@ -173,22 +167,12 @@ __device__ __forceinline__ void add_pack(float (&acc)[8], const Pack<__nv_bfloat
   }
 }
 
-// Asks L2 for `bytes` (a multiple of 16) from p (16-byte aligned) on: one bulk prefetch on
-// Hopper, a prefetch a 128-byte line before it. Nothing waits for it.
-__device__ __forceinline__ void prefetch_to_l2(const void* p, int bytes) {
-#if __CUDA_ARCH__ >= 900
-  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p), "r"(bytes) : "memory");
-#else
-  for (int at = 0; at < bytes; at += 128)
-    asm volatile("prefetch.global.L2 [%0];" ::"l"(static_cast<const char*>(p) + at));
-#endif
-}
-
-// A pack of dweight, evict-first where kStreamDweight (GPT-2's token table: 77 MB, 56 MB of them
-// zero rows, stored while the 25 MB of prefetched dout rows wait in L2 for step 4).
+// A pack of dweight, stored evict-first when it is 16 bytes: dweight is not read again here
+// (GPT-2's token table: 77 MB, 56 MB of them zero rows, stored while step 4 reads the 25 MB of
+// dout rows, which should stay in L2).
 template <class P>
 __device__ __forceinline__ void store_dweight(P* p, const P& v) {
-  if constexpr (kStreamDweight && sizeof(P) == 16)
+  if constexpr (sizeof(P) == 16)
     __stcs(reinterpret_cast<int4*>(p), reinterpret_cast<const int4&>(v));
   else
     *p = v;
@@ -493,15 +477,6 @@ __global__ void __launch_bounds__(kBackwardThreads, kBackwardBlocksPerSm)
     mine |= static_cast<unsigned>(static_cast<unsigned>(id[k]) - static_cast<unsigned>(first_row) <
                                   static_cast<unsigned>(rows))
             << k;
-  if (kPrefetchHitRows && sizeof(P) == kPackBytes && mine != 0) {
-#pragma unroll
-    for (int k = 0; k < kIdsPerLane; ++k) {
-      if ((mine >> k & 1u) == 0) continue;
-      prefetch_to_l2(segment_dout + int64_t{begin + k} * packs_per_row, packs_per_row * kPackBytes);
-      if (seg.accumulate)  // and the row's sum so far, which step 4 starts from
-        prefetch_to_l2(sums + (id[k] - first_row) * packs_per_row, packs_per_row * static_cast<int>(sizeof(F)));
-    }
-  }
   __syncthreads();
   if (mine != 0) {
 #pragma unroll
