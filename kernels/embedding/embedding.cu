@@ -8,24 +8,37 @@
 // position order, exactly as the CPU reference does (in f32, the same bits), and the rows no id
 // hits are written as zeros in the same pass (no memset first).
 //
-// One kernel, no sort. Block b owns a range of rows of dweight (the vocabulary over one block
-// a multiprocessor: 381 of GPT-2's 50257 rows on an H200). It first reads all the ids (16K ids
-// are 64 KB, read from L2 by every block) and keeps, in shared memory and in position order,
-// the entries (row in the block, position) of those that fall in its rows, and how many hit
-// each row: each thread takes 16 consecutive positions, and a scan over the lanes and the warps
-// gives it where its entries go. Then its warps take the block's (row, group of 32 packs)
-// items, one 16-byte pack a lane: a row no id hits is a store of zeros; a row that is hit finds
-// its positions by ballots over the entries, in position order, and sums their dout rows, a few
-// loads issued before the additions, which stay in order. So the kernel is one pass that writes
-// dweight and reads dout once (plus the ids from L2).
+// One kernel. Block b owns a range of rows of dweight (the vocabulary over one block a
+// multiprocessor: 381 of GPT-2's 50257 rows on an H200). It reads all the segment's ids (16K ids
+// are 64 KB, from L2 by every block), counts the hits of each of its rows in shared memory, and
+// then, since only a third of its rows are hit, writes the others with nothing but stores while
+// it builds, from a scan of the counts, the list of hit rows and each one's run of positions
+// (a counting sort in shared memory; the atomics leave a run's order arbitrary, so runs of two
+// or more positions are sorted, by rank in a warp or through a bitmap when longer than a warp).
+// Last, the hit rows' sums: items are (hit row, group of 32 packs), one 16-byte pack a lane, and
+// warp w walks the positions of its items w, w + 32, ... as one stream of dout loads,
+// kLoadsInFlight in flight across items. The stream is taken 32 entries at a time into a window
+// spread over the lanes (entry e's offsets in lane e, the items' first and last entries as bits
+// of two masks), so a load costs a shuffle, an address and a bit test, and every item's positions
+// are added in order.
 //
-// An earlier design sorted chunks of ids in one kernel and merged them slice by slice in a
-// second; at GPT-2's shapes on an H200 it took 0.046 ms for the token table and 0.0129 ms for
-// the position table, this one 0.043 and 0.0098 ms. Both are well short of the bandwidth bound
-// (Nsight: ~39 us for the token table's kernel with DRAM ~40% busy and no pipeline saturated);
-// where the rest goes is not yet known.
+// dweight is stored evict-first: it is not read again here, and so the zero rows (most of a
+// token table) do not push out of L2 the dout rows step 4 is reading. So the kernel writes
+// dweight and reads dout once (plus the ids from L2), and no search.
 //
-// A block holds the entries of kSegmentIds ids at most (shared memory), so longer id lists are
+// Earlier designs, at GPT-2's shapes on an H200: a chunk sort and a slice-by-slice merge in two
+// kernels, 0.046 ms for the token table and 0.0129 ms for the position table; then this kernel
+// with the hits in position order and every row an item that found its positions by ballots,
+// 0.043 and 0.0098 ms (Nsight: ~130 instructions an item, each a long dependent chain); then
+// runs by a counting sort and a ring of loads a warp that tracked items, runs and rows at every
+// load, 0.0353 and 0.0116 ms (Nsight, position table: ~67 instructions a 16-byte load, and dout
+// read only after the sort); then this kernel, 0.0298-0.0305 and 0.0115-0.0134 ms (a variant
+// that prefetched each hit's dout row to L2 in step 1 was slower: 0.0305 / 0.0133 ms against
+// 0.0298 / 0.0115 without; plain stores instead of evict-first: 0.0330 ms for the token table).
+// The position table (every row hit 16 times, 8 rows a block) stays latency-bound: its blocks
+// spend the scan and sort before their first load.
+//
+// A block holds the positions of kSegmentIds ids at most (shared memory), so longer id lists are
 // cut into segments, one launch each, in position order: the sums in between stay fp32 in the
 // workspace ([vocab, channels]), so every row is still added in position order and rounded
 // once. A row that many positions hit (a frequent token) is summed by one warp a group of
@@ -59,18 +72,22 @@ constexpr int kBackwardBlocksPerSm = 1;
 // segment: 16384, GPT-2's 16 x 1024 tokens in one launch.
 constexpr int kIdsPerLane = 16;
 constexpr int kSegmentIds = kIdsPerLane * kBackwardThreads;
-// An entry is (row in the block) << 16 | (position in the segment), one 32-bit word.
-constexpr int kEntryShift = 16;
-constexpr uint32_t kNoEntry = 0xffffffffu;  // matches no row: its row field is 65535
-static_assert(kSegmentIds <= (1 << kEntryShift), "a position in the segment must fit 16 bits");
-// Rows a block owns at most (their hit counts are in shared memory, beside the entries).
+// A position in the segment is 16 bits (runs hold them as uint16_t), and so is a row in the
+// block (the high half of a hit-row word); the counts' scan adds both in one 32-bit word.
+static_assert(kSegmentIds < (1 << 16), "a position in the segment, and their count, must fit 16 bits");
+// Rows a block owns at most (a word each in shared memory, beside the runs).
 constexpr int kMaxBlockRows = 4096;
-static_assert(kMaxBlockRows < (1 << kEntryShift) - 1, "a row in the block must fit 16 bits, below kNoEntry's");
-// Dout loads a warp issues before it adds them (a row's positions after its first): 4 x 16
-// bytes a lane. With kChunkItems below, the most that fits in 64 registers without spilling.
-constexpr int kLoadsInFlight = 4;
-// Items a warp takes at once in step 2, their first positions' loads issued together.
-constexpr int kChunkItems = 2;
+// Rows a thread scans (kScanRows consecutive rows' counts, one 16-byte load).
+constexpr int kScanRows = 4;
+static_assert(kMaxBlockRows <= kScanRows * kBackwardThreads && kMaxBlockRows <= (1 << 16),
+              "one scan covers a block's rows, and a row in the block fits 16 bits");
+// Runs longer than a warp are sorted through a bitmap of the segment's positions, one each for
+// the first kSortWarps warps (2 KB each): such runs are few (a frequent token's row).
+constexpr int kBitmapWords = kSegmentIds / 32;
+constexpr int kSortWarps = 8;
+// Dout packs a warp has in flight in step 4 (16 bytes a lane each): the most that fits in 64
+// registers without spilling. A divisor of 32, a window's entries.
+constexpr int kLoadsInFlight = 8;
 
 // Elements per pack: 16 bytes when every row starts on a 16-byte boundary of both arrays,
 // else one (a view of a weight may start anywhere; odd widths break the rows' alignment).
@@ -150,6 +167,29 @@ __device__ __forceinline__ void add_pack(float (&acc)[8], const Pack<__nv_bfloat
   }
 }
 
+// A pack of dweight, stored evict-first when it is 16 bytes: dweight is not read again here
+// (GPT-2's token table: 77 MB, 56 MB of them zero rows, stored while step 4 reads the 25 MB of
+// dout rows, which should stay in L2).
+template <class P>
+__device__ __forceinline__ void store_dweight(P* p, const P& v) {
+  if constexpr (sizeof(P) == 16)
+    __stcs(reinterpret_cast<int4*>(p), reinterpret_cast<const int4&>(v));
+  else
+    *p = v;
+}
+
+constexpr unsigned kFullMask = 0xffffffffu;  // all lanes of a warp
+
+__device__ __forceinline__ unsigned warp_inclusive_sum(unsigned v) {
+  const int lane = threadIdx.x % 32;
+#pragma unroll
+  for (int offset = 1; offset < 32; offset <<= 1) {
+    const unsigned below = __shfl_up_sync(kFullMask, v, offset);
+    if (lane >= offset) v += below;
+  }
+  return v;
+}
+
 // A lane's kIdsPerLane consecutive ids of the segment, from `begin` on (-1 past its end):
 // four 16-byte loads where they are aligned and whole.
 __device__ __forceinline__ void load_lane_ids(int (&id)[kIdsPerLane], const int32_t* __restrict__ segment_ids,
@@ -167,174 +207,357 @@ __device__ __forceinline__ void load_lane_ids(int (&id)[kIdsPerLane], const int3
   }
 }
 
-// Step 1 of a block: the segment's ids that fall in the block's rows [first_row, first_row +
-// rows), as entries in position order, their number (returned), and each row's count in hits.
-// Thread t reads ids [t, t + 1) * kIdsPerLane, all loads in flight at once, and finds its hits
-// with one unsigned compare each (ids below first_row, and negative ones, wrap past rows);
-// a scan over the warp's lanes and a barrier over the warps give each thread the number of
-// entries before its own, where it writes them, in order.
-__device__ __forceinline__ int collect_entries(uint32_t* entries, int* hits, int* warp_counts,
-                                               const int32_t* __restrict__ ids, const Segment& seg, int first_row,
-                                               int rows) {
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, begin = threadIdx.x * kIdsPerLane;
+// A block's dynamic shared memory, in 16-byte aligned pieces: the segment's positions that hit
+// the block's rows, grouped by row (a run a row, in position order once sorted); kSortWarps
+// bitmaps of the segment's positions (to sort runs longer than a warp); a word a row (its hit
+// count, then where its next position goes); and the list of the hit rows, each row << 16 | the
+// start of its run, then the end of the last run.
+struct SharedLayout {
+  static constexpr size_t kBitmaps = kSegmentIds * sizeof(uint16_t);
+  static constexpr size_t kRowWords = kBitmaps + kSortWarps * kBitmapWords * sizeof(uint32_t);
+  int padded_rows;  // rows_per_block rounded up to kScanRows: the row words are scanned as int4
+  __host__ __device__ explicit SharedLayout(int rows_per_block)
+      : padded_rows((rows_per_block + kScanRows - 1) / kScanRows * kScanRows) {}
+  __host__ __device__ size_t hit_rows() const { return kRowWords + padded_rows * sizeof(int); }
+  __host__ __device__ size_t bytes() const { return hit_rows() + (padded_rows + 1) * sizeof(uint32_t); }
+};
+
+// The zero rows: warp w takes rows w, w + 32, ... of the block and calls store(pack) on every
+// pack of those no id hits, `pack` counted from the block's first (32-bit: the host checks that
+// the block's rows fit). Nothing but stores, so the warps issue them back to back.
+template <class Store>
+__device__ __forceinline__ void for_zero_rows(const int* counts, int rows, int packs_per_row, Store store) {
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, row_step = kBackwardWarps * packs_per_row;
+  for (int r = warp, row = warp * packs_per_row; r < rows; r += kBackwardWarps, row += row_step) {
+    if (counts[r] != 0) continue;  // the whole warp
+    for (int pack = row + lane, end = row + packs_per_row; pack < end; pack += kWarpPacks) store(pack);
+  }
+}
+
+// Sorts the runs of 2..32 positions, one a warp at a time: a lane's rank is how many of the
+// run's positions are below its own, and it writes its position there.
+__device__ __forceinline__ void sort_short_runs(uint16_t* runs, const uint32_t* hit_rows, int hit_count) {
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  for (int h = warp; h < hit_count; h += kBackwardWarps) {
+    const int start = hit_rows[h] & 0xffffu, count = (hit_rows[h + 1] & 0xffffu) - start;
+    if (count < 2 || count > kWarpPacks) continue;  // the whole warp
+    const int position = lane < count ? runs[start + lane] : 0xffff;
+    int rank = 0;
+    for (int other = 0; other < count; ++other) rank += __shfl_sync(kFullMask, position, other) < position;
+    if (lane < count) runs[start + rank] = static_cast<uint16_t>(position);
+  }
+}
+
+// Sorts the runs longer than a warp, with warp w's bitmap (zero before and after): set a bit a
+// position, then lane l reads the bits of positions [l, l + 1) * 512 and writes their positions
+// in order after those of the lanes below it.
+__device__ __forceinline__ void sort_long_runs(uint16_t* runs, uint32_t* bitmaps, const uint32_t* hit_rows,
+                                               int hit_count) {
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  constexpr int kLaneWords = kBitmapWords / 32;
+  uint32_t* bits = bitmaps + warp * kBitmapWords;
+  uint4* lane_bits = reinterpret_cast<uint4*>(bits + lane * kLaneWords);
+  for (int h = warp; h < hit_count; h += kSortWarps) {
+    const int start = hit_rows[h] & 0xffffu, count = (hit_rows[h + 1] & 0xffffu) - start;
+    if (count <= kWarpPacks) continue;  // the whole warp
+    for (int i = lane; i < count; i += 32) {
+      const int position = runs[start + i];
+      atomicOr(&bits[position / 32], 1u << position % 32);
+    }
+    __syncwarp();
+    uint32_t word[kLaneWords];
+    int mine = 0;
+#pragma unroll
+    for (int q = 0; q < kLaneWords / 4; ++q) {
+      const uint4 four = lane_bits[q];
+      word[4 * q] = four.x, word[4 * q + 1] = four.y, word[4 * q + 2] = four.z, word[4 * q + 3] = four.w;
+      lane_bits[q] = uint4{0, 0, 0, 0};
+    }
+#pragma unroll
+    for (int q = 0; q < kLaneWords; ++q) mine += __popc(word[q]);
+    int at = start + static_cast<int>(warp_inclusive_sum(mine)) - mine;
+#pragma unroll
+    for (int q = 0; q < kLaneWords; ++q)
+      for (uint32_t w = word[q]; w != 0; w &= w - 1)
+        runs[at++] = static_cast<uint16_t>((lane * kLaneWords + q) * 32 + __ffs(w) - 1);
+    __syncwarp();  // the bitmap is clear again before the next run sets bits
+  }
+}
+
+// ---- step 4: the hit rows' sums, one stream of loads a warp ---------------------------------
+//
+// Item (h, g) is hit row h, packs [g, g + 1) * 32 of it, one a lane; warp w takes items w,
+// w + 32, ... of the row-major order (h * groups + g), and their positions, item after item, make
+// one stream of dout loads. A window is the stream's next 32 entries (fewer where it ends), entry
+// e held by lane e as two offsets and a bit in two masks, so the loop over them costs a shuffle,
+// an address and a bit test a load; the bookkeeping of items, runs and hit rows is paid once a
+// window, by all lanes at once.
+//
+// Only a row's last group can be partial (packs_per_row not a multiple of 32): its items carry
+// kPartialGroup, bit 31 of their offsets (which the launcher keeps below 2^31, so adding the flag
+// is setting it), and in them only lanes below packs_per_row % 32 load, add and store.
+constexpr int kPartialGroup = INT_MIN;
+static_assert(32 % kLoadsInFlight == 0, "the ring's loads divide a window");
+
+struct StreamWindow {
+  int source;       // lane e: entry e's load, in packs from the segment's first position (each lane
+                    // adds its own): position * packs_per_row + g * 32 (| kPartialGroup)
+  int target;       // lane e: its item's sum, in packs from the block's first row (each lane adds
+                    // its own): row * packs_per_row + g * 32 (| kPartialGroup)
+  unsigned firsts;  // bit e: entry e is its item's first position
+  unsigned lasts;   // bit e: entry e is its item's last (the sum is complete)
+  int count;        // entries: 32, or fewer where the stream ends
+};
+
+// The warp's place in its stream: its next item (the warp's item-th: w + 32 item) and how many of
+// that item's positions earlier windows took.
+struct StreamCursor {
+  int item = 0, taken = 0;
+};
+
+// The next window of the warp's stream, and the cursor moved past it. Lane l reads the warp's
+// l-th next item (its hit row's word and the next's); a scan of their lengths places each item's
+// entries [first, end) in the window, and entry e's item is the last one to start at or before e.
+__device__ __forceinline__ StreamWindow next_window(StreamCursor& cursor, const uint16_t* runs,
+                                                    const uint32_t* hit_rows, int hit_count, int packs_per_row,
+                                                    int groups) {
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const int item = warp + kBackwardWarps * (cursor.item + lane), h = item / groups, g = item - h * groups;
+  int begin = 0, length = 0, group_pack = 0, target = 0;
+  if (h < hit_count) {
+    const uint32_t word = hit_rows[h];
+    begin = static_cast<int>(word & 0xffffu);
+    length = static_cast<int>(hit_rows[h + 1] & 0xffffu) - begin;
+    group_pack = g * kWarpPacks + (g == groups - 1 && packs_per_row % kWarpPacks != 0 ? kPartialGroup : 0);
+    target = static_cast<int>(word >> 16) * packs_per_row + group_pack;
+  }
+  if (lane == 0) begin += cursor.taken, length -= cursor.taken;
+  const int end = static_cast<int>(warp_inclusive_sum(static_cast<unsigned>(length))), first = end - length;
+  const unsigned firsts = __reduce_or_sync(kFullMask, length > 0 && first < 32 ? 1u << first : 0u);
+  const unsigned lasts = __reduce_or_sync(kFullMask, length > 0 && end <= 32 ? 1u << (end - 1) : 0u);
+  StreamWindow w;
+  // The entries by a reduction rather than a shuffle of the scan's last lane: the compiler then
+  // sees that the count (like the masks) is one value for the warp and keeps it in a uniform
+  // register (with a shuffle, step 4 spilled).
+  w.count = min(static_cast<int>(__reduce_add_sync(kFullMask, static_cast<unsigned>(length))), 32);
+  w.firsts = cursor.taken == 0 ? firsts : firsts & ~1u;  // entry 0 may continue an item
+  w.lasts = lasts;
+  const int t = __popc(firsts & (kFullMask >> (31 - lane))) - 1;  // entry `lane`'s item
+  const int run_at = __shfl_sync(kFullMask, begin - first, t) + lane;
+  const int position = lane < w.count ? runs[run_at] : 0;
+  w.source = position * packs_per_row + __shfl_sync(kFullMask, group_pack, t);
+  w.target = __shfl_sync(kFullMask, target, t);
+  // Items that start in the window: all done, or the last one goes on into the next window.
+  const int started = __popc(firsts);
+  if (w.count == 0 || lasts >> (w.count - 1) & 1u) {
+    cursor.item += started, cursor.taken = 0;
+  } else {
+    cursor.taken = (started == 1 ? cursor.taken : 0) + w.count - (31 - __clz(firsts));
+    cursor.item += started - 1;
+  }
+  return w;
+}
+
+// Step 4 (see the kernel): the block's hit rows. kLoadsInFlight dout packs are in flight in a
+// ring: as the oldest is added, the load kLoadsInFlight entries on is issued, in this window or
+// (for the last slots) the next, so the stream never drains between windows. Each item's
+// entries are added in stream order, so every sum is in position order. `out` and `sums` start
+// at the block's first row, `segment_dout` at the segment's first position. kAccumulate: start
+// each sum from `sums`, the earlier segments'; kToPartial: leave it there, in fp32, for a later
+// segment.
+template <bool kAccumulate, bool kToPartial, int kPack, class T>
+__device__ __forceinline__ void sum_hit_rows(Pack<T, kPack>* out, Pack<float, kPack>* sums,
+                                             const Pack<T, kPack>* __restrict__ segment_dout, const uint16_t* runs,
+                                             const uint32_t* hit_rows, int hit_count, int packs_per_row, int groups) {
+  using P = Pack<T, kPack>;
+  using F = Pack<float, kPack>;
+  const int lane = threadIdx.x % 32;
+  const bool in_partial_group = lane < packs_per_row % kWarpPacks;
+  auto in_row = [&](int offset) { return offset >= 0 || in_partial_group; };
+  float acc[kPack] = {};
+  // Loads entry e of a window whose sources are `sources` and that has `count` entries.
+  auto issue = [&](P& slot, int sources, int count, int e) {
+    if (e >= count) return;
+    const int source = __shfl_sync(kFullMask, sources, e);
+    if (in_row(source)) slot = segment_dout[(source & INT_MAX) + lane];
+  };
+  auto consume = [&](const P& slot, const StreamWindow& w, int e) {
+    if (kAccumulate && (w.firsts >> e & 1u)) {
+      const int target = __shfl_sync(kFullMask, w.target, e);
+      if (in_row(target)) {
+        const F start = sums[(target & INT_MAX) + lane];
+#pragma unroll
+        for (int j = 0; j < kPack; ++j) acc[j] = start.v[j];
+      }
+    }
+    add_pack(acc, slot);
+    if ((w.lasts >> e & 1u) == 0) return;
+    const int target = __shfl_sync(kFullMask, w.target, e);
+    if (in_row(target)) {
+      if (kToPartial) {
+        F s;
+#pragma unroll
+        for (int j = 0; j < kPack; ++j) s.v[j] = acc[j];
+        sums[(target & INT_MAX) + lane] = s;
+      } else {
+        P result;
+#pragma unroll
+        for (int j = 0; j < kPack; ++j) result.v[j] = from_float<T>(acc[j]);
+        store_dweight(out + (target & INT_MAX) + lane, result);
+      }
+    }
+#pragma unroll
+    for (int j = 0; j < kPack; ++j) acc[j] = 0.0f;
+  };
+
+  StreamCursor cursor;
+  StreamWindow current = next_window(cursor, runs, hit_rows, hit_count, packs_per_row, groups);
+  P ring[kLoadsInFlight] = {};
+#pragma unroll
+  for (int u = 0; u < kLoadsInFlight; ++u) issue(ring[u], current.source, current.count, u);
+  while (current.count > 0) {
+    StreamWindow next{0, 0, 0u, 0u, 0};
+    for (int base = 0; base < current.count; base += kLoadsInFlight) {
+      // The window's last kLoadsInFlight slots are refilled from the next window, read once the
+      // first of them is free (fewer registers held while it is built).
+      const bool crossing = base + kLoadsInFlight == 32;
+#pragma unroll
+      for (int u = 0; u < kLoadsInFlight; ++u) {
+        if (base + u >= current.count) break;
+        consume(ring[u], current, base + u);
+        if (u == 0 && crossing && current.count == 32)
+          next = next_window(cursor, runs, hit_rows, hit_count, packs_per_row, groups);
+        if (crossing)
+          issue(ring[u], next.source, next.count, u);
+        else
+          issue(ring[u], current.source, current.count, base + kLoadsInFlight + u);
+      }
+    }
+    current = next;
+  }
+}
+
+// Block b owns rows [b, b + 1) * rows_per_block (see the top for the steps). The block's
+// barriers are all at its top level, under conditions the whole block shares.
+template <int kPack, class T>
+__global__ void __launch_bounds__(kBackwardThreads, kBackwardBlocksPerSm)
+    embedding_backward_kernel(T* dweight, float* partial, const int32_t* __restrict__ ids, const T* __restrict__ dout,
+                              int vocab, int rows_per_block, int packs_per_row, int groups, Segment seg) {
+  using P = Pack<T, kPack>;
+  using F = Pack<float, kPack>;
+  extern __shared__ uint4 shared_memory[];
+  __shared__ unsigned warp_sums[kBackwardWarps];
+  __shared__ int has_long_run;
+  const SharedLayout layout(rows_per_block);
+  auto* bytes = reinterpret_cast<unsigned char*>(shared_memory);
+  auto* runs = reinterpret_cast<uint16_t*>(bytes);
+  auto* bitmaps = reinterpret_cast<uint32_t*>(bytes + SharedLayout::kBitmaps);
+  auto* counts = reinterpret_cast<int*>(bytes + SharedLayout::kRowWords);
+  auto* hit_rows = reinterpret_cast<uint32_t*>(bytes + layout.hit_rows());
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const int first_row = blockIdx.x * rows_per_block, rows = min(rows_per_block, vocab - first_row);
+  const int64_t block_pack = int64_t{first_row} * packs_per_row;
+  P* out = reinterpret_cast<P*>(dweight) + block_pack;
+  F* sums = partial != nullptr ? reinterpret_cast<F*>(partial) + block_pack : nullptr;
+  const P* segment_dout = reinterpret_cast<const P*>(dout) + seg.first * packs_per_row;
+
+  // Step 1: each thread reads kIdsPerLane consecutive ids (all loads in flight at once), picks
+  // those in the block's rows (one unsigned compare each: ids below first_row, and negative
+  // ones, wrap past rows), asks L2 for their rows of dout, and counts them in their rows' words.
+  const int begin = threadIdx.x * kIdsPerLane;
   int id[kIdsPerLane];
   load_lane_ids(id, ids + seg.first, begin, seg.count);
+  if (threadIdx.x < layout.padded_rows / kScanRows) reinterpret_cast<int4*>(counts)[threadIdx.x] = int4{0, 0, 0, 0};
+  for (int i = threadIdx.x; i < kSortWarps * kBitmapWords / 4; i += kBackwardThreads)
+    reinterpret_cast<uint4*>(bitmaps)[i] = uint4{0, 0, 0, 0};
+  if (threadIdx.x == 0) has_long_run = 0;
   unsigned mine = 0;  // bit k: id k is in the block's rows
 #pragma unroll
   for (int k = 0; k < kIdsPerLane; ++k)
     mine |= static_cast<unsigned>(static_cast<unsigned>(id[k]) - static_cast<unsigned>(first_row) <
                                   static_cast<unsigned>(rows))
             << k;
-  const int count = __popc(mine);
-  int inclusive = count;  // over the warp's lanes up to this one
-#pragma unroll
-  for (int offset = 1; offset < 32; offset <<= 1) {
-    const int below = __shfl_up_sync(0xffffffffu, inclusive, offset);
-    if (lane >= offset) inclusive += below;
-  }
-  for (int r = threadIdx.x; r < rows; r += blockDim.x) hits[r] = 0;
-  if (lane == 31) warp_counts[warp] = inclusive;
   __syncthreads();
-  int at = inclusive - count, total = 0;
-  for (int w = 0; w < kBackwardWarps; ++w) {
-    if (w == warp) at += total;
-    total += warp_counts[w];
-  }
   if (mine != 0) {
 #pragma unroll
-    for (int k = 0; k < kIdsPerLane; ++k) {
-      if ((mine >> k & 1u) == 0) continue;
-      const int row = id[k] - first_row;
-      entries[at++] = static_cast<uint32_t>(row) << kEntryShift | static_cast<uint32_t>(begin + k);
-      atomicAdd(&hits[row], 1);  // a count: its order does not matter
-    }
+    for (int k = 0; k < kIdsPerLane; ++k)
+      if (mine >> k & 1u) atomicAdd(&counts[id[k] - first_row], 1);  // a count: the order does not matter
   }
   __syncthreads();
-  return total;
-}
 
-// Step 2's work: item (r, group) is row r of the block's rows, packs [group, group + 1) * 32
-// of it, one a lane. Warp w takes items w, w + kBackwardWarps, ... of the row-major order,
-// stepped by additions (a division an item is a long integer sequence).
-struct Item {
-  int r, group;
-};
-
-struct ItemStep {
-  int groups, group_step;
-  __device__ void advance(Item& item) const {
-    item.r += kBackwardWarps / groups;
-    item.group += group_step;
-    if (item.group >= groups) item.group -= groups, ++item.r;
+  // Step 2: a scan of the counts, kScanRows rows a thread, over positions and hit rows at once
+  // (positions in the low 16 bits, hit rows in the high 16), gives each hit row its run and
+  // its place in the hit-row list. Between the scan's halves the warps write the zero rows:
+  // they need nothing but the counts, and their stores overlap the rest of the steps.
+  const int4 four = threadIdx.x < layout.padded_rows / kScanRows ? reinterpret_cast<const int4*>(counts)[threadIdx.x]
+                                                                 : int4{0, 0, 0, 0};
+  const int count[kScanRows] = {four.x, four.y, four.z, four.w};
+  unsigned scanned = 0;
+#pragma unroll
+  for (int j = 0; j < kScanRows; ++j) scanned += static_cast<unsigned>(count[j]) | (count[j] > 0 ? 1u << 16 : 0u);
+  const unsigned inclusive = warp_inclusive_sum(scanned);
+  if (lane == 31) warp_sums[warp] = inclusive;
+  if (seg.every_row && !seg.accumulate) {
+    if (seg.to_partial)  // the first of several segments
+      for_zero_rows(counts, rows, packs_per_row, [&](int pack) { sums[pack] = F{}; });
+    else  // the only one
+      for_zero_rows(counts, rows, packs_per_row,
+                    [&, zero = zero_pack<P>()](int pack) { store_dweight(out + pack, zero); });
   }
-};
-
-// The position in the segment of row r's first entry (the row has one).
-__device__ __forceinline__ int first_position(const uint32_t* entries, int total, int r) {
-  const int lane = threadIdx.x % 32;
-  for (int base = 0;; base += 32) {
-    const uint32_t entry = base + lane < total ? entries[base + lane] : kNoEntry;
-    const unsigned mine = __ballot_sync(0xffffffffu, entry >> kEntryShift == static_cast<uint32_t>(r));
-    if (mine != 0) return __shfl_sync(0xffffffffu, static_cast<int>(entry & 0xffffu), __ffs(mine) - 1);
+  __syncthreads();
+  const unsigned warp_sum = warp_sums[lane], warps_inclusive = warp_inclusive_sum(warp_sum);
+  // The totals by a reduction: one value for the warp as the compiler sees (a uniform register).
+  const unsigned totals = __reduce_add_sync(kFullMask, warp_sum);
+  const int hit_count = static_cast<int>(totals >> 16), entries = static_cast<int>(totals & 0xffffu);
+  const unsigned before = __shfl_sync(kFullMask, warps_inclusive - warp_sum, warp) + inclusive - scanned;
+  int at = static_cast<int>(before & 0xffffu), hit = static_cast<int>(before >> 16);
+#pragma unroll
+  for (int j = 0; j < kScanRows; ++j) {
+    if (count[j] == 0) continue;
+    const int r = threadIdx.x * kScanRows + j;
+    hit_rows[hit++] = static_cast<uint32_t>(r) << 16 | static_cast<uint32_t>(at);
+    counts[r] = at;  // from here on, where the row's next position goes
+    at += count[j];
+    if (count[j] > kWarpPacks) has_long_run = 1;
   }
-}
+  if (threadIdx.x == 0) hit_rows[hit_count] = static_cast<uint32_t>(entries);
+  __syncthreads();
 
-// Step 2 for one item, whose row's first position's pack (`first`, when the row is hit) is
-// already loaded: a row no id of the segment hits is a store (zeros, or the partial sums
-// rounded); a row that is hit adds `first` and then its other positions' packs, in position
-// order, up to kLoadsInFlight loads issued at once. in_row is false for lanes past the row's end.
-template <int kPack, class T>
-__device__ __forceinline__ void sum_item(T* dweight, float* partial, const T* __restrict__ dout,
-                                         const uint32_t* entries, int total, int r, int row_hits,
-                                         const Pack<T, kPack>& first, int64_t at, int64_t pack, bool in_row,
-                                         int64_t packs_per_row, const Segment& seg) {
-  using P = Pack<T, kPack>;
-  using F = Pack<float, kPack>;
-  if (row_hits == 0 && !seg.every_row) return;  // the whole warp
-  const int lane = threadIdx.x % 32;
-  float acc[kPack];
-  const F start = seg.accumulate && in_row ? reinterpret_cast<const F*>(partial)[at] : F{};
+  // Step 3: each thread puts its hits' positions into their rows' runs. Within a run the
+  // atomics' order is arbitrary, so runs of more than one position are then sorted.
+  if (mine != 0) {
 #pragma unroll
-  for (int j = 0; j < kPack; ++j) acc[j] = start.v[j];
-  if (row_hits > 0 && in_row) add_pack(acc, first);
-
-  // The other positions, 32 entries a ballot, in order (the first match is `first`).
-  bool first_seen = false;
-  for (int base = 0, found = 0; found < row_hits; base += 32) {
-    const uint32_t entry = base + lane < total ? entries[base + lane] : kNoEntry;
-    unsigned mine = __ballot_sync(0xffffffffu, entry >> kEntryShift == static_cast<uint32_t>(r));
-    found += __popc(mine);
-    if (!first_seen && mine != 0) mine &= mine - 1, first_seen = true;
-    while (mine != 0) {
-      P d[kLoadsInFlight];
-      int n = 0;
-#pragma unroll
-      for (int u = 0; u < kLoadsInFlight; ++u) {
-        if (mine == 0) break;  // mine is the same in every lane
-        const int source = __ffs(mine) - 1;
-        mine &= mine - 1;
-        const int position = __shfl_sync(0xffffffffu, static_cast<int>(entry & 0xffffu), source);
-        if (in_row) d[u] = reinterpret_cast<const P*>(dout)[(seg.first + position) * packs_per_row + pack];
-        n = u + 1;
-      }
-#pragma unroll
-      for (int u = 0; u < kLoadsInFlight; ++u)
-        if (u < n && in_row) add_pack(acc, d[u]);
-    }
+    for (int k = 0; k < kIdsPerLane; ++k)
+      if (mine >> k & 1u) runs[atomicAdd(&counts[id[k] - first_row], 1)] = static_cast<uint16_t>(begin + k);
   }
-  if (!in_row) return;
-  if (seg.to_partial) {
-    F sums;
+  __syncthreads();
+  // The last of several segments: its zero rows are the earlier segments' sums, rounded. Done
+  // here, where the ids are no longer held (beside them the loads spill) and nothing is held
+  // across step 4; a row's word is still 0 only if no id hit it (a hit row's is past its run's
+  // start).
+  if (seg.every_row && seg.accumulate)
+    for_zero_rows(counts, rows, packs_per_row, [&](int pack) {
+      const F s = sums[pack];
+      P result;
 #pragma unroll
-    for (int j = 0; j < kPack; ++j) sums.v[j] = acc[j];
-    reinterpret_cast<F*>(partial)[at] = sums;
-  } else {
-    P result;
-#pragma unroll
-    for (int j = 0; j < kPack; ++j) result.v[j] = from_float<T>(acc[j]);
-    reinterpret_cast<P*>(dweight)[at] = result;
+      for (int j = 0; j < kPack; ++j) result.v[j] = from_float<T>(s.v[j]);
+      store_dweight(out + pack, result);
+    });
+  if (entries > hit_count) {  // some run has more than one position
+    sort_short_runs(runs, hit_rows, hit_count);
+    if (has_long_run && warp < kSortWarps) sort_long_runs(runs, bitmaps, hit_rows, hit_count);
+    __syncthreads();
   }
-}
 
-// Block b owns rows [b, b + 1) * rows_per_block (see the top). Dynamic shared memory: the
-// entries (kSegmentIds words), then the block's row hit counts. A warp takes its items
-// kChunkItems at a time and loads the first position of each hit one before it sums any: with
-// uniform ids most hit rows have that one position, so a warp's hit rows are a few round trips
-// to memory, not one each.
-template <int kPack, class T>
-__global__ void __launch_bounds__(kBackwardThreads, kBackwardBlocksPerSm)
-    embedding_backward_kernel(T* dweight, float* partial, const int32_t* __restrict__ ids, const T* __restrict__ dout,
-                              int vocab, int rows_per_block, RowGroups g, Segment seg) {
-  using P = Pack<T, kPack>;
-  extern __shared__ uint32_t shared_words[];
-  __shared__ int warp_counts[kBackwardWarps];
-  uint32_t* entries = shared_words;
-  int* hits = reinterpret_cast<int*>(shared_words + kSegmentIds);
-  const int first_row = blockIdx.x * rows_per_block, rows = min(rows_per_block, vocab - first_row);
-  const int total = collect_entries(entries, hits, warp_counts, ids, seg, first_row, rows);
-
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, groups = static_cast<int>(g.groups_per_row);
-  const ItemStep step{groups, kBackwardWarps % groups};
-  auto pack_of = [&](const Item& item) { return int64_t{item.group} * kWarpPacks + lane; };
-  for (Item next{warp / groups, warp % groups}; next.r < rows;) {
-    const Item chunk_start = next;
-    P first[kChunkItems];
-#pragma unroll
-    for (int k = 0; k < kChunkItems; ++k, step.advance(next)) {
-      if (next.r >= rows || hits[next.r] == 0) continue;  // the whole warp
-      const int position = first_position(entries, total, next.r);
-      if (pack_of(next) < g.packs_per_row)
-        first[k] = reinterpret_cast<const P*>(dout)[(seg.first + position) * g.packs_per_row + pack_of(next)];
-    }
-    Item item = chunk_start;
-#pragma unroll
-    for (int k = 0; k < kChunkItems; ++k, step.advance(item)) {
-      if (item.r >= rows) break;
-      const int64_t pack = pack_of(item), at = (first_row + int64_t{item.r}) * g.packs_per_row + pack;
-      sum_item<kPack>(dweight, partial, dout, entries, total, item.r, hits[item.r], first[k], at, pack,
-                      pack < g.packs_per_row, g.packs_per_row, seg);
-    }
-  }
+  // Step 4: the hit rows' sums.
+  if (!seg.accumulate && !seg.to_partial)  // the only segment
+    sum_hit_rows<false, false>(out, sums, segment_dout, runs, hit_rows, hit_count, packs_per_row, groups);
+  else if (!seg.accumulate)  // the first of several
+    sum_hit_rows<false, true>(out, sums, segment_dout, runs, hit_rows, hit_count, packs_per_row, groups);
+  else if (seg.to_partial)  // one in the middle
+    sum_hit_rows<true, true>(out, sums, segment_dout, runs, hit_rows, hit_count, packs_per_row, groups);
+  else  // the last
+    sum_hit_rows<true, false>(out, sums, segment_dout, runs, hit_rows, hit_count, packs_per_row, groups);
 }
 
 template <int kPack, class T>
@@ -361,19 +584,28 @@ template <int kPack, class T>
 void launch_backward(T* dweight, float* partial, const int32_t* ids, const T* dout, int64_t tokens, int64_t vocab,
                      int64_t channels, cudaStream_t stream) {
   const int rows_per_block = backward_rows_per_block(vocab);
+  const int64_t packs_per_row = channels / kPack;
+  // A block's packs are counted in 32 bits from its first (its zero-row loop steps a warp past
+  // its last row).
+  FT_CHECK((rows_per_block + int64_t{kBackwardWarps}) * packs_per_row <= INT_MAX,
+           "embedding backward: ", rows_per_block, " rows of ", channels, " channels are too many for one block");
+  // Step 4 counts a segment's dout packs in 31 bits (bit 31 flags a partial group).
+  FT_CHECK(int64_t{kSegmentIds} * packs_per_row <= INT_MAX, "embedding backward: rows of ", channels,
+           " channels are too wide");
   const auto blocks = static_cast<int>((vocab + rows_per_block - 1) / rows_per_block);
-  const size_t shared_bytes = kSegmentIds * sizeof(uint32_t) + rows_per_block * sizeof(int);
+  const size_t shared_bytes = SharedLayout(rows_per_block).bytes();
   const auto kernel = embedding_backward_kernel<kPack, cuda_t<T>>;
   FT_CUDA_CHECK(
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared_bytes)));
-  const RowGroups g = row_groups(rows_per_block, channels, kPack);
+  const int groups = static_cast<int>((packs_per_row + kWarpPacks - 1) / kWarpPacks);
   const int64_t segments = segment_count(tokens);
   for (int64_t s = 0; s < segments; ++s) {
     const int64_t first = s * kSegmentIds;
     const Segment seg{first, static_cast<int>(std::min<int64_t>(kSegmentIds, tokens - first)), s > 0, s < segments - 1,
                       s == 0 || s == segments - 1};
     kernel<<<blocks, kBackwardThreads, shared_bytes, stream>>>(device_ptr(dweight), partial, ids, device_ptr(dout),
-                                                               static_cast<int>(vocab), rows_per_block, g, seg);
+                                                               static_cast<int>(vocab), rows_per_block,
+                                                               static_cast<int>(packs_per_row), groups, seg);
     FT_CUDA_CHECK_LAUNCH();
   }
 }
