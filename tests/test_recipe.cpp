@@ -254,15 +254,20 @@ TEST_CASE("checks across keys point at the latest of the keys involved") {
   CHECK(error_of("logging:\n  sample_every: 10\n  sample_prompt: \"\"\n") ==
         "x.yaml:3: logging.sample_prompt: samples need a non-empty prompt");
   CHECK(error_of("optim:\n  steps: 0\n", {"optim.epochs=1"}) == "(no error)");
-  // cudnn takes no document boundaries: the message points at whichever of the two came last.
-  CHECK(error_of("attention: cudnn\ndata:\n  packing: packed\n") ==
+  // cudnn takes flash's head sizes, and no document boundaries: the message points at whichever
+  // of the two keys came last. (The tiny model with one head has heads of 64.)
+  const std::string one_head = "model:\n  n_head: 1\n";
+  CHECK(error_of("attention: cudnn\n") ==
+        "x.yaml:1: attention: the cudnn attention kernel needs a head size of 64 or 128, got model.n_embd / "
+        "model.n_head = 64 / 4 = 16 (or use attention: math)");
+  CHECK(error_of("attention: cudnn\ndata:\n  packing: packed\n" + one_head) ==
         "x.yaml:3: data.packing: the cudnn kernel takes no document boundaries, and data.packing: packed gives its "
         "rows some (use attention: flash or math, or data.packing: concat)");
-  CHECK(error_of("data:\n  packing: padded\n", {"attention=cudnn"}) ==
+  CHECK(error_of("data:\n  packing: padded\n" + one_head, {"attention=cudnn"}) ==
         "--set attention=cudnn: attention: the cudnn kernel takes no document boundaries, and data.packing: padded "
         "gives its rows some (use attention: flash or math, or data.packing: concat)");
-  CHECK(error_of("attention: cudnn\n") == "(no error)");
-  CHECK(error_of("attention: flash\ndata:\n  packing: packed\n") == "(no error)");
+  CHECK(error_of("attention: cudnn\n" + one_head) == "(no error)");
+  CHECK(error_of("attention: flash\ndata:\n  packing: packed\n" + one_head) == "(no error)");
 }
 
 TEST_CASE("recipe_to_yaml writes every key and reads back to the same recipe, exactly") {

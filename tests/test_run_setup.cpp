@@ -25,11 +25,11 @@ std::string device_error(const std::string& yaml) {
 TEST_CASE("resolve_device: the CPU, and errors naming the key for what cannot run") {
   CHECK(resolve_device(parse_recipe("device: cpu\n", "x.yaml")) == Device::cpu());
 #ifdef FLASHTRAIN_HAS_CUDNN
-  CHECK(device_error("device: cpu\nattention: cudnn\n")
+  CHECK(device_error("device: cpu\nattention: cudnn\nmodel: {n_head: 1}\n")
             .find("x.yaml: attention: cudnn needs a GPU and precision bf16 or fp16 (its kernels take 16-bit inputs), "
                   "got precision fp32 on cpu (use attention: math)") != std::string::npos);
 #else
-  CHECK(device_error("device: cpu\nattention: cudnn\n")
+  CHECK(device_error("device: cpu\nattention: cudnn\nmodel: {n_head: 1}\n")
             .find("x.yaml: attention: cudnn is not in this build (cuDNN 9's headers were not found when it was "
                   "configured; use attention: flash or math)") != std::string::npos);
 #endif
