@@ -67,6 +67,11 @@ TEST_CASE("train distilbert: the masked-LM loss falls, validation reports accura
   REQUIRE(accuracy.size() == 2);
   CHECK(std::stod(accuracy.back()) > 0.0);
   CHECK(std::stod(accuracy.back()) <= 1.0);
+  // The baseline: the most frequent masked token's share, a fraction of the masked tokens.
+  const std::vector<std::string> unigram = values(straight + "/metrics.jsonl", "val_unigram_accuracy");
+  REQUIRE(unigram.size() == 2);
+  CHECK(std::stod(unigram.back()) > 0.0);
+  CHECK(std::stod(unigram.back()) < 0.5);
   CHECK(values(straight + "/metrics.jsonl", "val_loss").size() == 2);
 
   // The same run from its step-20 checkpoint, as a run stopped there would continue.

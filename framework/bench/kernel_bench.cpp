@@ -290,6 +290,14 @@ std::vector<KernelRow> bandwidth_rows(const KernelBenchOptions& o) {
           [=] {
             return KernelWork{backward_of(layer_norm(x_of({N, C}, true), x_of({C}, true), x_of({C}, true))), {}};
           }),
+      // One head split of c_attn's [B, T, 3C] output into [B, H, T, D] (the strided gather that
+      // makes a view contiguous): read once, written once.
+      row("split heads copy", str(B, " x ", T, " x 3C -> ", B, " x ", heads, " x ", T, " x ", C / heads), 2 * NC * s,
+          [=] {
+            Tensor qkv = x_of({B, T, 3 * C}, false);
+            Tensor q = transpose(reshape(slice(qkv, 2, 0, C), {B, T, heads, C / heads}), 1, 2);
+            return KernelWork{[=] { q.contiguous(); }, {}};
+          }),
       // Scores read, probabilities written.
       row("softmax fwd", str(B, " x ", heads, " x ", T, " x ", T), 2 * scores * s,
           [=] {

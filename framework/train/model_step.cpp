@@ -1,6 +1,8 @@
 #include "framework/train/model_step.h"
 
+#include <algorithm>
 #include <cmath>
+#include <unordered_map>
 
 #include "data/mlm.h"
 #include "framework/autograd.h"
@@ -98,11 +100,13 @@ class DistilBertStep : public ModelStep {
                            data::kIgnoreTarget);
   }
 
-  // Loss and accuracy of the argmax over the masked positions, both weighted by masked tokens.
+  // Loss and accuracy of the argmax over the masked positions, both weighted by masked tokens,
+  // and the unigram baseline: the accuracy of always predicting the most frequent masked token.
   Metrics validate(data::Loader& loader, int64_t batches) const override {
     NoGradGuard no_grad;
     Generator gen(kValidationMaskSeed);
     double total = 0, correct = 0, count = 0;
+    std::unordered_map<int32_t, int64_t> target_counts;
     for (int64_t i = 0; i < batches; ++i) {
       const data::Batch b = data::mask_tokens(loader.next(), mlm_, gen);
       const int64_t masked = predicted_targets(b);
@@ -110,10 +114,18 @@ class DistilBertStep : public ModelStep {
       const Tensor logits = reshape(model_.mlm_logits(on_device_batch(b)), {-1, model_.config().vocab_size});
       const Tensor labels = reshape(on_device(b.targets, model_.device()), {-1});
       total += cross_entropy(logits, labels, data::kIgnoreTarget).item() * static_cast<double>(masked);
-      correct += static_cast<double>(correct_predictions(logits, b.targets.to_int_vector()));
+      const std::vector<int32_t> targets = b.targets.to_int_vector();
+      correct += static_cast<double>(correct_predictions(logits, targets));
       count += static_cast<double>(masked);
+      for (int32_t t : targets)
+        if (t != data::kIgnoreTarget) ++target_counts[t];
     }
-    return {{"val_loss", count > 0 ? total / count : NAN}, {"val_masked_accuracy", count > 0 ? correct / count : NAN}};
+    int64_t most_frequent = 0;
+    for (const auto& [token, n] : target_counts) most_frequent = std::max(most_frequent, n);
+    const auto share = [&](double x) { return count > 0 ? x / count : NAN; };
+    return {{"val_loss", share(total)},
+            {"val_masked_accuracy", share(correct)},
+            {"val_unigram_accuracy", share(static_cast<double>(most_frequent))}};
   }
 
   std::string sample(const data::Tokenizer&, const LoggingRecipe&, int32_t, Generator&) const override {

@@ -36,7 +36,8 @@ class ModelStep {
   // a generator.
   virtual Tensor loss(const data::Batch& batch, Generator* dropout_gen) = 0;
   // Metrics over the loader's first `batches` batches, without gradients: val_loss and what
-  // else the model reports (val_ppl, val_masked_accuracy).
+  // else the model reports (val_ppl; val_masked_accuracy and
+  // val_unigram_accuracy, the most frequent masked token's share).
   virtual Metrics validate(data::Loader& loader, int64_t batches) const = 0;
   // Generators besides the trainer's that a checkpoint must keep, by name.
   virtual std::map<std::string, Generator*> generators() { return {}; }

@@ -7,6 +7,8 @@
 #include <cuda_fp16.h>
 
 #include <algorithm>
+#include <climits>
+#include <cstdint>
 
 #include "framework/cuda/check.h"
 #include "framework/error.h"
@@ -83,13 +85,18 @@ __global__ void convert_kernel(Dst* dst, const Src* src, int64_t n) {
   for (int64_t i = first_index(); i < n; i += index_stride()) store(dst[i], load(src[i]));
 }
 
-template <class Element>
-__global__ void gather_strided_kernel(Element* dst, const Element* src, StridedLayout layout, int64_t n) {
-  for (int64_t i = first_index(); i < n; i += index_stride()) {
-    int64_t rest = i, offset = 0;
+// dst[i] = src[offset of i in the layout]: the row-major index i is split into one coordinate a
+// dimension, innermost first. Index is uint32_t when every index and offset fits (the launcher
+// checks), since a 64-bit division is a long subroutine and a 32-bit one a few instructions.
+template <class Element, class Index>
+__global__ void gather_strided_kernel(Element* dst, const Element* src, StridedLayout layout, Index n) {
+  const Index step = static_cast<Index>(index_stride());
+  for (Index i = static_cast<Index>(first_index()); i < n; i += step) {
+    Index rest = i, offset = 0;
     for (int d = layout.ndim - 1; d >= 0; --d) {
-      offset += (rest % layout.shape[d]) * layout.strides[d];
-      rest /= layout.shape[d];
+      const Index size = static_cast<Index>(layout.shape[d]);
+      offset += rest % size * static_cast<Index>(layout.strides[d]);
+      rest /= size;
     }
     dst[i] = src[offset];
   }
@@ -136,19 +143,95 @@ void with_bits_type(int bytes, F&& f) {
       return f(uint32_t{});
     case 8:
       return f(uint64_t{});
+    case 16:
+      return f(uint4{});
   }
-  throw Error(str("copy kernels: elements of ", bytes, " bytes are not supported (expected 1, 2, 4 or 8)"));
+  throw Error(str("copy kernels: elements of ", bytes, " bytes are not supported (expected 1, 2, 4, 8 or 16)"));
 }
+
+// ---- strided layouts, made cheap to walk ------------------------------------------------------
+
+// The same view with size-1 dimensions dropped and neighbours merged where one steps over the
+// other exactly (stride[d] == shape[d + 1] * stride[d + 1]): a transposed [B, T, H, D] view of
+// GPT-2's heads becomes 3 dimensions, a slice of whole rows 2, a contiguous view 1.
+StridedLayout simplify(const StridedLayout& in) {
+  StridedLayout out;
+  for (int d = 0; d < in.ndim; ++d) {
+    if (in.shape[d] == 1) continue;
+    if (out.ndim > 0 && out.strides[out.ndim - 1] == in.shape[d] * in.strides[d]) {
+      out.shape[out.ndim - 1] *= in.shape[d];
+      out.strides[out.ndim - 1] = in.strides[d];
+      continue;
+    }
+    out.shape[out.ndim] = in.shape[d];
+    out.strides[out.ndim] = in.strides[d];
+    ++out.ndim;
+  }
+  if (out.ndim == 0) {  // a single element
+    out.ndim = 1;
+    out.shape[0] = 1;
+    out.strides[0] = 1;
+  }
+  return out;
+}
+
+struct WideLayout {
+  StridedLayout layout;  // in units of `bytes`
+  int bytes;
+};
+
+// The layout in elements of up to 16 bytes: when the innermost dimension is contiguous, several
+// elements move as one wide element (8 bf16 values in one 16-byte load), so the index
+// arithmetic and the memory instructions fall by that factor. A width is taken when the
+// innermost size, every other stride and both addresses are whole multiples of it.
+WideLayout widen_elements(const StridedLayout& layout, int elem_bytes, const void* dst, const void* src) {
+  const int inner = layout.ndim - 1;
+  for (int bytes = 16; bytes > elem_bytes; bytes /= 2) {
+    const int64_t factor = bytes / elem_bytes;
+    bool fits = layout.strides[inner] == 1 && layout.shape[inner] % factor == 0 &&
+                reinterpret_cast<uintptr_t>(dst) % bytes == 0 && reinterpret_cast<uintptr_t>(src) % bytes == 0;
+    for (int d = 0; d < inner; ++d) fits = fits && layout.strides[d] % factor == 0;
+    if (!fits) continue;
+    StridedLayout wide = layout;
+    wide.shape[inner] /= factor;
+    for (int d = 0; d < inner; ++d) wide.strides[d] /= factor;
+    return {wide, bytes};
+  }
+  return {layout, elem_bytes};
+}
+
+// The largest element offset the layout reaches, or INT64_MAX where a stride is negative (the
+// 32-bit index then is not used).
+int64_t highest_offset(const StridedLayout& layout) {
+  int64_t offset = 0;
+  for (int d = 0; d < layout.ndim; ++d) {
+    if (layout.strides[d] < 0) return INT64_MAX;
+    offset += (layout.shape[d] - 1) * layout.strides[d];
+  }
+  return offset;
+}
+
+// How far a grid-stride loop's index may run past n before the loop ends (one grid).
+int64_t index_slack() { return kMaxBlocks * kThreads; }
 
 }  // namespace
 
 void gather_strided_cuda(void* dst, const void* src, int elem_bytes, const StridedLayout& layout, int64_t n,
                          cudaStream_t stream) {
   if (n == 0) return;
-  with_bits_type(elem_bytes, [&](auto tag) {
+  const WideLayout wide = widen_elements(simplify(layout), elem_bytes, dst, src);
+  const int64_t last_offset = highest_offset(wide.layout);
+  const int64_t wide_n = n * elem_bytes / wide.bytes;
+  const bool narrow_index = wide_n + index_slack() <= UINT32_MAX && last_offset <= UINT32_MAX;
+  with_bits_type(wide.bytes, [&](auto tag) {
     using Element = decltype(tag);
-    gather_strided_kernel<<<blocks_for(n), kThreads, 0, stream>>>(static_cast<Element*>(dst),
-                                                                  static_cast<const Element*>(src), layout, n);
+    auto* d = static_cast<Element*>(dst);
+    const auto* s = static_cast<const Element*>(src);
+    if (narrow_index)
+      gather_strided_kernel<<<blocks_for(wide_n), kThreads, 0, stream>>>(d, s, wide.layout,
+                                                                         static_cast<uint32_t>(wide_n));
+    else
+      gather_strided_kernel<<<blocks_for(wide_n), kThreads, 0, stream>>>(d, s, wide.layout, wide_n);
   });
   FT_CUDA_CHECK_LAUNCH();
 }
@@ -172,9 +255,12 @@ void convert_cuda(void* dst, DType dst_type, const void* src, DType src_type, in
 
 void fill_cuda(void* dst, int elem_bytes, uint64_t pattern, int64_t n, cudaStream_t stream) {
   if (n == 0) return;
+  FT_CHECK(elem_bytes <= 8, "fill_cuda: elements of ", elem_bytes, " bytes (the pattern holds 8)");
   with_bits_type(elem_bytes, [&](auto tag) {
     using Element = decltype(tag);
-    fill_kernel<<<blocks_for(n), kThreads, 0, stream>>>(static_cast<Element*>(dst), static_cast<Element>(pattern), n);
+    if constexpr (sizeof(Element) <= sizeof(pattern))
+      fill_kernel<<<blocks_for(n), kThreads, 0, stream>>>(static_cast<Element*>(dst), static_cast<Element>(pattern),
+                                                          n);
   });
   FT_CUDA_CHECK_LAUNCH();
 }

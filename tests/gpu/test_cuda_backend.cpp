@@ -582,6 +582,34 @@ TEST_CASE("gathering strided views on the GPU equals the CPU gather") {
   }
 }
 
+TEST_CASE("gathers of attention head views equal the CPU gather, wide elements or not") {
+  // GPT-2's q, k, v: [B, T, 3C] sliced, split into heads and transposed; an inner dimension of
+  // 64 bf16 values moves as 16-byte elements, of 6 as 4-byte ones, and a start 1 element past an
+  // aligned address as single elements.
+  const int64_t b = 2, t = 37, h = 3;
+  for (int64_t d : {64, 6}) {
+    for (int64_t start : {0, 1}) {
+      INFO("head dim ", d, ", start ", start);
+      Tensor cpu = random_tensor({b * t * 3 * h * d + 1}, DType::bf16, 9);
+      Tensor gpu = cpu.to(kGpu);
+      for (int64_t part = 0; part < 3; ++part) {
+        auto view = [&](const Tensor& x) {
+          const Tensor packed = x.as_strided({b, t, 3 * h * d}, {t * 3 * h * d, 3 * h * d, 1}, start);
+          return transpose(reshape(slice(packed, 2, part * h * d, (part + 1) * h * d), {b, t, h, d}), 1, 2);
+        };
+        const Bytes expected = host_bytes(view(cpu).contiguous());
+        const Bytes gathered = host_bytes(view(gpu).contiguous());
+        CHECK_MESSAGE(compare_bits(expected, gathered, DType::bf16).empty(),
+                      compare_bits(expected, gathered, DType::bf16));
+      }
+      // And back: heads-last [B, T, H, D] from [B, H, T, D].
+      Tensor heads = cpu.as_strided({b, h, t, d}, {h * t * d, t * d, d, 1}, start);
+      Tensor heads_gpu = gpu.as_strided({b, h, t, d}, {h * t * d, t * d, d, 1}, start);
+      CHECK(host_bytes(transpose(heads_gpu, 1, 2).contiguous()) == host_bytes(transpose(heads, 1, 2).contiguous()));
+    }
+  }
+}
+
 TEST_CASE("gather_strided handles 8 dimensions and more elements than one grid") {
   // 8 dims, strides permuted and padded.
   const Shape shape = {2, 3, 1, 2, 3, 2, 1, 4};
