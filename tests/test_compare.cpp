@@ -131,7 +131,7 @@ TEST_CASE("run_comparison: a bad --vary fails naming the key before any run fold
   };
   const std::vector<Mistake> mistakes = {
       {{"attentoin=math,flash"}, "--vary attentoin=math,flash: unknown key attentoin (did you mean attention?)"},
-      {{"attention=math,fast"}, "attention: expected one of math, flash, cudnn, got 'fast'"},
+      {{"attention=math,fast"}, "attention: expected one of auto, math, flash, cudnn, got 'fast'"},
       {{"optim.lr=1e-3,-1"}, "optim.lr: expected a number > 0, got '-1'"},
       {{"optim.lr=1e-3,"}, "optim.lr: an empty value in the list"},
       {{"optim.lr"}, "--vary optim.lr: expected key.path=value1,value2"},

@@ -55,7 +55,16 @@ TEST_CASE("resolve_device: the CPU, and errors naming the key for what cannot ru
 }
 
 TEST_CASE("model_config and distilbert_model_config take the recipe's attention kernel") {
-  CHECK(model_config(parse_recipe("model:\n  size: tiny\n", "x.yaml"), 100).attention == AttentionKernel::math);
+  CHECK(model_config(parse_recipe("attention: math\nmodel:\n  size: tiny\n", "x.yaml"), 100).attention ==
+        AttentionKernel::math);
+  // auto, the default: flash in 16-bit precision with heads of 64 or 128, else math.
+  CHECK(parse_recipe("", "x.yaml").attention == "auto");
+  CHECK(model_config(parse_recipe("model:\n  n_head: 1\n", "x.yaml"), 100).attention == AttentionKernel::math);
+  CHECK(model_config(parse_recipe("precision: bf16\nmodel:\n  n_head: 1\n", "x.yaml"), 100).attention ==
+        AttentionKernel::flash);
+  CHECK(model_config(parse_recipe("precision: fp16\nmodel:\n  size: tiny\n", "x.yaml"), 100).attention ==
+        AttentionKernel::math);  // tiny's heads are 16 wide
+  CHECK(resolve_device(parse_recipe("device: cpu\nmodel:\n  n_head: 1\n", "x.yaml")) == Device::cpu());
   CHECK(
       model_config(parse_recipe("attention: flash\nprecision: bf16\nmodel:\n  n_head: 1\n", "x.yaml"), 100).attention ==
       AttentionKernel::flash);

@@ -167,9 +167,9 @@ const std::vector<KeySpec>& schema() {
       KEY(run_dir, of_type(KeyType::path), "the run's folder (metrics, checkpoints); empty: `runs/<name>`"),
       KEY(device, choice({"auto", "cpu", "cuda", "cuda:N"}), "where to train; auto: the first GPU if there is one"),
       KEY(precision, choice({"fp32", "bf16", "fp16"}), "compute precision (the master weights stay fp32)"),
-      KEY(attention, choice({"math", "flash", "cudnn"}),
+      KEY(attention, choice({"auto", "math", "flash", "cudnn"}),
           "the attention kernel; flash (ours) and cudnn (cuDNN's fused attention): on a GPU in bf16 or fp16, head "
-          "size 64 or 128; cudnn with `data.packing: concat` only"),
+          "size 64 or 128; cudnn with `data.packing: concat` only; auto: flash where it can run, else math"),
       KEY(tf32, of_type(KeyType::boolean),
           "fp32 matrix products on a GPU use TF32 tensor cores (about 8x faster, ~1e-3 relative error)"),
       KEY(seed, integer(0), "seeds initialisation, data order and dropout"),
@@ -527,7 +527,8 @@ void check_model(const Reading& reading) {
   require(m.positions != "rotary" || (n_embd / n_head) % 2 == 0, reading,
           {"model.positions", "model.n_embd", "model.n_head", "model.size"},
           str("rotary positions need an even head width, got model.n_embd / model.n_head = ", n_embd / n_head));
-  require(reading.recipe.attention == "math" || flash_attention_takes_head_dim(n_embd / n_head), reading,
+  const std::string& kernel = reading.recipe.attention;
+  require(kernel == "math" || kernel == "auto" || flash_attention_takes_head_dim(n_embd / n_head), reading,
           {"attention", "model.n_embd", "model.n_head", "model.size"},
           str("the ", reading.recipe.attention,
               " attention kernel needs a head size of 64 or 128, got model.n_embd / model.n_head = ", n_embd, " / ",

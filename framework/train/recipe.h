@@ -79,7 +79,7 @@ struct Recipe {
   std::string run_dir;             // empty: runs/<name>
   std::string device = "auto";     // auto | cpu | cuda | cuda:N
   std::string precision = "fp32";  // fp32 | bf16 | fp16
-  std::string attention = "math";  // math | flash | cudnn
+  std::string attention = "auto";  // auto | math | flash | cudnn (auto: flash where it runs, else math)
   bool tf32 = true;                // f32 matmuls on GPUs use TF32 tensor cores
   uint64_t seed = 1;
   bool deterministic = true;

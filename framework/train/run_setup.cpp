@@ -27,8 +27,12 @@ constexpr bool kCudnnBuilt = false;
 
 // The recipe's attention kernel for a model `width` wide in `heads` heads. recipe.cpp checks
 // the fused kernels' head size for the shapes a recipe sets; a pretrained model's config.json is
-// checked here (resolve_device has checked the device and the precision).
+// checked here (resolve_device has checked the device and the precision). auto is flash where
+// flash runs: 16-bit precision (hence a GPU) and a head size its kernels take.
 AttentionKernel attention_kernel(const Recipe& r, int64_t width, int64_t heads) {
+  if (r.attention == "auto")
+    return r.precision != "fp32" && flash_attention_takes_head_dim(width / heads) ? AttentionKernel::flash
+                                                                                  : AttentionKernel::math;
   if (r.attention == "math") return AttentionKernel::math;
   FT_CHECK(flash_attention_takes_head_dim(width / heads), r.source_path, ": attention: ", r.attention,
            " needs a head size of 64 or 128, got ", width, " / ", heads, " = ", width / heads,
@@ -55,7 +59,7 @@ Device resolve_device(const Recipe& r) {
   }
   FT_CHECK(r.precision == "fp32" || device.is_cuda(), r.source_path, ": precision: ", r.precision,
            " needs a GPU (the CPU kernels compute in f32 or f64); use precision: fp32 on ", device.str());
-  FT_CHECK(r.attention == "math" || r.precision != "fp32", r.source_path, ": attention: ", r.attention,
+  FT_CHECK(r.attention == "math" || r.attention == "auto" || r.precision != "fp32", r.source_path, ": attention: ", r.attention,
            " needs a GPU and precision bf16 or fp16 (its kernels take 16-bit inputs), got precision fp32 on ",
            device.str(), " (use attention: math)");
   return device;
