@@ -84,6 +84,11 @@ for precision in fp32 bf16; do
 done
 run_step bench_train_bf16_recompute "$build/flashtrain" bench train --model gpt2-124m --seq 1024 --batch 16 \
   --precision bf16 --device cuda --recompute-gelu
+# Where a step's time goes, kernel by kernel (Nsight Compute), with our flash attention.
+if command -v ncu >/dev/null 2>&1; then
+  run_step step_profile_flash python3 tools/step_profile.py --flashtrain "$build/flashtrain" -- --model gpt2-124m \
+    --seq 1024 --batch 16 --precision bf16 --device cuda --attention flash
+fi
 # Every kernel against its roofline, beside the unfused path it replaces.
 for dtype in bf16 f32; do
   run_step "bench_kernels_$dtype" "$build/flashtrain" bench kernels --dtype $dtype
