@@ -186,7 +186,7 @@ kernels::AttentionStrides strides_of(const Tensor& x) {
 
 // x itself when cuDNN reads it in place (any strides of whole 16-byte rows), else a copy.
 Tensor cudnn_operand(const Tensor& x) {
-  return kernels::cudnn_attention_takes(strides_of(x), x.raw_data()) ? x : x.clone();
+  return kernels::fused_attention_takes(strides_of(x), x.raw_data()) ? x : x.clone();
 }
 
 // A [B, H, T, D] tensor like `like`, laid out as [B, T, H, D] (heads last).

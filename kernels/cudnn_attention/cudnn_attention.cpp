@@ -50,10 +50,9 @@ namespace {
 
 using cudnn::Descriptor;
 
-// The engines' loads and stores are 16-byte vectors: every operand is declared (and checked)
-// 16-byte aligned, and its strides other than the last must keep rows on 16 bytes.
+// The engines' loads and stores are 16-byte vectors: every operand is declared 16-byte aligned
+// (and checked to be, with the strides that keep its rows on 16 bytes: fused_attention_takes).
 constexpr int64_t kAlignment = 16;
-constexpr int64_t kValueBytes = 2;  // bf16 and f16
 // Pieces of the backward's workspace start on this boundary.
 constexpr size_t kWorkspaceAlignment = 256;
 // From this release cuDNN zeroes the backward's dQ accumulator itself (its frontend's rule).
@@ -379,20 +378,14 @@ void check_problem(const CudnnAttentionForward& p, const char* what) {
            s.seq_len, ", ", s.head_dim, "]");
 }
 
-void check_operand(const AttentionStrides& t, const void* data, const char* what, const char* name) {
-  FT_CHECK(cudnn_attention_takes(t, data), what, ": ", name,
-           " needs unit stride along head_dim, other strides positive multiples of ", kAlignment / kValueBytes,
-           " elements and 16-byte aligned data, got strides [", t.batch, ", ", t.heads, ", ", t.seq, ", ", t.dim, "]");
-}
-
 // What both directions check of the forward's operands.
 void check_forward_operands(const CudnnAttentionForward& p, const void* q, const void* k, const void* v,
                             const void* out, const float* lse, const char* what) {
   check_problem(p, what);
-  check_operand(p.q, q, what, "q");
-  check_operand(p.k, k, what, "k");
-  check_operand(p.v, v, what, "v");
-  check_operand(p.out, out, what, "out");
+  check_fused_operand(p.q, q, what, "q");
+  check_fused_operand(p.k, k, what, "k");
+  check_fused_operand(p.v, v, what, "v");
+  check_fused_operand(p.out, out, what, "out");
   FT_CHECK(reinterpret_cast<uintptr_t>(lse) % kAlignment == 0, what, ": lse is not 16-byte aligned");
 }
 
@@ -493,17 +486,6 @@ void execute(const Plan& plan, int device, cudaStream_t stream, const Bindings& 
 
 }  // namespace
 
-AttentionStrides packed_attention_strides(const AttentionShape& s) {
-  return {s.heads * s.seq_len * s.head_dim, s.seq_len * s.head_dim, s.head_dim, 1};
-}
-
-bool cudnn_attention_takes(const AttentionStrides& t, const void* data) {
-  const int64_t unit = kAlignment / kValueBytes;
-  for (int64_t stride : {t.batch, t.heads, t.seq})
-    if (stride <= 0 || stride % unit != 0) return false;  // 0: a broadcast, which the engines do not read
-  return t.dim == 1 && reinterpret_cast<uintptr_t>(data) % kAlignment == 0;
-}
-
 size_t cudnn_attention_forward_workspace(const CudnnAttentionForward& p) {
   check_problem(p, "cudnn_attention_forward");
   return forward_plan(p).engine_workspace;
@@ -532,10 +514,10 @@ void cudnn_attention_backward(const CudnnAttentionBackward& p, float scale, cons
   const char* what = "cudnn_attention_backward";
   const CudnnAttentionForward& f = p.forward;
   check_forward_operands(f, q, k, v, out, lse, what);
-  check_operand(p.d_out, d_out, what, "d_out");
-  check_operand(p.dq, dq, what, "dq");
-  check_operand(p.dk, dk, what, "dk");
-  check_operand(p.dv, dv, what, "dv");
+  check_fused_operand(p.d_out, d_out, what, "d_out");
+  check_fused_operand(p.dq, dq, what, "dq");
+  check_fused_operand(p.dk, dk, what, "dk");
+  check_fused_operand(p.dv, dv, what, "dv");
   const Plan& plan = backward_plan(p);
   const BackwardWorkspace w = backward_workspace(plan, f.shape);
   char* base = static_cast<char*>(workspace);

@@ -21,26 +21,13 @@
 #include <string>
 
 #include "framework/dtype.h"
-#include "kernels/attention/attention_cpu.h"
+#include "kernels/attention/attention_strides.h"
 
 namespace ft::kernels {
 
-// Strides, in elements, of a [batch, heads, seq_len, head_dim] operand; `dim` must be 1.
-struct AttentionStrides {
-  int64_t batch, heads, seq, dim;
-};
-
-// The packed [batch, heads, seq_len, head_dim] strides.
-AttentionStrides packed_attention_strides(const AttentionShape& s);
-
-// Whether cuDNN's engines read (or write) a bf16/f16 operand in place: unit stride along
-// head_dim, the other strides positive multiples of 8 elements (16 bytes), the data 16-byte
-// aligned.
-// The calls below throw for an operand that is not.
-bool cudnn_attention_takes(const AttentionStrides& t, const void* data);
-
 // What a forward plan depends on. dtype: bf16 or f16; head_dim 64 or 128; device: the current
-// CUDA device (plans and handles are per device).
+// CUDA device (plans and handles are per device). Every operand's strides must be ones that
+// fused_attention_takes (attention_strides.h); the calls below throw for one that is not.
 struct CudnnAttentionForward {
   AttentionShape shape;
   DType dtype;
