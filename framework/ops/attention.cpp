@@ -15,11 +15,13 @@
 // refused likewise and for segment ids; it reads q, k, v and the upstream gradient through their
 // strides and writes its results heads-last (see ops.h), so neither side copies.
 #include <cmath>
+#include <type_traits>
 
 #include "framework/autograd.h"
 #include "framework/ops.h"
 #include "framework/ops/checks.h"
 #include "kernels/attention/attention_cpu.h"
+#include "kernels/attention/attention_strides.h"
 #ifdef FLASHTRAIN_HAS_CUDA
 #include "framework/cuda/context.h"
 #include "kernels/flash_attention/flash_attention_cuda.h"
@@ -131,6 +133,17 @@ std::vector<Tensor> attention_backward_cuda(const kernels::AttentionShape& s, do
   return {dq, dk, dv};
 }
 
+kernels::AttentionStrides strides_of(const Tensor& x) {
+  const Shape& s = x.strides();
+  return {s[0], s[1], s[2], s[3]};
+}
+
+// A contiguous tensor as the flash launchers take it (T const for what they read).
+template <class T>
+kernels::FlashOperand<T> flash_operand(const Tensor& x) {
+  return {x.data<std::remove_const_t<T>>(), strides_of(x)};
+}
+
 // f(bfloat16{}) or f(half{}) by the dtype: the flash kernels' two (check_flash_inputs refused others).
 template <class F>
 void dispatch_flash(DType dtype, F&& f) {
@@ -152,9 +165,9 @@ Tensor flash_attention(const Tensor& q, const Tensor& k, const Tensor& v, const 
     cuda::DeviceGuard guard(q.device().index);
     dispatch_flash(q.dtype(), [&](auto tag) {
       using T = decltype(tag);
-      kernels::flash_attention_forward_cuda<T>(shape, mask, static_cast<float>(scale), qc.data<T>(), kc.data<T>(),
-                                               vc.data<T>(), out.data<T>(), lse.data<float>(),
-                                               cuda::context(q.device().index).stream);
+      kernels::flash_attention_forward_cuda<T>(
+          shape, mask, static_cast<float>(scale), flash_operand<const T>(qc), flash_operand<const T>(kc),
+          flash_operand<const T>(vc), flash_operand<T>(out), lse.data<float>(), cuda::context(q.device().index).stream);
     });
   }
   // out is detached: the node holding its own output with the grad_fn would be a cycle.
@@ -169,9 +182,10 @@ Tensor flash_attention(const Tensor& q, const Tensor& k, const Tensor& v, const 
                   dispatch_flash(qc.dtype(), [&](auto tag) {
                     using T = decltype(tag);
                     kernels::flash_attention_backward_cuda<T>(
-                        shape, mask, static_cast<float>(scale), qc.data<T>(), kc.data<T>(), vc.data<T>(), o.data<T>(),
-                        gc.data<T>(), lse.data<float>(), delta.data<float>(), dq.data<T>(), dk.data<T>(), dv.data<T>(),
-                        cuda::context(qc.device().index).stream);
+                        shape, mask, static_cast<float>(scale), flash_operand<const T>(qc), flash_operand<const T>(kc),
+                        flash_operand<const T>(vc), flash_operand<const T>(o), flash_operand<const T>(gc),
+                        lse.data<float>(), delta.data<float>(), flash_operand<T>(dq), flash_operand<T>(dk),
+                        flash_operand<T>(dv), cuda::context(qc.device().index).stream);
                   });
                   return std::vector<Tensor>{dq, dk, dv};
                 });
@@ -179,11 +193,6 @@ Tensor flash_attention(const Tensor& q, const Tensor& k, const Tensor& v, const 
 #endif
 
 #ifdef FLASHTRAIN_HAS_CUDNN
-kernels::AttentionStrides strides_of(const Tensor& x) {
-  const Shape& s = x.strides();
-  return {s[0], s[1], s[2], s[3]};
-}
-
 // x itself when cuDNN reads it in place (any strides of whole 16-byte rows), else a copy.
 Tensor cudnn_operand(const Tensor& x) {
   return kernels::fused_attention_takes(strides_of(x), x.raw_data()) ? x : x.clone();

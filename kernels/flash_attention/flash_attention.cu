@@ -29,6 +29,13 @@
 // per-element test. A query that sees nothing keeps m = -inf: its l is 0, its output 0 and its
 // lse +inf, so the backward's P = 2^(S - lse) is 0 on its row and its gradients are 0.
 //
+// Operands: every [B, H, T, D] tensor (q, k, v, out, dO, dq, dk, dv) is addressed through its own
+// batch, head and token strides, with D contiguous: the block of (batch b, head h) finds its rows
+// at b * batch + h * head, `token` elements apart. So the caller's views are read and written in
+// place (q, k, v side by side in one [B, T, 3C] projection, results heads-last). cp.async and the
+// stores move 16-byte chunks, so the launchers check that every row starts on 16 bytes (pointers
+// and strides). lse and D are [B, H, T] fp32, contiguous.
+//
 // Shared memory rows are padded by 16 bytes (kPad): a row of 64 or 128 values is then 9 or 17
 // 16-byte units long, an odd count, so the 8 rows of an ldmatrix 8x8 matrix start in 8
 // different bank groups. Tile rows past the sequence are zero-filled by cp.async, which keeps
@@ -36,6 +43,7 @@
 #include <cmath>
 #include <cstdint>
 #include <initializer_list>
+#include <type_traits>
 
 #include "framework/cuda/check.h"
 #include "framework/error.h"
@@ -182,26 +190,33 @@ __device__ __forceinline__ void warp_mma_pb(float (&acc)[N / 8][4], const float 
   }
 }
 
-// Starts copying rows [row0, row0 + kRows) of a [seq_len, D] head into a shared tile of row
-// stride kRowStride<D>; rows at or past seq_len become zeros.
+// Starts copying rows [row0, row0 + kRows) of a [seq_len, D] head (rows `token` elements apart in
+// global memory) into a shared tile of row stride kRowStride<D>; rows at or past seq_len become
+// zeros. Each round the block copies kRoundRows whole rows and a thread's chunk moves that many rows
+// down: one pointer step. Computing each round's address apart made ptxas keep one 64-bit product
+// per round of every tile alive across the key loop: on sm_90 the forward at D = 64 took 139
+// registers that way (one block less per SM), 127 this way, 122 when rows were D apart.
 template <int D, int kRows, class T>
-__device__ __forceinline__ void load_tile_async(T* tile, const T* head, int row0, int seq_len) {
-  constexpr int kChunksPerRow = D / kChunk;
-  static_assert(kRows * kChunksPerRow % kThreads == 0, "a tile is whole rounds of the block's threads");
+__device__ __forceinline__ void load_tile_async(T* tile, const T* head, int64_t token, int row0, int seq_len) {
+  constexpr int kChunksPerRow = D / kChunk, kRoundRows = kThreads / kChunksPerRow;
+  static_assert(kRows % kRoundRows == 0, "a tile is whole rounds of the block's threads");
+  const int first = threadIdx.x / kChunksPerRow, col = threadIdx.x % kChunksPerRow * kChunk;
+  const T* src = head + (row0 + first) * token + col;
 #pragma unroll
-  for (int i = 0; i < kRows * kChunksPerRow / kThreads; ++i) {
-    const int c = i * kThreads + threadIdx.x, r = c / kChunksPerRow, col = c % kChunksPerRow * kChunk;
+  for (int i = 0; i < kRows / kRoundRows; ++i, src += kRoundRows * token) {
+    const int r = first + i * kRoundRows;
     const bool valid = row0 + r < seq_len;
-    cp_async_16(tile + r * kRowStride<D> + col, valid ? head + static_cast<int64_t>(row0 + r) * D + col : head, valid);
+    cp_async_16(tile + r * kRowStride<D> + col, valid ? src : head, valid);
   }
 }
 
 // Writes a warp's 16 x D fp32 block times `scale` as T into rows [row0, row0 + 16) of a
-// [seq_len, D] head, those before seq_len. It goes through `staging`, the warp's own 16 rows of a
-// shared tile (no other warp reads them), so that the global stores are 16 bytes wide.
+// [seq_len, D] head (rows `token` elements apart), those before seq_len. It goes through
+// `staging`, the warp's own 16 rows of a shared tile (no other warp reads them), so that the
+// global stores are 16 bytes wide.
 template <class T, int D>
 __device__ __forceinline__ void store_warp_rows(const float (&acc)[D / 8][4], float scale, T* staging, T* head,
-                                                int row0, int seq_len) {
+                                                int64_t token, int row0, int seq_len) {
   constexpr int kChunksPerRow = D / kChunk;
 #pragma unroll
   for (int n = 0; n < D / 8; ++n)
@@ -213,7 +228,7 @@ __device__ __forceinline__ void store_warp_rows(const float (&acc)[D / 8][4], fl
   for (int c = threadIdx.x % kWarp; c < kMmaRows * kChunksPerRow; c += kWarp) {
     const int r = c / kChunksPerRow, col = c % kChunksPerRow * kChunk;
     if (row0 + r < seq_len)
-      *reinterpret_cast<uint4*>(head + static_cast<int64_t>(row0 + r) * D + col) =
+      *reinterpret_cast<uint4*>(head + (row0 + r) * token + col) =
           *reinterpret_cast<const uint4*>(staging + r * kRowStride<D> + col);
   }
 }
@@ -244,10 +259,23 @@ __device__ __forceinline__ int key_tiles_for(bool causal, int q0, int seq_len) {
 
 // ---- kernels ----------------------------------------------------------------------------------
 
+// An operand in global memory: element (b, h, t, d) of the [batch, heads, seq_len, D] tensor is
+// data[b * batch + h * head + t * token + d].
+template <class T>
+struct Heads {
+  T* data;
+  int64_t batch, head, token;
+
+  // The first row of the [seq_len, D] matrix of batch * heads index bh.
+  __device__ __forceinline__ T* rows_of(int64_t bh, int heads) const {
+    return data + bh / heads * batch + bh % heads * head;
+  }
+};
+
 template <class T>
 struct Args {
-  const T *q, *k, *v, *out, *d_out;
-  T *o_write, *dq, *dk, *dv;
+  Heads<const T> q, k, v, out, d_out;
+  Heads<T> o_write, dq, dk, dv;
   float* lse_write;
   const float *lse, *delta;
   const int32_t* segment_ids;  // [batch, seq_len] or null
@@ -272,13 +300,15 @@ __global__ void __launch_bounds__(kThreads) flash_forward_kernel(Args<T> a) {
 
   const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp, seq_len = a.seq_len;
   const int q0 = (gridDim.x - 1 - blockIdx.x) * kQueryTile;  // the longest causal rows start first
-  const int64_t bh = blockIdx.y, head = bh * seq_len * D;
+  const int64_t bh = blockIdx.y;
+  const T* k_head = a.k.rows_of(bh, a.heads);
+  const T* v_head = a.v.rows_of(bh, a.heads);
   const int32_t* segments = a.segment_ids ? a.segment_ids + bh / a.heads * seq_len : nullptr;
   const int key_tiles = key_tiles_for(a.causal, q0, seq_len);
 
-  load_tile_async<D, kQueryTile>(q_tile, a.q + head, q0, seq_len);
-  load_tile_async<D, kKeyTile>(k_tiles, a.k + head, 0, seq_len);
-  load_tile_async<D, kKeyTile>(v_tiles, a.v + head, 0, seq_len);
+  load_tile_async<D, kQueryTile>(q_tile, a.q.rows_of(bh, a.heads), a.q.token, q0, seq_len);
+  load_tile_async<D, kKeyTile>(k_tiles, k_head, a.k.token, 0, seq_len);
+  load_tile_async<D, kKeyTile>(v_tiles, v_head, a.v.token, 0, seq_len);
   cp_async_commit();
   for (int i = threadIdx.x; i < kKeyTile; i += kThreads) key_segments[i] = segment_of(segments, i, seq_len);
 
@@ -296,8 +326,8 @@ __global__ void __launch_bounds__(kThreads) flash_forward_kernel(Args<T> a) {
   for (int j = 0; j < key_tiles; ++j) {
     const int buf = j % 2, k0 = j * kKeyTile;
     if (j + 1 < key_tiles) {  // the next tile goes into the buffer the previous step read
-      load_tile_async<D, kKeyTile>(k_tiles + (buf ^ 1) * kKeyTile * kStride, a.k + head, k0 + kKeyTile, seq_len);
-      load_tile_async<D, kKeyTile>(v_tiles + (buf ^ 1) * kKeyTile * kStride, a.v + head, k0 + kKeyTile, seq_len);
+      load_tile_async<D, kKeyTile>(k_tiles + (buf ^ 1) * kKeyTile * kStride, k_head, a.k.token, k0 + kKeyTile, seq_len);
+      load_tile_async<D, kKeyTile>(v_tiles + (buf ^ 1) * kKeyTile * kStride, v_head, a.v.token, k0 + kKeyTile, seq_len);
       for (int i = threadIdx.x; i < kKeyTile; i += kThreads)
         key_segments[(buf ^ 1) * kKeyTile + i] = segment_of(segments, k0 + kKeyTile + i, seq_len);
     }
@@ -359,20 +389,25 @@ __global__ void __launch_bounds__(kThreads) flash_forward_kernel(Args<T> a) {
     if (lane % 4 == 0 && query[r] < seq_len)
       a.lse_write[bh * seq_len + query[r]] = sum > 0.0f ? row_max[r] * kLn2 + logf(sum) : INFINITY;
   }
-  store_warp_rows<T, D>(o, 1.0f, q_tile + warp * kMmaRows * kStride, a.o_write + head, q0 + warp * kMmaRows, seq_len);
+  store_warp_rows<T, D>(o, 1.0f, q_tile + warp * kMmaRows * kStride, a.o_write.rows_of(bh, a.heads), a.o_write.token,
+                        q0 + warp * kMmaRows, seq_len);
 }
 
-// delta[row] = sum over d of out[row, d] * d_out[row, d]: D / 8 lanes a row, 16 bytes a lane.
+// delta[row] = sum over d of out[row, d] * d_out[row, d], for each of the batch * heads * seq_len
+// rows (row = bh * seq_len + position, as lse): D / 8 lanes a row, 16 bytes a lane.
 template <class T, int D>
 __global__ void __launch_bounds__(kBlockThreads)
-    row_dot_kernel(const T* out, const T* d_out, float* delta, int64_t rows) {
+    row_dot_kernel(Heads<const T> out, Heads<const T> d_out, float* delta, int64_t rows, int seq_len, int heads) {
   constexpr int kLanes = D / kChunk;
   const int64_t row = static_cast<int64_t>(blockIdx.x) * (kBlockThreads / kLanes) + threadIdx.x / kLanes;
   const int lane = threadIdx.x % kLanes;
   float sum = 0.0f;
   if (row < rows) {
-    const Pack<T, kChunk> o = *reinterpret_cast<const Pack<T, kChunk>*>(out + row * D + lane * kChunk);
-    const Pack<T, kChunk> g = *reinterpret_cast<const Pack<T, kChunk>*>(d_out + row * D + lane * kChunk);
+    const int64_t bh = row / seq_len, position = row % seq_len;
+    const T* o_row = out.rows_of(bh, heads) + position * out.token;
+    const T* g_row = d_out.rows_of(bh, heads) + position * d_out.token;
+    const Pack<T, kChunk> o = *reinterpret_cast<const Pack<T, kChunk>*>(o_row + lane * kChunk);
+    const Pack<T, kChunk> g = *reinterpret_cast<const Pack<T, kChunk>*>(g_row + lane * kChunk);
 #pragma unroll
     for (int i = 0; i < kChunk; ++i) sum += to_float(o.v[i]) * to_float(g.v[i]);
   }
@@ -402,15 +437,17 @@ __global__ void __launch_bounds__(kThreads) flash_backward_dkdv_kernel(Args<T> a
 
   const int warp = threadIdx.x / kWarp, seq_len = a.seq_len;
   const int k0 = blockIdx.x * kKeyTile;  // in order: the first keys have the most causal queries
-  const int64_t bh = blockIdx.y, head = bh * seq_len * D, rows = bh * seq_len;
+  const int64_t bh = blockIdx.y, rows = bh * seq_len;
+  const T* q_head = a.q.rows_of(bh, a.heads);
+  const T* do_head = a.d_out.rows_of(bh, a.heads);
   const int32_t* segments = a.segment_ids ? a.segment_ids + bh / a.heads * seq_len : nullptr;
   const int first = a.causal ? k0 / kRows : 0, last = (seq_len + kRows - 1) / kRows;
 
   // Starts loading query tile i into buffer buf (Q and dO asynchronously, the rest directly).
   auto load_queries = [&](int i, int buf) {
     const int q0 = i * kRows;
-    load_tile_async<D, kRows>(q_tiles + buf * kRows * kStride, a.q + head, q0, seq_len);
-    load_tile_async<D, kRows>(do_tiles + buf * kRows * kStride, a.d_out + head, q0, seq_len);
+    load_tile_async<D, kRows>(q_tiles + buf * kRows * kStride, q_head, a.q.token, q0, seq_len);
+    load_tile_async<D, kRows>(do_tiles + buf * kRows * kStride, do_head, a.d_out.token, q0, seq_len);
     for (int r = threadIdx.x; r < kRows; r += kThreads) {
       const bool inside = q0 + r < seq_len;  // past the sequence: P = 2^(S - inf) = 0
       lse_tiles[buf * kRows + r] = inside ? a.lse[rows + q0 + r] * kLog2e : INFINITY;
@@ -418,8 +455,8 @@ __global__ void __launch_bounds__(kThreads) flash_backward_dkdv_kernel(Args<T> a
       query_segments[buf * kRows + r] = segment_of(segments, q0 + r, seq_len);
     }
   };
-  load_tile_async<D, kKeyTile>(k_tile, a.k + head, k0, seq_len);
-  load_tile_async<D, kKeyTile>(v_tile, a.v + head, k0, seq_len);
+  load_tile_async<D, kKeyTile>(k_tile, a.k.rows_of(bh, a.heads), a.k.token, k0, seq_len);
+  load_tile_async<D, kKeyTile>(v_tile, a.v.rows_of(bh, a.heads), a.v.token, k0, seq_len);
   load_queries(first, 0);
   cp_async_commit();
 
@@ -467,8 +504,10 @@ __global__ void __launch_bounds__(kThreads) flash_backward_dkdv_kernel(Args<T> a
   }
 
   const int row0 = k0 + warp * kMmaRows;
-  store_warp_rows<T, D>(dk, a.scale, k_tile + warp * kMmaRows * kStride, a.dk + head, row0, seq_len);
-  store_warp_rows<T, D>(dv, 1.0f, v_tile + warp * kMmaRows * kStride, a.dv + head, row0, seq_len);
+  store_warp_rows<T, D>(dk, a.scale, k_tile + warp * kMmaRows * kStride, a.dk.rows_of(bh, a.heads), a.dk.token, row0,
+                        seq_len);
+  store_warp_rows<T, D>(dv, 1.0f, v_tile + warp * kMmaRows * kStride, a.dv.rows_of(bh, a.heads), a.dv.token, row0,
+                        seq_len);
 }
 
 template <int D>
@@ -490,14 +529,16 @@ __global__ void __launch_bounds__(kThreads) flash_backward_dq_kernel(Args<T> a) 
 
   const int warp = threadIdx.x / kWarp, seq_len = a.seq_len;
   const int q0 = (gridDim.x - 1 - blockIdx.x) * kQueryTile;
-  const int64_t bh = blockIdx.y, head = bh * seq_len * D;
+  const int64_t bh = blockIdx.y;
+  const T* k_head = a.k.rows_of(bh, a.heads);
+  const T* v_head = a.v.rows_of(bh, a.heads);
   const int32_t* segments = a.segment_ids ? a.segment_ids + bh / a.heads * seq_len : nullptr;
   const int key_tiles = key_tiles_for(a.causal, q0, seq_len);
 
-  load_tile_async<D, kQueryTile>(q_tile, a.q + head, q0, seq_len);
-  load_tile_async<D, kQueryTile>(do_tile, a.d_out + head, q0, seq_len);
-  load_tile_async<D, kKeyTile>(k_tiles, a.k + head, 0, seq_len);
-  load_tile_async<D, kKeyTile>(v_tiles, a.v + head, 0, seq_len);
+  load_tile_async<D, kQueryTile>(q_tile, a.q.rows_of(bh, a.heads), a.q.token, q0, seq_len);
+  load_tile_async<D, kQueryTile>(do_tile, a.d_out.rows_of(bh, a.heads), a.d_out.token, q0, seq_len);
+  load_tile_async<D, kKeyTile>(k_tiles, k_head, a.k.token, 0, seq_len);
+  load_tile_async<D, kKeyTile>(v_tiles, v_head, a.v.token, 0, seq_len);
   cp_async_commit();
   for (int i = threadIdx.x; i < kKeyTile; i += kThreads) key_segments[i] = segment_of(segments, i, seq_len);
 
@@ -516,8 +557,8 @@ __global__ void __launch_bounds__(kThreads) flash_backward_dq_kernel(Args<T> a) 
   for (int j = 0; j < key_tiles; ++j) {
     const int buf = j % 2, k0 = j * kKeyTile;
     if (j + 1 < key_tiles) {
-      load_tile_async<D, kKeyTile>(k_tiles + (buf ^ 1) * kKeyTile * kStride, a.k + head, k0 + kKeyTile, seq_len);
-      load_tile_async<D, kKeyTile>(v_tiles + (buf ^ 1) * kKeyTile * kStride, a.v + head, k0 + kKeyTile, seq_len);
+      load_tile_async<D, kKeyTile>(k_tiles + (buf ^ 1) * kKeyTile * kStride, k_head, a.k.token, k0 + kKeyTile, seq_len);
+      load_tile_async<D, kKeyTile>(v_tiles + (buf ^ 1) * kKeyTile * kStride, v_head, a.v.token, k0 + kKeyTile, seq_len);
       for (int i = threadIdx.x; i < kKeyTile; i += kThreads)
         key_segments[(buf ^ 1) * kKeyTile + i] = segment_of(segments, k0 + kKeyTile + i, seq_len);
     }
@@ -548,17 +589,35 @@ __global__ void __launch_bounds__(kThreads) flash_backward_dq_kernel(Args<T> a) 
     warp_mma_pb<T, kKeyTile, D, kStride>(dq, ds, k_tile);
     __syncthreads();
   }
-  store_warp_rows<T, D>(dq, a.scale, q_tile + warp * kMmaRows * kStride, a.dq + head, q0 + warp * kMmaRows, seq_len);
+  store_warp_rows<T, D>(dq, a.scale, q_tile + warp * kMmaRows * kStride, a.dq.rows_of(bh, a.heads), a.dq.token,
+                        q0 + warp * kMmaRows, seq_len);
 }
 
 // ---- launchers --------------------------------------------------------------------------------
 
-void check_inputs(const char* what, const AttentionShape& s, std::initializer_list<const void*> pointers) {
+// An operand as the launchers check it: its name in the error, its layout and its data.
+struct NamedOperand {
+  const char* name;
+  AttentionStrides strides;
+  const void* data;
+};
+
+// The problem's sizes, then (unless it is empty: nothing is read or written) every operand's
+// layout: the 16-byte chunks that cp.async and the stores move must be whole and aligned.
+void check_inputs(const char* what, const AttentionShape& s, std::initializer_list<NamedOperand> operands) {
   FT_CHECK(s.head_dim == 64 || s.head_dim == 128, what, ": head_dim ", s.head_dim, " is not supported (64 or 128)");
   FT_CHECK(s.batch * s.heads <= 65535, what, ": batch * heads = ", s.batch * s.heads,
            " exceeds the grid's second dimension (65535)");
   FT_CHECK(s.seq_len <= (1 << 30), what, ": seq_len ", s.seq_len, " exceeds 2^30");
-  for (const void* p : pointers) FT_CHECK(is_pack_aligned(p), what, ": a tensor's data is not 16-byte aligned");
+  if (s.batch * s.heads * s.seq_len == 0) return;
+  for (const NamedOperand& x : operands) check_fused_operand(x.strides, x.data, what, x.name);
+}
+
+// An operand as the kernels address it, in CUDA's value type (const kept).
+template <class T>
+auto heads_of(const FlashOperand<T>& x) {
+  using Value = std::remove_pointer_t<decltype(device_ptr(x.data))>;
+  return Heads<Value>{device_ptr(x.data), x.strides.batch, x.strides.heads, x.strides.seq};
 }
 
 template <class T>
@@ -594,7 +653,7 @@ void backward(const AttentionShape& s, const Args<T>& a, float* delta, cudaStrea
   const int64_t rows = s.batch * s.heads * s.seq_len, rows_per_block = kBlockThreads / (D / kChunk);
   row_dot_kernel<T, D>
       <<<static_cast<unsigned>((rows + rows_per_block - 1) / rows_per_block), kBlockThreads, 0, stream>>>(
-          a.out, a.d_out, delta, rows);
+          a.out, a.d_out, delta, rows, a.seq_len, a.heads);
   FT_CUDA_CHECK_LAUNCH();
   launch(flash_backward_dkdv_kernel<T, D>, (s.seq_len + kKeyTile - 1) / kKeyTile, s, dkdv_shared_bytes<D>(), a, stream);
   launch(flash_backward_dq_kernel<T, D>, (s.seq_len + kQueryTile - 1) / kQueryTile, s, dq_shared_bytes<D>(), a, stream);
@@ -603,15 +662,18 @@ void backward(const AttentionShape& s, const Args<T>& a, float* delta, cudaStrea
 }  // namespace
 
 template <class T>
-void flash_attention_forward_cuda(const AttentionShape& s, const AttentionMask& mask, float scale, const T* q,
-                                  const T* k, const T* v, T* out, float* lse, cudaStream_t stream) {
-  check_inputs("flash_attention_forward_cuda", s, {q, k, v, out});
+void flash_attention_forward_cuda(const AttentionShape& s, const AttentionMask& mask, float scale,
+                                  FlashOperand<const T> q, FlashOperand<const T> k, FlashOperand<const T> v,
+                                  FlashOperand<T> out, float* lse, cudaStream_t stream) {
+  check_inputs(
+      "flash_attention_forward_cuda", s,
+      {{"q", q.strides, q.data}, {"k", k.strides, k.data}, {"v", v.strides, v.data}, {"out", out.strides, out.data}});
   if (s.batch * s.heads * s.seq_len == 0) return;
   Args<cuda_t<T>> a = make_args<T>(s, mask, scale);
-  a.q = device_ptr(q);
-  a.k = device_ptr(k);
-  a.v = device_ptr(v);
-  a.o_write = device_ptr(out);
+  a.q = heads_of(q);
+  a.k = heads_of(k);
+  a.v = heads_of(v);
+  a.o_write = heads_of(out);
   a.lse_write = lse;
   if (s.head_dim == 64)
     forward<cuda_t<T>, 64>(s, a, stream);
@@ -620,34 +682,46 @@ void flash_attention_forward_cuda(const AttentionShape& s, const AttentionMask& 
 }
 
 template <class T>
-void flash_attention_backward_cuda(const AttentionShape& s, const AttentionMask& mask, float scale, const T* q,
-                                   const T* k, const T* v, const T* out, const T* d_out, const float* lse, float* delta,
-                                   T* dq, T* dk, T* dv, cudaStream_t stream) {
-  check_inputs("flash_attention_backward_cuda", s, {q, k, v, out, d_out, dq, dk, dv});
+void flash_attention_backward_cuda(const AttentionShape& s, const AttentionMask& mask, float scale,
+                                   FlashOperand<const T> q, FlashOperand<const T> k, FlashOperand<const T> v,
+                                   FlashOperand<const T> out, FlashOperand<const T> d_out, const float* lse,
+                                   float* delta, FlashOperand<T> dq, FlashOperand<T> dk, FlashOperand<T> dv,
+                                   cudaStream_t stream) {
+  check_inputs("flash_attention_backward_cuda", s,
+               {{"q", q.strides, q.data},
+                {"k", k.strides, k.data},
+                {"v", v.strides, v.data},
+                {"out", out.strides, out.data},
+                {"d_out", d_out.strides, d_out.data},
+                {"dq", dq.strides, dq.data},
+                {"dk", dk.strides, dk.data},
+                {"dv", dv.strides, dv.data}});
   if (s.batch * s.heads * s.seq_len == 0) return;
   Args<cuda_t<T>> a = make_args<T>(s, mask, scale);
-  a.q = device_ptr(q);
-  a.k = device_ptr(k);
-  a.v = device_ptr(v);
-  a.out = device_ptr(out);
-  a.d_out = device_ptr(d_out);
+  a.q = heads_of(q);
+  a.k = heads_of(k);
+  a.v = heads_of(v);
+  a.out = heads_of(out);
+  a.d_out = heads_of(d_out);
   a.lse = lse;
   a.delta = delta;
-  a.dq = device_ptr(dq);
-  a.dk = device_ptr(dk);
-  a.dv = device_ptr(dv);
+  a.dq = heads_of(dq);
+  a.dk = heads_of(dk);
+  a.dv = heads_of(dv);
   if (s.head_dim == 64)
     backward<cuda_t<T>, 64>(s, a, delta, stream);
   else
     backward<cuda_t<T>, 128>(s, a, delta, stream);
 }
 
-#define FT_INSTANTIATE(T)                                                                                              \
-  template void flash_attention_forward_cuda<T>(const AttentionShape&, const AttentionMask&, float, const T*,          \
-                                                const T*, const T*, T*, float*, cudaStream_t);                         \
-  template void flash_attention_backward_cuda<T>(const AttentionShape&, const AttentionMask&, float, const T*,         \
-                                                 const T*, const T*, const T*, const T*, const float*, float*, T*, T*, \
-                                                 T*, cudaStream_t);
+#define FT_INSTANTIATE(T)                                                                                             \
+  template void flash_attention_forward_cuda<T>(const AttentionShape&, const AttentionMask&, float,                   \
+                                                FlashOperand<const T>, FlashOperand<const T>, FlashOperand<const T>,  \
+                                                FlashOperand<T>, float*, cudaStream_t);                               \
+  template void flash_attention_backward_cuda<T>(const AttentionShape&, const AttentionMask&, float,                  \
+                                                 FlashOperand<const T>, FlashOperand<const T>, FlashOperand<const T>, \
+                                                 FlashOperand<const T>, FlashOperand<const T>, const float*, float*,  \
+                                                 FlashOperand<T>, FlashOperand<T>, FlashOperand<T>, cudaStream_t);
 FT_INSTANTIATE(bfloat16)
 FT_INSTANTIATE(half)
 #undef FT_INSTANTIATE

@@ -7,26 +7,39 @@
 #include <cuda_runtime_api.h>
 
 #include "framework/dtype.h"
-#include "kernels/attention/attention_cpu.h"
+#include "kernels/attention/attention_strides.h"
 
 namespace ft::kernels {
 
-// q, k, v, out: [batch, heads, seq_len, head_dim], contiguous on the device, 16-byte aligned,
-// head_dim 64 or 128; T is bfloat16 or half. mask.segment_ids: [batch, seq_len] on the device,
-// or null. Writes out and lse [batch, heads, seq_len] (fp32): the natural log of
-// sum_j exp(scale q_i . k_j) over the keys j that query i sees, and +inf for a query that sees
-// none (padding), whose output is zero. +inf rather than log(0) = -inf, so that the backward's
-// P = exp(S - lse) is 0 on such a row without a special case.
+// A [batch, heads, seq_len, head_dim] operand on the device: its data and element strides, any
+// that fused_attention_takes (attention_strides.h): rows along head_dim contiguous, everything
+// else where the strides say. So q, k and v can be read where a projection left them (side by side
+// in its [B, T, 3C] output, token stride 3C) and results written heads-last ([B, T, H, D] memory).
 template <class T>
-void flash_attention_forward_cuda(const AttentionShape& s, const AttentionMask& mask, float scale, const T* q,
-                                  const T* k, const T* v, T* out, float* lse, cudaStream_t stream);
+struct FlashOperand {
+  T* data;
+  AttentionStrides strides;
+};
 
-// Writes dq, dk, dv (shaped like q) from the forward's inputs, its out and lse, and d_out (all as
-// above). delta: workspace of [batch, heads, seq_len] fp32 (gets rowsum(d_out * out)). Deterministic:
-// the same inputs give the same bits.
+// q, k, v, out: [batch, heads, seq_len, head_dim] operands, head_dim 64 or 128; T is bfloat16
+// or half. mask.segment_ids: [batch, seq_len] on the device, or null. Writes out and lse
+// [batch, heads, seq_len] (fp32, contiguous): the natural log of sum_j exp(scale q_i . k_j) over
+// the keys j that query i sees, and +inf for a query that sees none (padding), whose output is
+// zero. +inf rather than log(0) = -inf, so that the backward's P = exp(S - lse) is 0 on such a
+// row without a special case.
 template <class T>
-void flash_attention_backward_cuda(const AttentionShape& s, const AttentionMask& mask, float scale, const T* q,
-                                   const T* k, const T* v, const T* out, const T* d_out, const float* lse, float* delta,
-                                   T* dq, T* dk, T* dv, cudaStream_t stream);
+void flash_attention_forward_cuda(const AttentionShape& s, const AttentionMask& mask, float scale,
+                                  FlashOperand<const T> q, FlashOperand<const T> k, FlashOperand<const T> v,
+                                  FlashOperand<T> out, float* lse, cudaStream_t stream);
+
+// Writes dq, dk, dv (operands shaped like q, with their own strides) from the forward's inputs,
+// its out and lse, and d_out (all as above). delta: workspace of [batch, heads, seq_len] fp32
+// (gets rowsum(d_out * out)). Deterministic: the same inputs give the same bits.
+template <class T>
+void flash_attention_backward_cuda(const AttentionShape& s, const AttentionMask& mask, float scale,
+                                   FlashOperand<const T> q, FlashOperand<const T> k, FlashOperand<const T> v,
+                                   FlashOperand<const T> out, FlashOperand<const T> d_out, const float* lse,
+                                   float* delta, FlashOperand<T> dq, FlashOperand<T> dk, FlashOperand<T> dv,
+                                   cudaStream_t stream);
 
 }  // namespace ft::kernels

@@ -1,6 +1,7 @@
 // What the suites of the fused attention kernels (flash, cudnn) share: a problem, its random
-// inputs twinned on both devices, the f64 reference from attention_cpu.h (out, lse, dq, dk, dv)
-// and the checks that hold a kernel's results to it.
+// inputs twinned on both devices, the layouts the kernels read and write in place, the f64
+// reference from attention_cpu.h (out, lse, dq, dk, dv) and the checks that hold a kernel's
+// results to it.
 #pragma once
 
 #include <doctest/doctest.h>
@@ -11,6 +12,7 @@
 #include <vector>
 
 #include "kernels/attention/attention_cpu.h"
+#include "kernels/attention/attention_strides.h"
 #include "tests/gpu/op_test_support.h"
 
 namespace ft::testing {
@@ -52,6 +54,114 @@ inline AttentionInputs random_attention_inputs(const kernels::AttentionShape& s,
 struct AttentionResults {
   Tensor out, lse, dq, dk, dv;
 };
+
+// ---- Layouts ------------------------------------------------------------------------------
+
+// Where a run keeps its [B, H, T, D] operands. packed: each contiguous. heads_last: each in its
+// own [B, T, H, D] memory (separate q, k, v projections split into heads, as DistilBERT's; the
+// results of the op). packed_qkv: q, k and v side by side in one [B, T, 3, H, D] buffer (GPT-2's
+// c_attn output), dq, dk and dv likewise in another (the gradient attention_packed_qkv writes),
+// out and d_out heads-last. scattered: each in its own [H, T, B, D + 8] memory, so the batch,
+// head and token strides differ from the packed ones and from each other and rows are not D
+// apart; the 8 extra values of an input row are NaN, so a kernel that read them would show it.
+enum class Layout { packed, heads_last, packed_qkv, scattered };
+
+inline const char* layout_name(Layout layout) {
+  switch (layout) {
+    case Layout::packed:
+      return "packed";
+    case Layout::heads_last:
+      return "heads_last";
+    case Layout::packed_qkv:
+      return "packed_qkv";
+    case Layout::scattered:
+      return "scattered";
+  }
+  return "?";
+}
+
+inline kernels::AttentionStrides strides_of(const Tensor& x) {
+  const Shape& s = x.strides();
+  return {s[0], s[1], s[2], s[3]};
+}
+
+// Part `part` of memory laid out as [B, T, parts, H, D], as a [B, H, T, D] view (parts 1: heads
+// last; parts 3: q, k and v side by side).
+inline Tensor heads_last_view(const Tensor& memory, const kernels::AttentionShape& s, int64_t parts, int64_t part) {
+  const int64_t width = s.heads * s.head_dim;
+  return memory.as_strided(qkv_shape(s), {s.seq_len * parts * width, s.head_dim, parts * width, 1}, part * width);
+}
+
+// x ([B, H, T, D] on the host) as contiguous [B, T, 1, H, D] memory.
+inline Tensor to_heads_last(const Tensor& x) {
+  return reshape(transpose(x, 1, 2), {x.size(0), x.size(2), 1, x.size(1), x.size(3)});
+}
+
+constexpr int64_t kScatterPad = 8;  // values after each row of a scattered operand
+
+inline Tensor scattered_view(const Tensor& memory, const kernels::AttentionShape& s) {
+  const int64_t row = s.head_dim + kScatterPad;
+  return memory.as_strided(qkv_shape(s), {row, s.seq_len * s.batch * row, s.batch * row, 1}, 0);
+}
+
+// x ([B, H, T, D] on the host) in `dtype` on the GPU, scattered, NaN between the rows.
+inline Tensor to_scattered(const Tensor& x, const kernels::AttentionShape& s, DType dtype) {
+  const Tensor moved = transpose(transpose(x, 0, 1), 1, 2);  // [H, T, B, D]
+  const Tensor pad =
+      Tensor::full({s.heads, s.seq_len, s.batch, kScatterPad}, std::numeric_limits<double>::quiet_NaN(), DType::f64);
+  return scattered_view(concat({moved, pad}, 3).to(dtype).to(kGpu), s);
+}
+
+// The inputs of a run in `dtype` on the GPU and its uninitialised (poisoned) results, laid out as
+// `layout` says.
+struct AttentionOperands {
+  Tensor q, k, v, d_out;
+  AttentionResults results;
+};
+
+inline AttentionOperands place(const AttentionInputs& in, const kernels::AttentionShape& s, DType dtype,
+                               Layout layout) {
+  const Tensor lse = Tensor::empty(row_shape(s), DType::f32, kGpu);
+  const Shape heads_last_memory{s.batch, s.seq_len, 1, s.heads, s.head_dim};
+  auto heads_last = [&](const Twin& x) { return heads_last_view(to_heads_last(x.cpu).to(dtype).to(kGpu), s, 1, 0); };
+  auto empty_heads_last = [&] { return heads_last_view(Tensor::empty(heads_last_memory, dtype, kGpu), s, 1, 0); };
+  switch (layout) {
+    case Layout::packed: {
+      auto empty = [&] { return Tensor::empty(qkv_shape(s), dtype, kGpu); };
+      return {in.q.gpu, in.k.gpu, in.v.gpu, in.d_out.gpu, {empty(), lse, empty(), empty(), empty()}};
+    }
+    case Layout::heads_last:
+      return {heads_last(in.q),
+              heads_last(in.k),
+              heads_last(in.v),
+              heads_last(in.d_out),
+              {empty_heads_last(), lse, empty_heads_last(), empty_heads_last(), empty_heads_last()}};
+    case Layout::packed_qkv: {
+      const Tensor qkv =
+          concat({to_heads_last(in.q.cpu), to_heads_last(in.k.cpu), to_heads_last(in.v.cpu)}, 2).to(dtype).to(kGpu);
+      const Tensor d_qkv = Tensor::empty({s.batch, s.seq_len, 3, s.heads, s.head_dim}, dtype, kGpu);
+      auto part = [&](const Tensor& memory, int64_t i) { return heads_last_view(memory, s, 3, i); };
+      return {part(qkv, 0),
+              part(qkv, 1),
+              part(qkv, 2),
+              heads_last(in.d_out),
+              {empty_heads_last(), lse, part(d_qkv, 0), part(d_qkv, 1), part(d_qkv, 2)}};
+    }
+    case Layout::scattered: {
+      auto scattered = [&](const Twin& x) { return to_scattered(x.cpu, s, dtype); };
+      auto empty = [&] {
+        return scattered_view(Tensor::empty({s.heads, s.seq_len, s.batch, s.head_dim + kScatterPad}, dtype, kGpu), s);
+      };
+      return {scattered(in.q),
+              scattered(in.k),
+              scattered(in.v),
+              scattered(in.d_out),
+              {empty(), lse, empty(), empty(), empty()}};
+    }
+  }
+  FAIL("unknown layout");
+  return {};
+}
 
 // The reference in f64 from the same values. lse comes from the f64 scores and probabilities:
 // p_ij = exp(s_ij - lse_i) for every key j that query i sees, so lse_i = s_ij - log p_ij, taken

@@ -1,9 +1,10 @@
 // cuDNN's fused attention (kernels/cudnn_attention, attention: cudnn) against attention_cpu.h in
 // f64 from the same rounded inputs: out, lse, dq, dk, dv in bf16 and f16, head dims 64 and 128,
-// causal and bidirectional, sequence lengths on and off 64; operands read in place through the
-// strides GPT-2 hands the op (q, k, v interleaved in c_attn's output, results heads-last), at
-// GPT-2's 16 x 12 heads; the op through autograd against kernel math; the launchers' errors. A
-// build without cuDNN checks instead that the op refuses the kernel by name.
+// causal and bidirectional, sequence lengths on and off 64; operands read and written in place
+// through their strides (heads-last; q, k, v interleaved in c_attn's output and dq, dk, dv
+// likewise in one [B, T, 3C] gradient), at GPT-2's 16 x 12 heads; the op through autograd against
+// kernel math; the launchers' errors. A build without cuDNN checks instead that the op refuses
+// the kernel by name.
 #include <doctest/doctest.h>
 
 #include "framework/autograd.h"
@@ -22,52 +23,14 @@ namespace {
 
 constexpr DType kCudnnDTypes[] = {DType::bf16, DType::f16};
 
-// Where a run keeps its operands: each packed [B, H, T, D]; or as GPT-2 hands them to the op,
-// q, k and v interleaved in one [B, T, 3, H, D] buffer (c_attn's output), d_out and the results
-// heads-last ([B, T, H, D] memory).
-enum class Layout { packed, model };
-
-kernels::AttentionStrides strides_of(const Tensor& x) {
-  const Shape& s = x.strides();
-  return {s[0], s[1], s[2], s[3]};
-}
-
-// An uninitialised (poisoned) [B, H, T, D] result on the GPU.
-Tensor empty_result(const kernels::AttentionShape& s, DType dtype, Layout layout) {
-  if (layout == Layout::packed) return Tensor::empty(qkv_shape(s), dtype, kGpu);
-  const Tensor memory = Tensor::empty({s.batch, s.seq_len, s.heads, s.head_dim}, dtype, kGpu);
-  return memory.as_strided(qkv_shape(s), {s.seq_len * s.heads * s.head_dim, s.head_dim, s.heads * s.head_dim, 1}, 0);
-}
-
-// x ([B, H, T, D] on the host) as [B, T, 1, H, D], contiguous.
-Tensor heads_last(const Tensor& x) {
-  return reshape(transpose(x, 1, 2), {x.size(0), x.size(2), 1, x.size(1), x.size(3)});
-}
-
-struct Operands {
-  Tensor q, k, v, d_out;
-};
-
-Operands place(const AttentionInputs& in, const kernels::AttentionShape& s, DType dtype, Layout layout) {
-  if (layout == Layout::packed) return {in.q.gpu, in.k.gpu, in.v.gpu, in.d_out.gpu};
-  const int64_t width = s.heads * s.head_dim;
-  const Tensor qkv = concat({heads_last(in.q.cpu), heads_last(in.k.cpu), heads_last(in.v.cpu)}, 2).to(dtype).to(kGpu);
-  const Shape strides{s.seq_len * 3 * width, s.head_dim, 3 * width, 1};
-  const Tensor d_out = heads_last(in.d_out.cpu).to(dtype).to(kGpu);
-  return {qkv.as_strided(qkv_shape(s), strides, 0), qkv.as_strided(qkv_shape(s), strides, width),
-          qkv.as_strided(qkv_shape(s), strides, 2 * width),
-          d_out.as_strided(qkv_shape(s), {s.seq_len * width, s.head_dim, width, 1}, 0)};
-}
-
 Tensor workspace(size_t bytes) { return Tensor::empty({static_cast<int64_t>(bytes)}, DType::u8, kGpu); }
 void* data_or_null(const Tensor& t) { return t.numel() > 0 ? t.raw_data() : nullptr; }
 
 // The forward, then the backward from d_out, straight through the launchers.
 AttentionResults run_cudnn(const AttentionProblem& p, const AttentionInputs& in, DType dtype, Layout layout) {
   const kernels::AttentionShape& s = p.shape;
-  const Operands x = place(in, s, dtype, layout);
-  AttentionResults r{empty_result(s, dtype, layout), Tensor::empty(row_shape(s), DType::f32, kGpu),
-                     empty_result(s, dtype, layout), empty_result(s, dtype, layout), empty_result(s, dtype, layout)};
+  const AttentionOperands x = place(in, s, dtype, layout);
+  const AttentionResults& r = x.results;
   const kernels::CudnnAttentionForward forward{
       s, dtype, p.causal, 0, strides_of(x.q), strides_of(x.k), strides_of(x.v), strides_of(r.out)};
   const kernels::CudnnAttentionBackward backward{forward, strides_of(x.d_out), strides_of(r.dq), strides_of(r.dk),
@@ -107,20 +70,22 @@ TEST_CASE("cudnn attention against the f64 reference: head dims 64 and 128, caus
         }
 }
 
-TEST_CASE("cudnn attention reads q, k, v where GPT-2's c_attn left them and writes its results heads-last") {
+TEST_CASE("cudnn attention reads and writes its operands in place: heads-last, and side by side in [B, T, 3C]") {
   cuda::set_poison_allocations(true);
   uint64_t seed = 300;
-  for (int64_t head_dim : {64, 128})
-    for (bool causal : {true, false}) {
-      CAPTURE(head_dim);
-      CAPTURE(causal);
-      check_against_cpu({{2, 3, 1000, head_dim}, causal, {}}, DType::bf16, seed += 4, Layout::model);
-    }
+  for (Layout layout : {Layout::heads_last, Layout::packed_qkv})
+    for (int64_t head_dim : {64, 128})
+      for (bool causal : {true, false}) {
+        CAPTURE(layout_name(layout));
+        CAPTURE(head_dim);
+        CAPTURE(causal);
+        check_against_cpu({{2, 3, 1000, head_dim}, causal, {}}, DType::bf16, seed += 4, layout);
+      }
 }
 
 TEST_CASE("cudnn attention at GPT-2's shape: 16 x 12 heads of 64 at T = 1024, causal, as the model lays it out") {
   cuda::set_poison_allocations(true);
-  check_against_cpu({{16, 12, 1024, 64}, true, {}}, DType::bf16, 500, Layout::model);
+  check_against_cpu({{16, 12, 1024, 64}, true, {}}, DType::bf16, 500, Layout::packed_qkv);
 }
 
 TEST_CASE("attention: kernel cudnn matches kernel math through autograd, on q, k, v split from one qkv") {

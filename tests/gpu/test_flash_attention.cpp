@@ -1,14 +1,17 @@
-// flash attention's CUDA kernels, called on raw pointers, against attention_cpu.h in f64 from the
-// same rounded inputs: out, lse, dq, dk, dv in bf16 and f16, head dims 64 and 128, causal and
-// bidirectional, sequence lengths on and off the 64-row tiles (1 to 1024), GPT-2's 16 x 12 heads
-// at T = 1024, packed documents and padding (padding rows exactly zero with lse +inf, and a
-// packed document gives what it gives run alone), the backward's bits run to run, and the
+// flash attention's CUDA kernels, called through their launchers, against attention_cpu.h in f64
+// from the same rounded inputs: out, lse, dq, dk, dv in bf16 and f16, head dims 64 and 128,
+// causal and bidirectional, sequence lengths on and off the 64-row tiles (1 to 1024), GPT-2's
+// 16 x 12 heads at T = 1024, packed documents and padding (padding rows exactly zero with lse
+// +inf, and a packed document gives what it gives run alone), operands read and written in
+// place through their strides (q, k, v side by side as c_attn leaves them, dq, dk, dv likewise,
+// heads-last, and strides unlike any of those), the backward's bits run to run, and the
 // launchers' errors.
 #include <doctest/doctest.h>
 
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "framework/cuda/context.h"
@@ -22,12 +25,19 @@ namespace {
 
 constexpr DType kFlashDTypes[] = {DType::bf16, DType::f16};
 
-// The forward, then the backward from d_out, on the GPU (poisoned outputs).
-AttentionResults run_gpu(const AttentionProblem& p, const AttentionInputs& in, DType dtype) {
+// A tensor as the launchers take it (T const for what they read).
+template <class T>
+kernels::FlashOperand<T> operand(const Tensor& x) {
+  return {x.data<std::remove_const_t<T>>(), strides_of(x)};
+}
+
+// The forward, then the backward from d_out, on the GPU, every operand laid out as `layout` says
+// (outputs poisoned).
+AttentionResults run_gpu(const AttentionProblem& p, const AttentionInputs& in, DType dtype,
+                         Layout layout = Layout::packed) {
   const kernels::AttentionShape& s = p.shape;
-  AttentionResults r{Tensor::empty(qkv_shape(s), dtype, kGpu), Tensor::empty(row_shape(s), DType::f32, kGpu),
-                     Tensor::empty(qkv_shape(s), dtype, kGpu), Tensor::empty(qkv_shape(s), dtype, kGpu),
-                     Tensor::empty(qkv_shape(s), dtype, kGpu)};
+  const AttentionOperands x = place(in, s, dtype, layout);
+  const AttentionResults& r = x.results;
   const Tensor delta = Tensor::empty(row_shape(s), DType::f32, kGpu);
   const Tensor segments = p.segments.empty() ? Tensor() : Tensor::from_ints(p.segments, {s.batch, s.seq_len}, kGpu);
   const kernels::AttentionMask mask{p.causal, segments.defined() ? segments.data<int32_t>() : nullptr};
@@ -35,12 +45,12 @@ AttentionResults run_gpu(const AttentionProblem& p, const AttentionInputs& in, D
   cudaStream_t stream = cuda::context(0).stream;
   auto launch = [&](auto tag) {
     using T = decltype(tag);
-    kernels::flash_attention_forward_cuda<T>(s, mask, scale, in.q.gpu.data<T>(), in.k.gpu.data<T>(), in.v.gpu.data<T>(),
-                                             r.out.data<T>(), r.lse.data<float>(), stream);
-    kernels::flash_attention_backward_cuda<T>(s, mask, scale, in.q.gpu.data<T>(), in.k.gpu.data<T>(),
-                                              in.v.gpu.data<T>(), r.out.data<T>(), in.d_out.gpu.data<T>(),
-                                              r.lse.data<float>(), delta.data<float>(), r.dq.data<T>(), r.dk.data<T>(),
-                                              r.dv.data<T>(), stream);
+    kernels::flash_attention_forward_cuda<T>(s, mask, scale, operand<const T>(x.q), operand<const T>(x.k),
+                                             operand<const T>(x.v), operand<T>(r.out), r.lse.data<float>(), stream);
+    kernels::flash_attention_backward_cuda<T>(s, mask, scale, operand<const T>(x.q), operand<const T>(x.k),
+                                              operand<const T>(x.v), operand<const T>(r.out), operand<const T>(x.d_out),
+                                              r.lse.data<float>(), delta.data<float>(), operand<T>(r.dq),
+                                              operand<T>(r.dk), operand<T>(r.dv), stream);
   };
   if (dtype == DType::bf16)
     launch(ft::bfloat16{});
@@ -49,9 +59,10 @@ AttentionResults run_gpu(const AttentionProblem& p, const AttentionInputs& in, D
   return r;
 }
 
-AttentionResults check_against_cpu(const AttentionProblem& p, DType dtype, uint64_t seed) {
+AttentionResults check_against_cpu(const AttentionProblem& p, DType dtype, uint64_t seed,
+                                   Layout layout = Layout::packed) {
   const AttentionInputs in = random_attention_inputs(p.shape, dtype, seed);
-  const AttentionResults gpu = run_gpu(p, in, dtype);
+  const AttentionResults gpu = run_gpu(p, in, dtype, layout);
   check_attention_results(gpu, reference_attention(p, in), dtype);
   return gpu;
 }
@@ -103,6 +114,29 @@ TEST_CASE("flash attention at GPT-2's shape: 16 x 12 heads of 64 at T = 1024, ca
   check_against_cpu({{16, 12, 1024, 64}, true, {}}, DType::bf16, 500);
 }
 
+TEST_CASE("flash attention reads and writes every operand in place through its batch, head and token strides") {
+  cuda::set_poison_allocations(true);
+  uint64_t seed = 600;
+  for (Layout layout : {Layout::heads_last, Layout::packed_qkv, Layout::scattered})
+    for (DType dtype : kFlashDTypes)
+      for (int64_t head_dim : {64, 128})
+        for (bool causal : {true, false})
+          for (int64_t seq_len : {17, 1000}) {
+            CAPTURE(layout_name(layout));
+            CAPTURE(dtype_text(dtype));
+            CAPTURE(head_dim);
+            CAPTURE(causal);
+            CAPTURE(seq_len);
+            check_against_cpu({{2, 3, seq_len, head_dim}, causal, {}}, dtype, seed += 4, layout);
+          }
+}
+
+TEST_CASE(
+    "flash attention at GPT-2's shape as attention_packed_qkv lays it out: q, k, v and dq, dk, dv in [B, T, 3C]") {
+  cuda::set_poison_allocations(true);
+  check_against_cpu({{16, 12, 1024, 64}, true, {}}, DType::bf16, 700, Layout::packed_qkv);
+}
+
 TEST_CASE("flash attention with packed documents and padding: padding is exactly zero with lse +inf") {
   cuda::set_poison_allocations(true);
   const std::vector<int32_t> ids = packed_segment_ids();
@@ -113,12 +147,15 @@ TEST_CASE("flash attention with packed documents and padding: padding is exactly
         CAPTURE(dtype_text(dtype));
         CAPTURE(head_dim);
         CAPTURE(causal);
-        const AttentionResults gpu =
-            check_against_cpu({{2, 3, kPackedLength, head_dim}, causal, ids}, dtype, seed += 4);
-        const Document padding{1, kPaddingStart, kPackedLength};
-        for (const Tensor& t : {gpu.out, gpu.dq, gpu.dk, gpu.dv})
-          CHECK(largest_magnitude(document_part(t, padding)) == 0);
-        for (double lse : document_part(gpu.lse, padding).to_double_vector()) CHECK(lse == kInf);
+        for (Layout layout : {Layout::packed, Layout::packed_qkv}) {
+          CAPTURE(layout_name(layout));
+          const AttentionResults gpu =
+              check_against_cpu({{2, 3, kPackedLength, head_dim}, causal, ids}, dtype, seed += 4, layout);
+          const Document padding{1, kPaddingStart, kPackedLength};
+          for (const Tensor& t : {gpu.out, gpu.dq, gpu.dk, gpu.dv})
+            CHECK(largest_magnitude(document_part(t, padding)) == 0);
+          for (double lse : document_part(gpu.lse, padding).to_double_vector()) CHECK(lse == kInf);
+        }
       }
 }
 
@@ -157,7 +194,16 @@ TEST_CASE("flash attention: a packed document gives what it gives alone") {
     }
 }
 
-TEST_CASE("flash attention: the backward gives the same bits on every run") {
+// Every result of two runs, bit for bit (values in the same [B, H, T, D] order whatever the layout).
+void check_same_bits(const AttentionResults& a, const AttentionResults& b) {
+  CHECK(a.dq.to_double_vector() == b.dq.to_double_vector());
+  CHECK(a.dk.to_double_vector() == b.dk.to_double_vector());
+  CHECK(a.dv.to_double_vector() == b.dv.to_double_vector());
+  CHECK(a.out.to_double_vector() == b.out.to_double_vector());
+  CHECK(a.lse.to_double_vector() == b.lse.to_double_vector());
+}
+
+TEST_CASE("flash attention: the backward gives the same bits on every run, and in every layout") {
   cuda::set_poison_allocations(true);
   for (int64_t head_dim : {64, 128})
     for (const AttentionProblem& p : {AttentionProblem{{2, 3, 1000, head_dim}, true, {}},
@@ -165,24 +211,48 @@ TEST_CASE("flash attention: the backward gives the same bits on every run") {
       CAPTURE(head_dim);
       CAPTURE(p.causal);
       const AttentionInputs in = random_attention_inputs(p.shape, DType::bf16, 3000 + head_dim);
-      const AttentionResults first = run_gpu(p, in, DType::bf16), second = run_gpu(p, in, DType::bf16);
-      CHECK(first.dq.to_double_vector() == second.dq.to_double_vector());
-      CHECK(first.dk.to_double_vector() == second.dk.to_double_vector());
-      CHECK(first.dv.to_double_vector() == second.dv.to_double_vector());
-      CHECK(first.out.to_double_vector() == second.out.to_double_vector());
+      const AttentionResults first = run_gpu(p, in, DType::bf16);
+      check_same_bits(first, run_gpu(p, in, DType::bf16));
+      // The strides move where values are read and written, not the arithmetic.
+      for (Layout layout : {Layout::heads_last, Layout::packed_qkv, Layout::scattered}) {
+        CAPTURE(layout_name(layout));
+        const AttentionResults strided = run_gpu(p, in, DType::bf16, layout);
+        check_same_bits(first, strided);
+        check_same_bits(strided, run_gpu(p, in, DType::bf16, layout));
+      }
     }
 }
 
-TEST_CASE("flash attention launchers reject other head dims and misaligned data") {
+TEST_CASE("flash attention launchers reject other head dims and operands they cannot read in place") {
+  using Operand = kernels::FlashOperand<const ft::bfloat16>;
   const kernels::AttentionMask mask{true, nullptr};
-  Tensor x = Tensor::empty({1, 1, 8, 64}, DType::bf16, kGpu);
-  Tensor lse = Tensor::empty({1, 1, 8}, DType::f32, kGpu);
+  const kernels::AttentionShape shape{1, 1, 8, 64};
+  const kernels::AttentionStrides packed = kernels::packed_attention_strides(shape);
+  const Tensor x = Tensor::empty(qkv_shape(shape), DType::bf16, kGpu);
+  const Tensor lse = Tensor::empty(row_shape(shape), DType::f32, kGpu),
+               delta = Tensor::empty(row_shape(shape), DType::f32, kGpu);
   const ft::bfloat16* p = x.data<ft::bfloat16>();
-  ft::bfloat16* out = x.data<ft::bfloat16>();
-  CHECK_THROWS_WITH(kernels::flash_attention_forward_cuda<ft::bfloat16>({1, 1, 8, 32}, mask, 1.0f, p, p, p, out,
-                                                                        lse.data<float>(), cuda::context(0).stream),
+  const Operand in{p, packed};
+  const kernels::FlashOperand<ft::bfloat16> out{x.data<ft::bfloat16>(), packed};
+  auto forward = [&](const kernels::AttentionShape& s, const Operand& q, const Operand& k, const Operand& v) {
+    kernels::flash_attention_forward_cuda<ft::bfloat16>(s, mask, 1.0f, q, k, v, out, lse.data<float>(),
+                                                        cuda::context(0).stream);
+  };
+  CHECK_THROWS_WITH(forward({1, 1, 8, 32}, in, in, in),
                     doctest::Contains("flash_attention_forward_cuda: head_dim 32 is not supported (64 or 128)"));
-  CHECK_THROWS_WITH(kernels::flash_attention_forward_cuda<ft::bfloat16>({1, 1, 7, 64}, mask, 1.0f, p + 1, p, p, out,
-                                                                        lse.data<float>(), cuda::context(0).stream),
-                    doctest::Contains("flash_attention_forward_cuda: a tensor's data is not 16-byte aligned"));
+  CHECK_THROWS_WITH(forward(shape, Operand{p + 1, packed}, in, in),
+                    doctest::Contains("flash_attention_forward_cuda: q needs unit stride along head_dim, other strides "
+                                      "positive multiples of 8 elements and 16-byte aligned data, got strides [512, "
+                                      "512, 64, 1]"));
+  CHECK_THROWS_WITH(forward(shape, in, Operand{p, {8 * 65, 8 * 65, 65, 1}}, in),
+                    doctest::Contains("flash_attention_forward_cuda: k needs unit stride"));
+  CHECK_THROWS_WITH(forward(shape, in, in, Operand{p, {1024, 1024, 128, 2}}),
+                    doctest::Contains("flash_attention_forward_cuda: v needs unit stride"));
+  CHECK_THROWS_WITH(forward(shape, in, in, Operand{p, {0, 512, 64, 1}}),
+                    doctest::Contains("flash_attention_forward_cuda: v needs unit stride"));
+  const kernels::FlashOperand<ft::bfloat16> misaligned{x.data<ft::bfloat16>() + 8 * 64 - 4, packed};
+  CHECK_THROWS_WITH(kernels::flash_attention_backward_cuda<ft::bfloat16>(shape, mask, 1.0f, in, in, in, in, in,
+                                                                         lse.data<float>(), delta.data<float>(), out,
+                                                                         out, misaligned, cuda::context(0).stream),
+                    doctest::Contains("flash_attention_backward_cuda: dv needs unit stride"));
 }
