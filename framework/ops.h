@@ -73,9 +73,11 @@ Tensor contiguous(const Tensor& x);
 // device and dtype). flash: kernels/flash_attention, which keeps one log-sum-exp per query
 // instead (CUDA, bf16 or f16, head dim 64 or 128; anything else is an error, not a fallback).
 // cudnn: cuDNN's fused flash attention (kernels/cudnn_attention), the baseline flash is measured
-// against: what flash takes but segment ids, in builds that found cuDNN 9; it reads q, k, v in
-// place whatever their strides, and its out (and dq, dk, dv) are [B, H, T, D] views of
-// [B, T, H, D] memory, so merging the heads back costs no copy.
+// against: what flash takes but segment ids, in builds that found cuDNN 9. Both fused kernels
+// (flash, cudnn) read q, k, v and the upstream gradient in place whatever their strides (copied
+// first only when a row is not whole, aligned 16-byte chunks), and their out (and dq, dk, dv)
+// are [B, H, T, D] views of [B, T, H, D] memory, so merging the heads back costs no copy, nor
+// splitting them the gradients.
 enum class AttentionKernel { math, flash, cudnn };
 
 struct AttentionOptions {
@@ -91,6 +93,12 @@ struct AttentionOptions {
 bool flash_attention_takes_head_dim(int64_t head_dim);
 // q, k, v: [B, H, T, D]; result [B, H, T, D] = softmax(q k^T * scale + mask) v.
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionOptions& options = {});
+// qkv: [B, T, 3C], q, k and v side by side (GPT-2's c_attn output), each of `heads` heads of
+// D = C / heads columns, heads-major. The result [B, T, C] is attention on their [B, H, T, D]
+// views with the heads merged back (the input of GPT-2's c_proj). With flash or cudnn one node
+// reads q, k, v where they lie and writes the gradient of qkv in one piece; with math it is that
+// composition of views (copies where reshape needs them) and attention.
+Tensor attention_packed_qkv(const Tensor& qkv, int64_t heads, const AttentionOptions& options = {});
 
 // ---- rotary position embedding (framework/ops/rotary.cpp) ----------------------------------
 // x: [B, H, T, D] with D even. Rotates the pairs (x[i], x[i + D/2]) by the angle

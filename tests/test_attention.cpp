@@ -1,6 +1,8 @@
 // attention (math form): a plain-loop reference with every kind of mask, the packing and
 // padding properties that segment ids promise, gradients, fp32 against fp64, and input errors,
-// among them what the flash and cudnn kernels refuse (their numbers are in tests/gpu/).
+// among them what the flash and cudnn kernels refuse (their numbers are in tests/gpu/). And
+// attention_packed_qkv: the composition GPT-2 writes by hand (values and gradients), its
+// gradients against finite differences, and its errors.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -228,4 +230,84 @@ TEST_CASE("attention with kernel cudnn refuses what flash refuses, segment ids, 
                     doctest::Contains("attention: kernel cudnn is not in this build (cuDNN 9's headers were not found "
                                       "when it was configured; use kernel flash or math)"));
 #endif
+}
+
+namespace {
+
+// attention_packed_qkv spelled out as GPT-2 spelled it before the op existed: q, k and v sliced
+// from qkv and split into heads, attention, the heads merged back.
+Tensor composed_packed_qkv(const Tensor& qkv, int64_t heads, const AttentionOptions& options) {
+  const int64_t b = qkv.size(0), t = qkv.size(1), c = qkv.size(2) / 3;
+  auto split = [&](int64_t part) {
+    return transpose(reshape(slice(qkv, 2, part * c, (part + 1) * c), {b, t, heads, c / heads}), 1, 2);
+  };
+  return reshape(transpose(attention(split(0), split(1), split(2), options), 1, 2), {b, t, c});
+}
+
+ft::testing::OpFn packed_qkv_with(int64_t heads, const AttentionOptions& options) {
+  return [heads, options](const std::vector<Tensor>& in) { return attention_packed_qkv(in[0], heads, options); };
+}
+
+}  // namespace
+
+TEST_CASE("attention_packed_qkv is the composition of slices, heads, attention and the merge, gradients included") {
+  const int64_t heads = 3, head_dim = 4;
+  const Tensor qkv = random_f64({2, 6, 3 * heads * head_dim}, 50);
+  const Tensor weight = random_f64({2, 6, heads * head_dim}, 51);  // loss = sum(out * weight)
+  const Tensor segment_ids = Tensor::from_ints({0, 0, 1, 1, 1, -1, 0, 1, 1, 2, 2, 2}, {2, 6});
+  for (const AttentionOptions& options :
+       {AttentionOptions{true, Tensor(), 0.0}, AttentionOptions{false, Tensor(), 0.0},
+        AttentionOptions{true, segment_ids, 0.0}, AttentionOptions{false, segment_ids, 0.3}}) {
+    CAPTURE(options.causal);
+    CAPTURE(options.segment_ids.defined());
+    CAPTURE(options.scale);
+    const Tensor packed_in = qkv.clone().set_requires_grad(true), composed_in = qkv.clone().set_requires_grad(true);
+    const Tensor packed = attention_packed_qkv(packed_in, heads, options);
+    const Tensor composed = composed_packed_qkv(composed_in, heads, options);
+    CHECK(packed.shape() == Shape{2, 6, heads * head_dim});
+    CHECK(relative_error(packed, composed) < 1e-15);
+    sum(mul(packed, weight)).backward();
+    sum(mul(composed, weight)).backward();
+    REQUIRE(packed_in.grad().defined());
+    CHECK(packed_in.grad().shape() == qkv.shape());
+    CHECK(relative_error(packed_in.grad(), composed_in.grad()) < 1e-15);
+  }
+}
+
+TEST_CASE("attention_packed_qkv gradients match finite differences") {
+  const Tensor qkv = random_f64({2, 5, 3 * 2 * 4}, 60);
+  const Tensor segment_ids = Tensor::from_ints({0, 0, 0, 1, 1, 0, 0, 1, 1, -1}, {2, 5});
+  CHECK(ft::testing::gradcheck(packed_qkv_with(2, {true, segment_ids, 0.0}), {qkv}) < 1e-6);
+  CHECK(ft::testing::gradcheck(packed_qkv_with(2, {false, Tensor(), 0.0}), {qkv}) < 1e-6);
+  CHECK(ft::testing::gradcheck(packed_qkv_with(1, {true, Tensor(), 0.7}), {qkv}) < 1e-6);
+}
+
+TEST_CASE("attention_packed_qkv rejects what does not split into q, k and v, and what the kernels refuse") {
+  const Tensor qkv = Tensor::zeros({2, 5, 24});
+  CHECK_THROWS_WITH(attention_packed_qkv(Tensor::zeros({2, 5, 2, 12}), 2),
+                    doctest::Contains("attention_packed_qkv: qkv has shape [2, 5, 2, 12], expected 3 dimensions"));
+  CHECK_THROWS_WITH(attention_packed_qkv(qkv, 0),
+                    doctest::Contains("attention_packed_qkv: heads must be positive, got 0"));
+  CHECK_THROWS_WITH(attention_packed_qkv(qkv, 3),
+                    doctest::Contains("attention_packed_qkv: qkv f32[2, 5, 24] on cpu does not split into q, k and v "
+                                      "of 3 heads (its last size must be a multiple of 3 * 3)"));
+  AttentionOptions short_ids{true, Tensor::from_ints({0, 0, 0, 0, 0, 0, 0, 0}, {2, 4}), 0.0};
+  CHECK_THROWS_WITH(attention_packed_qkv(qkv, 2, short_ids),
+                    doctest::Contains("attention: segment_ids has shape [2, 4], expected [2, 5]"));
+  AttentionOptions flash;
+  flash.kernel = AttentionKernel::flash;
+  CHECK_THROWS_WITH(attention_packed_qkv(Tensor::zeros({1, 3, 3 * 64}), 1, flash),
+                    doctest::Contains("attention: kernel flash runs on cuda, got q f32[1, 1, 3, 64] on cpu (use "
+                                      "kernel math on the cpu)"));
+  // A tensor that claims the GPU but is never read: the checks come first.
+  float dummy[3 * 3 * 32] = {};
+  const Tensor gpu_bf16 = Tensor::from_blob(dummy, {1, 3, 3 * 32}, DType::bf16, Device::cuda(0));
+  CHECK_THROWS_WITH(attention_packed_qkv(gpu_bf16, 1, flash),
+                    doctest::Contains("attention: kernel flash takes head dim 64 or 128, got q bf16[1, 1, 3, 32]"));
+  AttentionOptions cudnn;
+  cudnn.kernel = AttentionKernel::cudnn;
+  int32_t ids[3] = {};
+  cudnn.segment_ids = Tensor::from_blob(ids, {1, 3}, DType::i32, Device::cuda(0));
+  CHECK_THROWS_WITH(attention_packed_qkv(gpu_bf16, 1, cudnn),
+                    doctest::Contains("attention: kernel cudnn takes no segment_ids"));
 }

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <string>
 #include <vector>
 
 #include "kernels/attention/attention_cpu.h"
@@ -244,6 +245,41 @@ inline void check_attention_results(const AttentionResults& got, const Attention
   check_attention_result("dq", got.dq, expected.dq, bound);
   check_attention_result("dk", got.dk, expected.dk, bound);
   check_attention_result("dv", got.dv, expected.dv, bound);
+}
+
+// ---- The packed-qkv op through autograd ---------------------------------------------------------
+
+// attention_packed_qkv on a fresh leaf with qkv's values: its output ([B, T, C]), the gradient of
+// qkv for the loss sum(out * upstream), and the op of the node that made the output.
+struct PackedRun {
+  Tensor out, d_qkv;
+  std::string op;
+};
+
+inline PackedRun run_packed_qkv(const Tensor& qkv, const Tensor& upstream, int64_t heads, AttentionOptions options,
+                                AttentionKernel kernel) {
+  const Tensor x = leaf(qkv, qkv.dtype(), qkv.device());
+  options.kernel = kernel;
+  const Tensor out = attention_packed_qkv(x, heads, options);
+  REQUIRE(out.grad_fn());
+  const std::string op = out.grad_fn()->op;
+  weighted_sum(out, upstream).backward();
+  return {out.detach(), x.grad(), op};
+}
+
+// A fused kernel's packed run against math's: one node that took qkv and gave [B, T, C], a
+// contiguous out and gradient (written whole, not gathered), and both within `dtype`'s bound of
+// math's (each is within it of the f64 truth; they round P and dS at different points, so they
+// are held to each other with the same bound).
+inline void check_packed_against_math(const PackedRun& fused, const PackedRun& math, DType dtype) {
+  CHECK(fused.op == "attention_packed_qkv");
+  CHECK(fused.out.is_contiguous());
+  REQUIRE(fused.d_qkv.defined());
+  CHECK(fused.d_qkv.is_contiguous());
+  CAPTURE("out");
+  CHECK(gpu_error(fused.out, math.out) < tolerance(dtype));
+  CAPTURE("d_qkv");
+  CHECK(gpu_error(fused.d_qkv, math.d_qkv) < tolerance(dtype));
 }
 
 }  // namespace ft::testing

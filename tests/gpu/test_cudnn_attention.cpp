@@ -1,10 +1,11 @@
 // cuDNN's fused attention (kernels/cudnn_attention, attention: cudnn) against attention_cpu.h in
 // f64 from the same rounded inputs: out, lse, dq, dk, dv in bf16 and f16, head dims 64 and 128,
 // causal and bidirectional, sequence lengths on and off 64; operands read and written in place
-// through their strides (heads-last; q, k, v interleaved in c_attn's output and dq, dk, dv
-// likewise in one [B, T, 3C] gradient), at GPT-2's 16 x 12 heads; the op through autograd against
-// kernel math; the launchers' errors. A build without cuDNN checks instead that the op refuses
-// the kernel by name.
+// through the strides the ops hand the kernel (heads-last; q, k, v interleaved in c_attn's output
+// and dq, dk, dv likewise in their gradient, as attention_packed_qkv lays them out), at GPT-2's
+// 16 x 12 heads; the ops (attention, attention_packed_qkv) through autograd against kernel math;
+// the launchers' errors. A build without cuDNN checks instead that the ops refuse the kernel by
+// name.
 #include <doctest/doctest.h>
 
 #include "framework/autograd.h"
@@ -122,6 +123,24 @@ TEST_CASE("attention: kernel cudnn matches kernel math through autograd, on q, k
   }
 }
 
+TEST_CASE("attention_packed_qkv: kernel cudnn matches kernel math through autograd, in one node on qkv in place") {
+  cuda::set_poison_allocations(true);
+  const int64_t batch = 2, heads = 3, seq_len = 1000;
+  uint64_t seed = 800;
+  for (int64_t head_dim : {64, 128})
+    for (bool causal : {true, false}) {
+      CAPTURE(head_dim);
+      CAPTURE(causal);
+      const int64_t width = heads * head_dim;
+      const Tensor qkv = random_twin({batch, seq_len, 3 * width}, DType::bf16, ++seed).gpu;
+      const Tensor upstream = random_twin({batch, seq_len, width}, DType::bf16, ++seed).gpu;
+      AttentionOptions options;
+      options.causal = causal;
+      check_packed_against_math(run_packed_qkv(qkv, upstream, heads, options, AttentionKernel::cudnn),
+                                run_packed_qkv(qkv, upstream, heads, options, AttentionKernel::math), DType::bf16);
+    }
+}
+
 TEST_CASE("cudnn attention launchers reject other head dims and misaligned operands before touching cuDNN") {
   const kernels::AttentionShape shape{1, 1, 8, 64};
   const Tensor x = Tensor::empty(qkv_shape(shape), DType::bf16, kGpu);
@@ -150,6 +169,9 @@ TEST_CASE("a build without cuDNN refuses attention: cudnn by name") {
   AttentionOptions options;
   options.kernel = AttentionKernel::cudnn;
   CHECK_THROWS_WITH(attention(q, q, q, options), doctest::Contains("attention: kernel cudnn is not in this build"));
+  const Tensor qkv = Tensor::zeros({1, 8, 3 * 64}, DType::bf16, kGpu);
+  CHECK_THROWS_WITH(attention_packed_qkv(qkv, 1, options),
+                    doctest::Contains("attention: kernel cudnn is not in this build"));
 }
 
 #endif
