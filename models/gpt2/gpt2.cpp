@@ -67,23 +67,27 @@ Tensor Gpt2::maybe_dropout(const Tensor& x, Generator* dropout_gen) const {
 }
 
 // ln_1(x): [B, T, C] -> proj(attention(split_heads(c_attn(ln_1(x))))), the attention branch.
+// Without rotary positions q, k and v go to attention_packed_qkv as c_attn left them, which the
+// fused kernels read in place (and whose gradient they write in one piece); rotary positions
+// rotate q and k first, so they are split off as [B, H, T, D] tensors.
 Tensor Gpt2::attention_branch(const Block& b, const Tensor& normed, const Gpt2Batch& batch,
                               Generator* dropout_gen) const {
   const int64_t n = normed.size(0), t = normed.size(1), c = config_.n_embd, h = config_.n_head;
   Tensor qkv = linear(normed, b.c_attn_weight, b.c_attn_bias);
-  auto heads = [&](int64_t part) {  // [B, T, C] slice -> [B, H, T, D]
-    return transpose(reshape(slice(qkv, 2, part * c, (part + 1) * c), {n, t, h, c / h}), 1, 2);
-  };
-  Tensor q = heads(0), k = heads(1);
-  if (config_.rotary) {
-    q = rotary_embedding(q, batch.positions, config_.rope_base);
-    k = rotary_embedding(k, batch.positions, config_.rope_base);
-  }
   AttentionOptions options;
   options.segment_ids = batch.segment_ids;
   options.kernel = config_.attention;
-  Tensor y = attention(q, k, heads(2), options);
-  y = reshape(transpose(y, 1, 2), {n, t, c});
+  Tensor y;
+  if (!config_.rotary) {
+    y = attention_packed_qkv(qkv, h, options);
+  } else {
+    auto heads = [&](int64_t part) {  // [B, T, C] slice -> [B, H, T, D]
+      return transpose(reshape(slice(qkv, 2, part * c, (part + 1) * c), {n, t, h, c / h}), 1, 2);
+    };
+    const Tensor q = rotary_embedding(heads(0), batch.positions, config_.rope_base);
+    const Tensor k = rotary_embedding(heads(1), batch.positions, config_.rope_base);
+    y = reshape(transpose(attention(q, k, heads(2), options), 1, 2), {n, t, c});
+  }
   return maybe_dropout(linear(y, b.attn_proj_weight, b.attn_proj_bias), dropout_gen);
 }
 
