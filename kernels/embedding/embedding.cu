@@ -8,35 +8,49 @@
 // position order, exactly as the CPU reference does (in f32, the same bits), and the rows no id
 // hits are written as zeros in the same pass (no memset first).
 //
-// One kernel. Block b owns a range of rows of dweight (the vocabulary over one block a
-// multiprocessor: 381 of GPT-2's 50257 rows on an H200). It reads all the segment's ids (16K ids
-// are 64 KB, from L2 by every block), counts the hits of each of its rows in shared memory, and
-// then, since only a third of its rows are hit, writes the others with nothing but stores while
-// it builds, from a scan of the counts, the list of hit rows and each one's run of positions
-// (a counting sort in shared memory; the atomics leave a run's order arbitrary, so runs of two
-// or more positions are sorted, by rank in a warp or through a bitmap when longer than a warp).
-// Last, the hit rows' sums: items are (hit row, group of 32 packs), one 16-byte pack a lane, and
-// warp w walks the positions of its items w, w + 32, ... as one stream of dout loads,
-// kLoadsInFlight in flight across items. The stream is taken 32 entries at a time into a window
-// spread over the lanes (entry e's offsets in lane e, the items' first and last entries as bits
-// of two masks), so a load costs a shuffle, an address and a bit test, and every item's positions
-// are added in order.
+// Block b owns a range of rows of dweight: the vocabulary over one block a multiprocessor (381
+// of GPT-2's 50257 token rows on an H200, 8 of its 1024 position rows). It reads all the
+// segment's ids (16K ids are 64 KB, from L2 by every block), and two kernels, picked on the host
+// by that row count, turn them into each of its rows' run of positions, in order, then sum the
+// runs' dout rows.
+//
+// A large table (more than kSmallTableRows rows a block; the token table) counts the hits of
+// each of its rows in shared memory, and then, since only a third of its rows are hit, writes
+// the others with nothing but stores while it builds, from a scan of the counts, the list of hit
+// rows and each one's run of positions (a counting sort in shared memory; the atomics leave a
+// run's order arbitrary, so runs of two or more positions are sorted, by rank in a warp or
+// through a bitmap when longer than a warp). Last, the hit rows' sums: items are (hit row, group
+// of 32 packs), one 16-byte pack a lane, and warp w walks the positions of its items w, w + 32,
+// ... as one stream of dout loads, kLoadsInFlight in flight across items. The stream is taken 32
+// entries at a time into a window spread over the lanes (entry e's offsets in lane e, the items'
+// first and last entries as bits of two masks), so a load costs a shuffle, an address and a bit
+// test, and every item's positions are added in order.
+//
+// A small table (at most kSmallTableRows rows a block; the position table, every row hit 16
+// times) has few rows and many hits a row, so the first dout load should come as soon after the
+// ids as it can: a block keeps its hits in position order (one scan of the threads' hit
+// counts), warp r picks row r's run out of them by ballots, in order (nothing to sort), and
+// each (row, group of 32 packs) item streams its run with kLoadsInFlight loads in flight. Three
+// barriers from the ids to the first dout load, where the large-table kernel has six and the
+// sorts.
 //
 // dweight is stored evict-first: it is not read again here, and so the zero rows (most of a
-// token table) do not push out of L2 the dout rows step 4 is reading. So the kernel writes
+// token table) do not push out of L2 the dout rows being summed. So each kernel writes
 // dweight and reads dout once (plus the ids from L2), and no search.
 //
 // Earlier designs, at GPT-2's shapes on an H200: a chunk sort and a slice-by-slice merge in two
-// kernels, 0.046 ms for the token table and 0.0129 ms for the position table; then this kernel
-// with the hits in position order and every row an item that found its positions by ballots,
-// 0.043 and 0.0098 ms (Nsight: ~130 instructions an item, each a long dependent chain); then
-// runs by a counting sort and a ring of loads a warp that tracked items, runs and rows at every
-// load, 0.0353 and 0.0116 ms (Nsight, position table: ~67 instructions a 16-byte load, and dout
-// read only after the sort); then this kernel, 0.0298-0.0305 and 0.0115-0.0134 ms (a variant
-// that prefetched each hit's dout row to L2 in step 1 was slower: 0.0305 / 0.0133 ms against
-// 0.0298 / 0.0115 without; plain stores instead of evict-first: 0.0330 ms for the token table).
-// The position table (every row hit 16 times, 8 rows a block) stays latency-bound: its blocks
-// spend the scan and sort before their first load.
+// kernels, 0.046 ms for the token table and 0.0129 ms for the position table; then one kernel
+// with the hits in position order and every (row, group) item finding its positions by ballots
+// over all the block's hits, adding each window's few before the next window's loads, 0.043 and
+// 0.0098 ms (Nsight: ~130 instructions an item, each a long dependent chain); then runs by a
+// counting sort and a ring of loads a warp that tracked items, runs and rows at every load,
+// 0.0353 and 0.0116 ms (Nsight, position table: ~67 instructions a 16-byte load, and dout read
+// only after the sort); then the large-table kernel alone, for both tables, 0.0298-0.0305 and
+// 0.0115-0.0134 ms (a variant that prefetched each hit's dout row to L2 in step 1 was slower:
+// 0.0305 / 0.0133 ms against 0.0298 / 0.0115 without; plain stores instead of evict-first:
+// 0.0330 ms for the token table). The position table stayed latency-bound there: its blocks
+// spent the scan and sort before their first load. The small-table kernel for it: not measured
+// yet.
 //
 // A block holds the positions of kSegmentIds ids at most (shared memory), so longer id lists are
 // cut into segments, one launch each, in position order: the sums in between stay fp32 in the
@@ -205,6 +219,18 @@ __device__ __forceinline__ void load_lane_ids(int (&id)[kIdsPerLane], const int3
 #pragma unroll
     for (int k = 0; k < kIdsPerLane; ++k) id[k] = begin + k < count ? p[k] : -1;
   }
+}
+
+// Bit k: the lane's id k is in the block's rows [first_row, first_row + rows). One unsigned
+// compare each: ids below first_row, and negative ones, wrap past rows.
+__device__ __forceinline__ unsigned block_hits(const int (&id)[kIdsPerLane], int first_row, int rows) {
+  unsigned hits = 0;
+#pragma unroll
+  for (int k = 0; k < kIdsPerLane; ++k)
+    hits |= static_cast<unsigned>(static_cast<unsigned>(id[k]) - static_cast<unsigned>(first_row) <
+                                  static_cast<unsigned>(rows))
+            << k;
+  return hits;
 }
 
 // A block's dynamic shared memory, in 16-byte aligned pieces: the segment's positions that hit
@@ -462,8 +488,7 @@ __global__ void __launch_bounds__(kBackwardThreads, kBackwardBlocksPerSm)
   const P* segment_dout = reinterpret_cast<const P*>(dout) + seg.first * packs_per_row;
 
   // Step 1: each thread reads kIdsPerLane consecutive ids (all loads in flight at once), picks
-  // those in the block's rows (one unsigned compare each: ids below first_row, and negative
-  // ones, wrap past rows), asks L2 for their rows of dout, and counts them in their rows' words.
+  // those in the block's rows and counts them in their rows' words.
   const int begin = threadIdx.x * kIdsPerLane;
   int id[kIdsPerLane];
   load_lane_ids(id, ids + seg.first, begin, seg.count);
@@ -471,12 +496,7 @@ __global__ void __launch_bounds__(kBackwardThreads, kBackwardBlocksPerSm)
   for (int i = threadIdx.x; i < kSortWarps * kBitmapWords / 4; i += kBackwardThreads)
     reinterpret_cast<uint4*>(bitmaps)[i] = uint4{0, 0, 0, 0};
   if (threadIdx.x == 0) has_long_run = 0;
-  unsigned mine = 0;  // bit k: id k is in the block's rows
-#pragma unroll
-  for (int k = 0; k < kIdsPerLane; ++k)
-    mine |= static_cast<unsigned>(static_cast<unsigned>(id[k]) - static_cast<unsigned>(first_row) <
-                                  static_cast<unsigned>(rows))
-            << k;
+  const unsigned mine = block_hits(id, first_row, rows);
   __syncthreads();
   if (mine != 0) {
 #pragma unroll
@@ -560,6 +580,166 @@ __global__ void __launch_bounds__(kBackwardThreads, kBackwardBlocksPerSm)
     sum_hit_rows<true, false>(out, sums, segment_dout, runs, hit_rows, hit_count, packs_per_row, groups);
 }
 
+// ---- the backward of a small table ---------------------------------------------------------
+//
+// At most kSmallTableRows rows a block (GPT-2's 1024 positions: 8 a block), each hit many
+// times. A block (step 1) keeps its hits in position order, each thread's after those of the
+// threads below it (one scan of the threads' hit counts), and counts them a row; (step 2) warp r
+// picks row r's positions out of those entries by ballots, 32 entries a ballot, so each row's
+// run comes out in position order with nothing to sort; and (step 3) warps take (row, group of
+// 32 packs) items and sum each run, kLoadsInFlight dout loads in flight. Every row is written in
+// every segment (the earlier segments' sums, or zeros, when no id of this one hits it).
+
+// Rows a block owns at most in the small-table kernel: warp r builds row r's run, and lane r of
+// each warp holds row r's count and run start.
+constexpr int kSmallTableRows = 32;
+static_assert(kSmallTableRows <= kBackwardWarps, "a warp builds each row's run");
+// A run starts on a multiple of kLoadsInFlight positions, so that the positions of a ring's
+// loads are one 16-byte load from shared memory (kLoadsInFlight uint16_t).
+static_assert(kLoadsInFlight * sizeof(uint16_t) == sizeof(uint4), "a ring's positions are one 16-byte load");
+// An entry: (row in the block) << 16 | (position in the segment); kNoEntry matches no row.
+constexpr uint32_t kNoEntry = 0xffffffffu;
+
+// The small-table kernel's dynamic shared memory: the block's entries (at most a segment's ids),
+// then the runs (each padded to a multiple of kLoadsInFlight).
+constexpr size_t kSmallTableEntryBytes = kSegmentIds * sizeof(uint32_t);
+constexpr size_t kSmallTableSharedBytes =
+    kSmallTableEntryBytes + (kSegmentIds + kSmallTableRows * (kLoadsInFlight - 1)) * sizeof(uint16_t);
+
+// Step 2 for row r: its `count` positions, in position order, from the block's `hits` entries
+// (all its rows' hits, in position order) into `run`, 32 entries a ballot.
+__device__ __forceinline__ void collect_run(uint16_t* run, const uint32_t* entries, int hits, int r, int count) {
+  const int lane = threadIdx.x % 32;
+  for (int base = 0, found = 0; found < count; base += 32) {
+    const uint32_t entry = base + lane < hits ? entries[base + lane] : kNoEntry;
+    const bool match = entry >> 16 == static_cast<uint32_t>(r);
+    const unsigned matches = __ballot_sync(kFullMask, match);
+    if (match) run[found + __popc(matches & ((1u << lane) - 1u))] = static_cast<uint16_t>(entry & 0xffffu);
+    found += __popc(matches);
+  }
+}
+
+// Position u of a ring's kLoadsInFlight positions, read as one uint4 (u known at compile time).
+__device__ __forceinline__ int ring_position(const uint4& positions, int u) {
+  const unsigned word = u < 2 ? positions.x : u < 4 ? positions.y : u < 6 ? positions.z : positions.w;
+  return static_cast<int>(u % 2 == 0 ? word & 0xffffu : word >> 16);
+}
+
+// Step 3 for one item: the lane's pack of the dout rows at the `count` positions of `run`
+// (16-byte aligned), added in order onto the earlier segments' sum or zero, then stored (to
+// `sum` for a later segment, else rounded to `out`). kLoadsInFlight loads in flight: as the
+// oldest is added, the load kLoadsInFlight positions on is issued. `column` is the lane's pack of
+// the segment's first dout row.
+template <int kPack, class T>
+__device__ __forceinline__ void sum_run(Pack<T, kPack>* out, Pack<float, kPack>* sum,
+                                        const Pack<T, kPack>* __restrict__ column, const uint16_t* run, int count,
+                                        int packs_per_row, const Segment& seg) {
+  using P = Pack<T, kPack>;
+  using F = Pack<float, kPack>;
+  // A 16-byte pack is held as a uint4 until it is added: as Pack<half, 8>, ptxas gives each
+  // 16-bit value a register of its own, and the ring spilled.
+  using Slot = std::conditional_t<sizeof(P) == sizeof(uint4), uint4, P>;
+  const auto* slots = reinterpret_cast<const Slot*>(column);
+  const auto* positions = reinterpret_cast<const uint4*>(run);
+  Slot ring[kLoadsInFlight];
+  uint4 ahead = count > 0 ? positions[0] : uint4{0, 0, 0, 0};
+#pragma unroll
+  for (int u = 0; u < kLoadsInFlight; ++u)
+    if (u < count) ring[u] = slots[ring_position(ahead, u) * packs_per_row];
+  float acc[kPack] = {};
+  if (seg.accumulate) {
+    const F start = *sum;
+#pragma unroll
+    for (int j = 0; j < kPack; ++j) acc[j] = start.v[j];
+  }
+  for (int base = 0; base < count; base += kLoadsInFlight) {
+    const bool more = base + kLoadsInFlight < count;
+    ahead = more ? positions[base / kLoadsInFlight + 1] : uint4{0, 0, 0, 0};
+#pragma unroll
+    for (int u = 0; u < kLoadsInFlight; ++u) {
+      if (base + u >= count) break;
+      add_pack(acc, reinterpret_cast<const P&>(ring[u]));
+      if (base + kLoadsInFlight + u < count) ring[u] = slots[ring_position(ahead, u) * packs_per_row];
+    }
+  }
+  if (seg.to_partial) {
+    F s;
+#pragma unroll
+    for (int j = 0; j < kPack; ++j) s.v[j] = acc[j];
+    *sum = s;
+  } else {
+    P result;
+#pragma unroll
+    for (int j = 0; j < kPack; ++j) result.v[j] = from_float<T>(acc[j]);
+    store_dweight(out, result);
+  }
+}
+
+// Block b owns rows [b, b + 1) * rows_per_block, at most kSmallTableRows (see above for the
+// steps). Its barriers are all at its top level.
+template <int kPack, class T>
+__global__ void __launch_bounds__(kBackwardThreads, kBackwardBlocksPerSm)
+    embedding_backward_small_table_kernel(T* dweight, float* partial, const int32_t* __restrict__ ids,
+                                          const T* __restrict__ dout, int vocab, int rows_per_block, int packs_per_row,
+                                          int groups, Segment seg) {
+  using P = Pack<T, kPack>;
+  using F = Pack<float, kPack>;
+  extern __shared__ uint4 shared_memory[];
+  __shared__ unsigned warp_hits[kBackwardWarps];
+  __shared__ int row_hits[kSmallTableRows];
+  auto* entries = reinterpret_cast<uint32_t*>(shared_memory);
+  auto* runs = reinterpret_cast<uint16_t*>(reinterpret_cast<unsigned char*>(shared_memory) + kSmallTableEntryBytes);
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const int first_row = blockIdx.x * rows_per_block, rows = min(rows_per_block, vocab - first_row);
+
+  // Step 1: thread t reads ids [t, t + 1) * kIdsPerLane (all loads in flight at once) and writes
+  // those in the block's rows as entries, in order, after the entries of threads 0 .. t - 1 (a
+  // scan of the threads' hit counts over the lanes, then over the warps), and counts each row's.
+  if (threadIdx.x < kSmallTableRows) row_hits[threadIdx.x] = 0;
+  const int begin = threadIdx.x * kIdsPerLane;
+  int id[kIdsPerLane];
+  load_lane_ids(id, ids + seg.first, begin, seg.count);
+  const unsigned mine = block_hits(id, first_row, rows), mine_count = __popc(mine);
+  const unsigned inclusive = warp_inclusive_sum(mine_count);
+  if (lane == 31) warp_hits[warp] = inclusive;
+  __syncthreads();
+  const unsigned warp_total = warp_hits[lane], warps_inclusive = warp_inclusive_sum(warp_total);
+  const int hits = static_cast<int>(__reduce_add_sync(kFullMask, warp_total));
+  int at = static_cast<int>(__shfl_sync(kFullMask, warps_inclusive - warp_total, warp) + inclusive - mine_count);
+  if (mine != 0) {
+#pragma unroll
+    for (int k = 0; k < kIdsPerLane; ++k) {
+      if ((mine >> k & 1u) == 0) continue;
+      const int r = id[k] - first_row;
+      entries[at++] = static_cast<uint32_t>(r) << 16 | static_cast<uint32_t>(begin + k);
+      atomicAdd(&row_hits[r], 1);  // a count: the order does not matter
+    }
+  }
+  __syncthreads();
+
+  // Step 2: lane r of every warp takes row r's count and, from a scan of the counts rounded up to
+  // kLoadsInFlight, where its run starts; warp r collects row r's run.
+  const int row_count = lane < rows ? row_hits[lane] : 0;
+  const int padded = (row_count + kLoadsInFlight - 1) / kLoadsInFlight * kLoadsInFlight;
+  const int run_start = static_cast<int>(warp_inclusive_sum(static_cast<unsigned>(padded))) - padded;
+  const int own_start = __shfl_sync(kFullMask, run_start, warp), own_count = __shfl_sync(kFullMask, row_count, warp);
+  if (warp < rows) collect_run(runs + own_start, entries, hits, warp, own_count);
+  __syncthreads();
+
+  // Step 3: warp w takes items w, w + 32, ...: (row, group of 32 packs), one pack a lane.
+  P* out = reinterpret_cast<P*>(dweight) + int64_t{first_row} * packs_per_row;
+  F* sums = partial != nullptr ? reinterpret_cast<F*>(partial) + int64_t{first_row} * packs_per_row : nullptr;
+  const P* segment_dout = reinterpret_cast<const P*>(dout) + seg.first * packs_per_row;
+  for (int item = warp; item < rows * groups; item += kBackwardWarps) {
+    const int r = item / groups, pack = (item - r * groups) * kWarpPacks + lane;
+    const int count = __shfl_sync(kFullMask, row_count, r), start = __shfl_sync(kFullMask, run_start, r);
+    if (pack >= packs_per_row) continue;
+    const int at_pack = r * packs_per_row + pack;
+    sum_run(out + at_pack, sums != nullptr ? sums + at_pack : nullptr, segment_dout + pack, runs + start, count,
+            packs_per_row, seg);
+  }
+}
+
 template <int kPack, class T>
 void launch_forward(T* out, const int32_t* ids, const T* weight, int64_t tokens, int64_t vocab, int64_t channels,
                     cudaStream_t stream) {
@@ -593,8 +773,10 @@ void launch_backward(T* dweight, float* partial, const int32_t* ids, const T* do
   FT_CHECK(int64_t{kSegmentIds} * packs_per_row <= INT_MAX, "embedding backward: rows of ", channels,
            " channels are too wide");
   const auto blocks = static_cast<int>((vocab + rows_per_block - 1) / rows_per_block);
-  const size_t shared_bytes = SharedLayout(rows_per_block).bytes();
-  const auto kernel = embedding_backward_kernel<kPack, cuda_t<T>>;
+  const bool small_table = rows_per_block <= kSmallTableRows;
+  const size_t shared_bytes = small_table ? kSmallTableSharedBytes : SharedLayout(rows_per_block).bytes();
+  const auto kernel = small_table ? embedding_backward_small_table_kernel<kPack, cuda_t<T>>
+                                  : embedding_backward_kernel<kPack, cuda_t<T>>;
   FT_CUDA_CHECK(
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared_bytes)));
   const int groups = static_cast<int>((packs_per_row + kWarpPacks - 1) / kWarpPacks);

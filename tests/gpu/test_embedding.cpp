@@ -1,10 +1,10 @@
-// embedding on CUDA against the CPU reference: the gather exactly, the weight gradient (sorted
-// by id, summed per row in position order) within the dtype's bound in f32, bf16 and f16 and
-// bit for bit against the CPU's f32 in f32, the same bits on every run (token ids, and position
-// ids repeated once per sequence), skewed ids (one id at 30%, the rest at the vocabulary's ends)
-// over several segments of ids (several launches, fp32 sums handed on between them), views off a
-// 16-byte boundary (the one-element path), ids out of range made harmless, and the errors of a
-// wrong device or dtype.
+// embedding on CUDA against the CPU reference: the gather exactly, the weight gradient (sorted by
+// id, summed per row in position order; both backward kernels, a large table's and a small one's)
+// within the dtype's bound in f32, bf16 and f16 and bit for bit against the CPU's f32 in f32, the
+// same bits on every run (token ids, and position ids repeated once per sequence), skewed ids (one
+// id at 30%, the rest at the vocabulary's ends) over several segments of ids (several launches,
+// fp32 sums handed on between them), views off a 16-byte boundary (the one-element path), ids out
+// of range made harmless, and the errors of a wrong device or dtype.
 #include <doctest/doctest.h>
 
 #include <random>
@@ -100,8 +100,11 @@ void check_like_cpu(const Shapes& c, const std::vector<int32_t>& ids, DType dtyp
 TEST_CASE("embedding on CUDA gathers rows exactly and sums their gradients as the CPU does") {
   cuda::set_poison_allocations(true);
   Generator gen(301);
-  // GPT-2's token embedding over a batch, then odd sizes: one id, one channel, a tail.
-  const Shapes cases[] = {{{8, 1024}, 50257, 768}, {{1}, 3, 5}, {{1023}, 3, 1}, {{3, 341}, 1023, 1023}};
+  // GPT-2's token embedding over a batch (the large-table kernel); a table of 4000 rows (on a GPU
+  // of 132 multiprocessors, 31 rows a block: the small-table kernel with most of a warp's rows);
+  // then odd sizes: one id, one channel, a tail.
+  const Shapes cases[] = {
+      {{8, 1024}, 50257, 768}, {{16, 1024}, 4000, 768}, {{1}, 3, 5}, {{1023}, 3, 1}, {{3, 341}, 1023, 1023}};
   for (DType dtype : kGpuDTypes)
     for (const Shapes& c : cases) check_like_cpu(c, token_ids(shape_numel(c.ids), c.vocab, 7), dtype, gen);
 }
@@ -161,9 +164,14 @@ TEST_CASE("the embedding gradient on CUDA of skewed ids, in one segment of ids a
   cuda::set_poison_allocations(true);
   Generator gen(307);
   // GPT-2's shapes (16384 ids: one segment, one launch); 140000 and 300000 ids (9 and 19
-  // segments: the middle ones add to the fp32 sums in place); 7 channels (the one-element path,
-  // also in segments).
-  const Shapes cases[] = {{{16 * 1024}, 50257, 768}, {{140000}, 5003, 24}, {{300000}, 50257, 16}, {{140000}, 1000, 7}};
+  // segments: the middle ones add to the fp32 sums in place); a table of 1000 rows (the
+  // small-table kernel) in 16-byte packs, and with 7 channels (the one-element path), both in
+  // segments and with thousands of positions in one row.
+  const Shapes cases[] = {{{16 * 1024}, 50257, 768},
+                          {{140000}, 5003, 24},
+                          {{300000}, 50257, 16},
+                          {{140000}, 1000, 64},
+                          {{140000}, 1000, 7}};
   for (DType dtype : kGpuDTypes)
     for (const Shapes& c : cases) check_like_cpu(c, skewed_ids(shape_numel(c.ids), c.vocab, 11), dtype, gen);
 }
