@@ -34,6 +34,13 @@
 // barriers from the ids to the first dout load, where the large-table kernel has six and the
 // sorts.
 //
+// On compute capability 9.0 on, the small-table kernel is a programmatic dependent launch: its
+// blocks start while the kernel before it in the stream ends, read the ids and build their runs,
+// and wait for that kernel to finish before they read dout and write dweight. So the ids must
+// not be written by the kernel just before it (embedding_cuda.h): a batch's ids are copied in,
+// and the forward reads them long before. It lets the next kernel launch only once its own wait
+// is over, so no dependent of it starts while the kernel before it still runs.
+//
 // dweight is stored evict-first: it is not read again here, and so the zero rows (most of a
 // token table) do not push out of L2 the dout rows being summed. So each kernel writes
 // dweight and reads dout once (plus the ids from L2), and no search.
@@ -50,7 +57,8 @@
 // 0.0305 / 0.0133 ms against 0.0298 / 0.0115 without; plain stores instead of evict-first:
 // 0.0330 ms for the token table). The position table stayed latency-bound there: its blocks
 // spent the scan and sort before their first load. The small-table kernel for it: not measured
-// yet.
+// yet, nor its programmatic launch (in `bench kernels` the kernel before it is the previous
+// call's).
 //
 // A block holds the positions of kSegmentIds ids at most (shared memory), so longer id lists are
 // cut into segments, one launch each, in position order: the sums in between stay fp32 in the
@@ -725,6 +733,14 @@ __global__ void __launch_bounds__(kBackwardThreads, kBackwardBlocksPerSm)
   const int own_start = __shfl_sync(kFullMask, run_start, warp), own_count = __shfl_sync(kFullMask, row_count, warp);
   if (warp < rows) collect_run(runs + own_start, entries, hits, warp, own_count);
   __syncthreads();
+#if __CUDA_ARCH__ >= 900
+  // Launched as a programmatic dependent of the kernel before it in the stream (see the top):
+  // steps 1 and 2 read only the ids, so they ran during that kernel's tail; dout, the sums so far
+  // and dweight are touched only now that it has finished and its writes are visible. Then the
+  // next kernel may launch its blocks (they start as these exit), this one's wait being over.
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
 
   // Step 3: warp w takes items w, w + 32, ...: (row, group of 32 packs), one pack a lane.
   P* out = reinterpret_cast<P*>(dweight) + int64_t{first_row} * packs_per_row;
@@ -758,6 +774,13 @@ int backward_rows_per_block(int64_t vocab) {
   return static_cast<int>(std::clamp<int64_t>((vocab + blocks - 1) / blocks, 1, kMaxBlockRows));
 }
 
+// Whether the current device runs programmatic dependent launches (compute capability 9.0 on).
+bool programmatic_launch_supported() {
+  int device = 0;
+  FT_CUDA_CHECK(cudaGetDevice(&device));
+  return cuda::device_properties(device).major >= 9;
+}
+
 int64_t segment_count(int64_t tokens) { return std::max<int64_t>(1, (tokens + kSegmentIds - 1) / kSegmentIds); }
 
 template <int kPack, class T>
@@ -780,15 +803,26 @@ void launch_backward(T* dweight, float* partial, const int32_t* ids, const T* do
   FT_CUDA_CHECK(
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared_bytes)));
   const int groups = static_cast<int>((packs_per_row + kWarpPacks - 1) / kWarpPacks);
+  // The small-table kernel as a programmatic dependent of the kernel before it, where the device
+  // has them (compute capability 9.0 on): see the top.
+  cudaLaunchConfig_t config = {};
+  config.gridDim = dim3(static_cast<unsigned>(blocks));
+  config.blockDim = dim3(kBackwardThreads);
+  config.dynamicSmemBytes = shared_bytes;
+  config.stream = stream;
+  cudaLaunchAttribute dependent;
+  dependent.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  dependent.val.programmaticStreamSerializationAllowed = 1;
+  config.attrs = &dependent;
+  config.numAttrs = small_table && programmatic_launch_supported() ? 1 : 0;
   const int64_t segments = segment_count(tokens);
   for (int64_t s = 0; s < segments; ++s) {
     const int64_t first = s * kSegmentIds;
     const Segment seg{first, static_cast<int>(std::min<int64_t>(kSegmentIds, tokens - first)), s > 0, s < segments - 1,
                       s == 0 || s == segments - 1};
-    kernel<<<blocks, kBackwardThreads, shared_bytes, stream>>>(device_ptr(dweight), partial, ids, device_ptr(dout),
-                                                               static_cast<int>(vocab), rows_per_block,
-                                                               static_cast<int>(packs_per_row), groups, seg);
-    FT_CUDA_CHECK_LAUNCH();
+    FT_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, device_ptr(dweight), partial, ids, device_ptr(dout),
+                                     static_cast<int>(vocab), rows_per_block, static_cast<int>(packs_per_row), groups,
+                                     seg));
   }
 }
 

@@ -23,7 +23,9 @@ size_t embedding_backward_workspace_bytes(int64_t tokens, int64_t vocab, int64_t
 // Overwrites dweight ([vocab, channels]) with the sum over positions t of dout[t] into row
 // ids[t], in fp32 and in increasing t for each row (the CPU reference's order): deterministic.
 // `workspace` holds embedding_backward_workspace_bytes(tokens, vocab, channels) bytes, 256-byte
-// aligned.
+// aligned. On compute capability 9.0 on, a small table's kernel reads `ids` while the kernel
+// launched just before it on `stream` may still run (a programmatic dependent launch), so that
+// kernel must not write `ids`.
 template <class T>
 void embedding_backward_cuda(T* dweight, const int32_t* ids, const T* dout, int64_t tokens, int64_t vocab,
                              int64_t channels, void* workspace, cudaStream_t stream);
