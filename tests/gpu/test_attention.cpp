@@ -65,6 +65,17 @@ OpErrors compare_attention(const Shape& shape, const Mask& mask, DType dtype, ui
       dtype, seed + 3);
 }
 
+// out, dq, dk, dv of one kernel against another's, each within bf16's bound.
+void check_out_and_gradients(const std::vector<Tensor>& kernel, const std::vector<Tensor>& reference) {
+  const char* names[] = {"out", "dq", "dk", "dv"};
+  REQUIRE(kernel.size() == reference.size());
+  for (size_t i = 0; i < kernel.size(); ++i) {
+    CAPTURE(names[i]);
+    REQUIRE(kernel[i].defined());
+    CHECK(gpu_error(kernel[i], reference[i]) < tolerance(DType::bf16));
+  }
+}
+
 }  // namespace
 
 TEST_CASE("attention at GPT-2's shape: causal, bidirectional, packed segments with padding") {
@@ -162,15 +173,9 @@ TEST_CASE("attention: kernel flash matches kernel math through autograd (bf16, c
       weighted_sum(out, upstream).backward();
       return std::vector<Tensor>{out.detach(), leaves[0].grad(), leaves[1].grad(), leaves[2].grad()};
     };
-    const std::vector<Tensor> flash = run(AttentionKernel::flash), math = run(AttentionKernel::math);
-    const char* names[] = {"out", "dq", "dk", "dv"};
-    for (size_t i = 0; i < flash.size(); ++i) {
-      CAPTURE(names[i]);
-      REQUIRE(flash[i].defined());
-      // Each is within bf16's 1e-2 of the f64 truth (above and test_flash_attention); they round
-      // P and dS at different points, so they are held to each other with the same bound.
-      CHECK(gpu_error(flash[i], math[i]) < tolerance(DType::bf16));
-    }
+    // Each is within bf16's 1e-2 of the f64 truth (above and test_flash_attention); they round
+    // P and dS at different points, so they are held to each other with the same bound.
+    check_out_and_gradients(run(AttentionKernel::flash), run(AttentionKernel::math));
   }
 }
 
@@ -225,13 +230,7 @@ TEST_CASE(
     weighted_sum(merged, upstream).backward();
     return std::vector<Tensor>{merged.detach(), x[0].grad(), x[1].grad(), x[2].grad()};
   };
-  const std::vector<Tensor> flash = run(AttentionKernel::flash), math = run(AttentionKernel::math);
-  const char* names[] = {"out", "dq", "dk", "dv"};
-  for (size_t i = 0; i < flash.size(); ++i) {
-    CAPTURE(names[i]);
-    REQUIRE(flash[i].defined());
-    CHECK(gpu_error(flash[i], math[i]) < tolerance(DType::bf16));
-  }
+  check_out_and_gradients(run(AttentionKernel::flash), run(AttentionKernel::math));
 }
 
 TEST_CASE("attention_packed_qkv: kernel flash matches kernel math through autograd, in one node on qkv in place") {
