@@ -68,17 +68,16 @@ DType precision_dtype(const std::string& precision) {
   throw Error(str("bench train: --precision ", precision, ": expected fp32, bf16 or fp16"));
 }
 
-// The attention op alone at the model's shape, forward and backward, for every layer.
+// The attention op alone as GPT-2 runs it (attention_packed_qkv on c_attn's [B, T, 3C] output),
+// forward and backward from a random upstream gradient, for every layer.
 double attention_ms(const models::Gpt2Config& c, const TrainBenchOptions& o, DType dtype) {
   Generator gen(7);
-  const Shape shape = {o.batch, c.n_head, o.seq_len, c.n_embd / c.n_head};
-  Tensor q = randn(shape, gen, dtype, o.device).set_requires_grad(true);
-  Tensor k = randn(shape, gen, dtype, o.device).set_requires_grad(true);
-  Tensor v = randn(shape, gen, dtype, o.device).set_requires_grad(true);
+  Tensor qkv = randn({o.batch, o.seq_len, 3 * c.n_embd}, gen, dtype, o.device).set_requires_grad(true);
+  const Tensor upstream = randn({o.batch, o.seq_len, c.n_embd}, gen, dtype, o.device);
   AttentionOptions options;
   options.kernel = c.attention;
   return c.n_layer * time_ms(
-                         o.device, [&] { sum(attention(q, k, v, options)).backward(); }, 1, 3);
+                         o.device, [&] { attention_packed_qkv(qkv, c.n_head, options).backward(upstream); }, 1, 3);
 }
 
 }  // namespace
