@@ -79,6 +79,8 @@ Tensor contiguous(const Tensor& x);
 // are [B, H, T, D] views of [B, T, H, D] memory, so merging the heads back costs no copy, nor
 // splitting them the gradients.
 enum class AttentionKernel { math, flash, cudnn };
+// "math", "flash" or "cudnn", as recipes name them.
+const char* attention_kernel_name(AttentionKernel kernel);
 
 struct AttentionOptions {
   bool causal = true;

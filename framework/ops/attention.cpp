@@ -394,6 +394,18 @@ Tensor composed_attention_packed(const Tensor& qkv, const kernels::AttentionShap
 
 bool flash_attention_takes_head_dim(int64_t head_dim) { return head_dim == 64 || head_dim == 128; }
 
+const char* attention_kernel_name(AttentionKernel kernel) {
+  switch (kernel) {
+    case AttentionKernel::math:
+      return "math";
+    case AttentionKernel::flash:
+      return "flash";
+    case AttentionKernel::cudnn:
+      return "cudnn";
+  }
+  return "?";
+}
+
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionOptions& options) {
   check_attention_inputs(q, k, v, options.segment_ids);
   const kernels::AttentionShape shape{q.size(0), q.size(1), q.size(2), q.size(3)};

@@ -47,6 +47,7 @@ class Gpt2Step : public ModelStep {
   data::Objective objective() const override { return data::Objective::causal_lm; }
   const std::vector<NamedParameter>& parameters() const override { return model_.parameters(); }
   int64_t parameter_count() const override { return model_.parameter_count(); }
+  AttentionKernel attention_kernel() const override { return model_.config().attention; }
 
   Tensor loss(const data::Batch& b, Generator* dropout_gen) override { return batch_loss(b, dropout_gen); }
 
@@ -92,6 +93,7 @@ class DistilBertStep : public ModelStep {
   data::Objective objective() const override { return data::Objective::masked_lm; }
   const std::vector<NamedParameter>& parameters() const override { return model_.parameters(); }
   int64_t parameter_count() const override { return model_.parameter_count(); }
+  AttentionKernel attention_kernel() const override { return model_.config().attention; }
   std::map<std::string, Generator*> generators() override { return {{"mask", &mask_gen_}}; }
 
   Tensor loss(const data::Batch& b, Generator* dropout_gen) override {

@@ -16,6 +16,7 @@
 
 #include "data/loader.h"
 #include "data/tokenizer.h"
+#include "framework/ops.h"
 #include "framework/parameter.h"
 #include "framework/random.h"
 #include "framework/train/recipe.h"
@@ -32,6 +33,8 @@ class ModelStep {
   virtual data::Objective objective() const = 0;
   virtual const std::vector<NamedParameter>& parameters() const = 0;
   virtual int64_t parameter_count() const = 0;
+  // The attention kernel the model runs (the recipe's, `auto` resolved), for the run's first line.
+  virtual AttentionKernel attention_kernel() const = 0;
   // The mean loss of a training batch (an f32 scalar on the model's device); dropout only with
   // a generator.
   virtual Tensor loss(const data::Batch& batch, Generator* dropout_gen) = 0;

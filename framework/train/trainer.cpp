@@ -132,11 +132,12 @@ TrainSummary run_training(const Recipe& r, const TrainHooks& hooks) {
   const LrSchedule schedule{r.optim.schedule, r.optim.lr, r.optim.min_lr, r.optim.warmup_steps, steps};
 
   const int64_t start = restore(r, trained, optimizer, scaler, loader, generators);
-  std::printf("%s: %s %lld parameters on %s, %s | %lld steps of %lld x %lld x %lld tokens | run dir %s\n",
-              r.name.c_str(), model.name().c_str(), static_cast<long long>(model.parameter_count()),
-              device.str().c_str(), r.precision.c_str(), static_cast<long long>(steps),
-              static_cast<long long>(r.optim.grad_accum), static_cast<long long>(r.optim.batch_size),
-              static_cast<long long>(r.data.seq_len), run_dir.c_str());
+  std::printf(
+      "%s: %s %lld parameters on %s, %s, %s attention | %lld steps of %lld x %lld x %lld tokens | run dir %s\n",
+      r.name.c_str(), model.name().c_str(), static_cast<long long>(model.parameter_count()), device.str().c_str(),
+      r.precision.c_str(), attention_kernel_name(model.attention_kernel()), static_cast<long long>(steps),
+      static_cast<long long>(r.optim.grad_accum), static_cast<long long>(r.optim.batch_size),
+      static_cast<long long>(r.data.seq_len), run_dir.c_str());
 
   auto save = [&](int64_t step) {
     CheckpointState state{{}, loader.state(), scaler.state(), r.text};
