@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # The GPU check, run on the GPU machine: every GPU test suite, a short training run, the
 # benchmarks, each suite's log under $OUT (or /tmp), and a short table last.
-# Usage: tools/gpu_check.sh [build_dir]. The build dir may be carried from a CUDA build made
+# Usage: tools/gpu_check.sh [build_dir] [all|tests|bench]: tests runs the GPU suites and the
+# short training runs, bench the benchmarks and the step profile (two calls where one command may
+# run 10 minutes at most), all both. The build dir may be carried from a CUDA build made
 # elsewhere (cmake --preset cuda); when it holds no flashtrain binary, the cuda preset is built.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 build="${1:-build-cuda}"
+part="${2:-all}"
+case $part in all | tests | bench) ;; *) echo "$0: part $part: expected all, tests or bench" >&2; exit 2 ;; esac
 logs="${OUT:-/tmp}"
 if [ ! -x "$build/flashtrain" ]; then
   cmake --preset cuda -DCMAKE_CUDA_ARCHITECTURES=90 && cmake --build --preset cuda || exit 1
@@ -37,6 +41,7 @@ run_step() {
   table+=("$(printf '%-28s %-9s %7.2fs  %s' "$name" "$status" "$seconds" "$summary")")
 }
 
+if [ "$part" != bench ]; then
 for suite in "$build"/tests/gpu_test_*; do
   run_step "$(basename "$suite")" "$suite"
 done
@@ -77,10 +82,16 @@ if [ -n "${FLASHTRAIN_DATA:-}" ]; then
   fi
   grep -q val_masked_accuracy "$bert_metrics" || { echo "DistilBERT: no val_masked_accuracy in $bert_metrics"; failed=1; }
 fi
+fi
+if [ "$part" != tests ]; then
 # The benchmarks: whole training steps (fp32 with TF32, and bf16 with fp32 masters).
 for precision in fp32 bf16; do
   run_step "bench_train_$precision" "$build/flashtrain" bench train --model gpt2-124m --seq 1024 --batch 16 \
     --precision $precision --device cuda
+done
+for attention in flash cudnn; do
+  run_step "bench_train_bf16_$attention" "$build/flashtrain" bench train --model gpt2-124m --seq 1024 --batch 16 \
+    --precision bf16 --device cuda --attention $attention
 done
 run_step bench_train_bf16_recompute "$build/flashtrain" bench train --model gpt2-124m --seq 1024 --batch 16 \
   --precision bf16 --device cuda --recompute-gelu
@@ -100,7 +111,9 @@ if python3 -c "import transformers" 2>/dev/null; then
   run_step hf_gpt2_parity python3 tools/hf_gpt2_parity.py --flashtrain "$build/flashtrain"
 fi
 
+fi
+
 echo
-echo "== GPU check: $(date -u +%Y-%m-%d) on $(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)"
+echo "== GPU check ($part): $(date -u +%Y-%m-%d) on $(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)"
 printf '%s\n' "${table[@]}"
 exit $failed

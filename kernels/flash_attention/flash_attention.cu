@@ -1,14 +1,15 @@
 // Flash attention (FlashAttention-2's scheme) on tensor cores, forward and backward, for head
 // dims 64 and 128 in bf16 and f16; attention_cpu.h is the reference and writes out the math.
 //
-// Forward: one block of 4 warps per (64 queries, batch * head); each warp owns 16 query rows, the
-// rows of one m16n8k16 MMA. The block walks the key tiles of 64 (only those at or below the
-// diagonal when causal), with K and V double-buffered in shared memory by cp.async: tile j + 1
-// is in flight while tile j is used. Per tile a warp computes S = Q K^T (fp32 accumulators),
-// scales it by scale * log2(e) so that exp is exp2f, masks it, and updates each row's running
-// max m and sum l online: on a new max m', l and the output accumulator are multiplied by
-// 2^(m - m') before the tile's P = 2^(S - m') is added (l += rowsum P, O += P V, P rounded to
-// T for the MMA). At the end O / l is written and lse = (m + log2 l) ln 2.
+// Forward: one block of 4 warps per (128 queries, batch * head); each warp owns 32 query rows,
+// two blocks of the 16 rows of an m16n8k16 MMA (WarpShape says why two). The block walks the key
+// tiles of 64 (only those at or below the diagonal when causal), with K and V double-buffered in
+// shared memory by cp.async: tile j + 1 is in flight while tile j is used. Per tile a warp
+// computes S = Q K^T (fp32 accumulators), masks it, and updates each row's running max m (of the
+// scores times scale * log2(e), so that exp is a base-2 exponent, one MUFU.EX2) and sum l
+// online: on a new max m', l and the output accumulator are multiplied by 2^(m - m') before the
+// tile's P = 2^(S - m') is added (l += rowsum P, O += P V, P rounded to T for the MMA). At the
+// end O / l is written and lse = (m + log2 l) ln 2.
 //
 // Backward, with D_i = rowsum(dO_i * O_i) (= rowsum(dP_i * P_i), attention_cpu.h) and
 // P = exp(S - lse) recomputed from the saved lse:
@@ -16,11 +17,14 @@
 // The subtle decision is how dQ is summed. FlashAttention-2 walks key tiles in the outer loop
 // and adds each tile's share of dQ into an fp32 buffer with atomics: one pass, but the order of
 // the additions changes from run to run and so do dQ's last bits. Here the backward is three
-// kernels and no atomics: (1) D; (2) one block per (64 keys, batch * head) walks the query tiles
-// and keeps dK and dV of its keys in registers; (3) one block per (64 queries, batch * head)
-// walks the key tiles and keeps dQ of its queries in registers. S, P and dP are computed twice
-// (by (2) and by (3)), about 40% more MMAs than one pass, in exchange for the same bits on
-// every run and no [B, H, T, D] fp32 dQ buffer.
+// kernels and no atomics: (1) D; (2) one block per (128 keys at D = 64, 64 at 128; batch * head)
+// walks the query tiles and keeps dK and dV of its keys in registers; (3) one block per (128
+// queries at D = 64, 64 at 128; batch * head) walks the key tiles and keeps dQ of its queries
+// in registers. S, P and dP are computed twice (by (2) and by (3)), about 40% more MMAs than
+// one pass, in exchange for the same bits on every run and no [B, H, T, D] fp32 dQ buffer. (A
+// one-pass variant, dS through shared memory and dQ added with float2 atomics or with the bulk
+// copy engine's reductions, was measured on the H200 at 0.99-1.02x of this at D = 64: the
+// kernels are bound by shared-memory reads, which it does not reduce; docs/benchmarks.md.)
 //
 // Masks: a query sees a key when (not causal or key <= query) and both carry the same segment id
 // >= 0. Positions past the sequence carry -1, as padding does, and without segment ids every
@@ -60,7 +64,6 @@ constexpr int kWarp = 32;
 constexpr int kWarps = 4;
 constexpr int kThreads = kWarps * kWarp;
 constexpr int kMmaRows = 16;                   // m16n8k16: a warp's MMAs cover 16 rows
-constexpr int kQueryTile = kWarps * kMmaRows;  // query rows of a forward or dQ block
 constexpr int kKeyTile = 64;                   // keys per step: a 16 x 64 fp32 S is 32 registers a thread
 constexpr int kPad = 8;                        // 16 bytes of padding per shared-memory row (see the top)
 constexpr int kValueBytes = 2;                 // bf16 and f16
@@ -71,11 +74,23 @@ constexpr float kLn2 = 0.6931471805599453f;
 template <int D>
 constexpr int kRowStride = D + kPad;  // shared-memory row stride in values
 
-// Query rows per step of the dK/dV kernel: its warps hold dK and dV (16 x D fp32 each) besides
-// S^T and dP^T (16 x rows each); at D = 128 that is 128 + 2 x 16 registers with 32 rows, where
-// 64 rows would spill.
+// The kernels' warp shapes (measured on the H200, docs/benchmarks.md). A warp that owns two
+// blocks of 16 rows loads each B fragment (K, V, Q or dO) from shared memory once for both
+// blocks: with one block the kernels were bound by shared-memory reads, about one ldmatrix a
+// warp for every two MMAs. Two blocks cost registers: the dK/dV kernel then holds 2 x 2 x 16 x D
+// fp32 accumulators, so at D = 128 only the forward takes two (with a few spilled registers,
+// still faster), and the dK/dV kernel steps 32 query rows at a time. Fields: the forward's and the
+// dQ kernel's query blocks a warp, the dK/dV kernel's key blocks a warp, and its query rows a step.
 template <int D>
-constexpr int kBackwardQueryTile = D == 64 ? 64 : 32;
+struct WarpShape;
+template <>
+struct WarpShape<64> {
+  static constexpr int kForwardBlocks = 2, kDqBlocks = 2, kDkdvBlocks = 2, kDkdvRows = 32;
+};
+template <>
+struct WarpShape<128> {
+  static constexpr int kForwardBlocks = 2, kDqBlocks = 1, kDkdvBlocks = 1, kDkdvRows = 32;
+};
 
 // ---- PTX: asynchronous copies, ldmatrix, mma -------------------------------------------------
 
@@ -130,6 +145,14 @@ __device__ __forceinline__ void mma<__half>(float (&d)[4], const uint32_t (&a)[4
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
+// 2^x in one MUFU.EX2 instruction. exp2f also handles subnormal results, in three more
+// instructions an element; here they flush to 0, which a probability below 2^-126 may.
+__device__ __forceinline__ float exp2_ftz(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+
 // Two fp32 values rounded to T in one 32-bit register, lo in the low half (the lower column).
 template <class T>
 __device__ __forceinline__ uint32_t pack(float lo, float hi);
@@ -151,43 +174,72 @@ __device__ __forceinline__ uint32_t pack<__half>(float lo, float hi) {
 __device__ __forceinline__ int acc_row(int e) { return threadIdx.x % kWarp / 4 + e / 2 * 8; }
 __device__ __forceinline__ int acc_col(int n, int e) { return n * 8 + threadIdx.x % 4 * 2 + e % 2; }
 
-// acc += A B^T for a warp's 16 x N block: A is the 16 rows at `a`, B the N rows at `b`, both
-// [rows, kDepth] in shared memory with row stride kStride. (Q K^T, dO V^T, K Q^T, V dO^T.)
-template <class T, int kDepth, int N, int kStride>
-__device__ __forceinline__ void warp_mma_abt(float (&acc)[N / 8][4], const T* a, const T* b) {
+// acc[m] += A_m B^T for a warp's kM blocks of 16 x N: A_m is the 16 rows at a + 16 m rows, B
+// the N rows at `b`, all [rows, kDepth] in shared memory with row stride kStride. Each B fragment
+// is loaded once for the kM blocks. (Q K^T, dO V^T, K Q^T, V dO^T.)
+template <class T, int kDepth, int N, int kStride, int kM>
+__device__ __forceinline__ void warp_mma_abt(float (&acc)[kM][N / 8][4], const T* a, const T* b) {
   const int lane = threadIdx.x % kWarp;
 #pragma unroll
   for (int kk = 0; kk < kDepth / 16; ++kk) {
-    uint32_t af[4];
-    ldmatrix_x4(af, a + lane % 16 * kStride + kk * 16 + lane / 16 * 8);
+    uint32_t af[kM][4];
+#pragma unroll
+    for (int m = 0; m < kM; ++m) ldmatrix_x4(af[m], a + (m * kMmaRows + lane % 16) * kStride + kk * 16 + lane / 16 * 8);
 #pragma unroll
     for (int n = 0; n < N / 16; ++n) {
       uint32_t bf[4];  // n-blocks 2n (bf[0], bf[1]) and 2n + 1 (bf[2], bf[3])
       ldmatrix_x4(bf, b + (n * 16 + lane / 16 * 8 + lane % 8) * kStride + kk * 16 + lane / 8 % 2 * 8);
-      mma<T>(acc[2 * n], af, bf[0], bf[1]);
-      mma<T>(acc[2 * n + 1], af, bf[2], bf[3]);
+#pragma unroll
+      for (int m = 0; m < kM; ++m) {
+        mma<T>(acc[m][2 * n], af[m], bf[0], bf[1]);
+        mma<T>(acc[m][2 * n + 1], af[m], bf[2], bf[3]);
+      }
     }
   }
 }
 
-// acc += P B for a warp's 16 x N block: P is the warp's 16 x kDepth fp32 accumulator (rounded
-// to T here), B the kDepth x N matrix at `b` in shared memory. (P V, P^T dO, dS^T Q, dS K.)
+// One 16 x N block of the above.
 template <class T, int kDepth, int N, int kStride>
-__device__ __forceinline__ void warp_mma_pb(float (&acc)[N / 8][4], const float (&p)[kDepth / 8][4], const T* b) {
+__device__ __forceinline__ void warp_mma_abt(float (&acc)[N / 8][4], const T* a, const T* b) {
+  warp_mma_abt<T, kDepth, N, kStride, 1>(reinterpret_cast<float(&)[1][N / 8][4]>(acc), a, b);
+}
+
+// acc[m] += P_m B for a warp's kM blocks of 16 x N: P_m is the warp's 16 x kDepth fp32
+// accumulator p[m] (rounded to T here), B the kDepth x N matrix at `b` in shared memory. Each B
+// fragment is loaded once for the kM blocks. (P V, P^T dO, dS^T Q, dS K.)
+template <class T, int kDepth, int N, int kStride, int kM>
+__device__ __forceinline__ void warp_mma_pb(float (&acc)[kM][N / 8][4], const float (&p)[kM][kDepth / 8][4],
+                                            const T* b) {
   const int lane = threadIdx.x % kWarp;
 #pragma unroll
   for (int kb = 0; kb < kDepth / 16; ++kb) {
     // The accumulator layout of columns 16 kb .. 16 kb + 15 is the A fragment's.
-    const uint32_t af[4] = {pack<T>(p[2 * kb][0], p[2 * kb][1]), pack<T>(p[2 * kb][2], p[2 * kb][3]),
-                            pack<T>(p[2 * kb + 1][0], p[2 * kb + 1][1]), pack<T>(p[2 * kb + 1][2], p[2 * kb + 1][3])};
+    uint32_t af[kM][4];
+#pragma unroll
+    for (int m = 0; m < kM; ++m) {
+      af[m][0] = pack<T>(p[m][2 * kb][0], p[m][2 * kb][1]);
+      af[m][1] = pack<T>(p[m][2 * kb][2], p[m][2 * kb][3]);
+      af[m][2] = pack<T>(p[m][2 * kb + 1][0], p[m][2 * kb + 1][1]);
+      af[m][3] = pack<T>(p[m][2 * kb + 1][2], p[m][2 * kb + 1][3]);
+    }
 #pragma unroll
     for (int n = 0; n < N / 16; ++n) {
       uint32_t bf[4];
       ldmatrix_x4_trans(bf, b + (kb * 16 + lane % 8 + lane / 8 % 2 * 8) * kStride + n * 16 + lane / 16 * 8);
-      mma<T>(acc[2 * n], af, bf[0], bf[1]);
-      mma<T>(acc[2 * n + 1], af, bf[2], bf[3]);
+#pragma unroll
+      for (int m = 0; m < kM; ++m) {
+        mma<T>(acc[m][2 * n], af[m], bf[0], bf[1]);
+        mma<T>(acc[m][2 * n + 1], af[m], bf[2], bf[3]);
+      }
     }
   }
+}
+
+// One 16 x N block of the above.
+template <class T, int kDepth, int N, int kStride>
+__device__ __forceinline__ void warp_mma_pb(float (&acc)[N / 8][4], const float (&p)[kDepth / 8][4], const T* b) {
+  warp_mma_pb<T, kDepth, N, kStride, 1>(reinterpret_cast<float(&)[1][N / 8][4]>(acc),
+                                        reinterpret_cast<const float(&)[1][kDepth / 8][4]>(p), b);
 }
 
 // Starts copying rows [row0, row0 + kRows) of a [seq_len, D] head (rows `token` elements apart in
@@ -251,10 +303,11 @@ __device__ __forceinline__ bool tile_needs_mask(bool causal, bool segmented, int
   return segmented || q0 + queries > seq_len || k0 + keys > seq_len || (causal && k0 + keys - 1 > q0);
 }
 
-// Key tiles a query tile starting at q0 walks: all, or those up to its last query when causal.
-__device__ __forceinline__ int key_tiles_for(bool causal, int q0, int seq_len) {
+// Key tiles a query tile of `queries` rows starting at q0 walks: all, or those up to its last
+// query when causal.
+__device__ __forceinline__ int key_tiles_for(bool causal, int q0, int queries, int seq_len) {
   const int all = (seq_len + kKeyTile - 1) / kKeyTile;
-  return causal ? min(all, (q0 + kQueryTile + kKeyTile - 1) / kKeyTile) : all;
+  return causal ? min(all, (q0 + queries + kKeyTile - 1) / kKeyTile) : all;
 }
 
 // Calls f(std::true_type{}) for a tile that needs the per-element test (tile_needs_mask) and
@@ -296,44 +349,49 @@ struct Args {
   float scale, scale_log2;  // scale, and scale * log2(e)
 };
 
-template <int D>
-constexpr size_t forward_shared_bytes() {  // Q, two K and two V tiles, two tiles' key segments
-  return (kQueryTile + 4 * kKeyTile) * kRowStride<D> * kValueBytes + 2 * kKeyTile * sizeof(int32_t);
+// Q, two K and two V tiles, two tiles' key segments.
+template <int D, int kQueries>
+constexpr size_t forward_shared_bytes() {
+  return (kQueries + 4 * kKeyTile) * kRowStride<D> * kValueBytes + 2 * kKeyTile * sizeof(int32_t);
 }
 
-template <class T, int D>
+// kQueries = 4 warps x kM blocks of 16 query rows.
+template <class T, int D, int kM>
 __global__ void __launch_bounds__(kThreads) flash_forward_kernel(Args<T> a) {
-  constexpr int kStride = kRowStride<D>;
+  constexpr int kStride = kRowStride<D>, kWarpRows = kM * kMmaRows, kQueries = kWarps * kWarpRows;
   extern __shared__ __align__(16) unsigned char shared[];
   T* q_tile = reinterpret_cast<T*>(shared);
-  T* k_tiles = q_tile + kQueryTile * kStride;
+  T* k_tiles = q_tile + kQueries * kStride;
   T* v_tiles = k_tiles + 2 * kKeyTile * kStride;
   int32_t* key_segments = reinterpret_cast<int32_t*>(v_tiles + 2 * kKeyTile * kStride);
 
   const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp, seq_len = a.seq_len;
-  const int q0 = (gridDim.x - 1 - blockIdx.x) * kQueryTile;  // the longest causal rows start first
+  const int q0 = (gridDim.x - 1 - blockIdx.x) * kQueries;  // the longest causal rows start first
   const int64_t bh = blockIdx.y;
   const T* k_head = a.k.rows_of(bh, a.heads);
   const T* v_head = a.v.rows_of(bh, a.heads);
   const int32_t* segments = a.segment_ids ? a.segment_ids + bh / a.heads * seq_len : nullptr;
-  const int key_tiles = key_tiles_for(a.causal, q0, seq_len);
+  const int key_tiles = key_tiles_for(a.causal, q0, kQueries, seq_len);
 
-  load_tile_async<D, kQueryTile>(q_tile, a.q.rows_of(bh, a.heads), a.q.token, q0, seq_len);
+  load_tile_async<D, kQueries>(q_tile, a.q.rows_of(bh, a.heads), a.q.token, q0, seq_len);
   load_tile_async<D, kKeyTile>(k_tiles, k_head, a.k.token, 0, seq_len);
   load_tile_async<D, kKeyTile>(v_tiles, v_head, a.v.token, 0, seq_len);
   cp_async_commit();
   for (int i = threadIdx.x; i < kKeyTile; i += kThreads) key_segments[i] = segment_of(segments, i, seq_len);
 
-  int query[2];  // the thread's two rows (accumulator elements 0-1 and 2-3)
-  int32_t query_segment[2];
-  for (int r = 0; r < 2; ++r) {
-    query[r] = q0 + warp * kMmaRows + acc_row(2 * r);
-    query_segment[r] = segment_of(segments, query[r], seq_len);
-  }
-  float o[D / 8][4] = {};
+  int query[kM][2];  // the thread's two rows of each block (accumulator elements 0-1 and 2-3)
+  int32_t query_segment[kM][2];
+  for (int m = 0; m < kM; ++m)
+    for (int r = 0; r < 2; ++r) {
+      query[m][r] = q0 + warp * kWarpRows + m * kMmaRows + acc_row(2 * r);
+      query_segment[m][r] = segment_of(segments, query[m][r], seq_len);
+    }
+  float o[kM][D / 8][4] = {};
   // Per row: the max of the scaled scores so far (log2 domain, the same in the row's 4 lanes) and
   // the sum of 2^(score - max) over this thread's columns (the lanes' sums are added at the end).
-  float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.0f, 0.0f};
+  float row_max[kM][2], row_sum[kM][2];
+  for (int m = 0; m < kM; ++m)
+    for (int r = 0; r < 2; ++r) row_max[m][r] = -INFINITY, row_sum[m][r] = 0.0f;
 
   for (int j = 0; j < key_tiles; ++j) {
     const int buf = j % 2, k0 = j * kKeyTile;
@@ -347,64 +405,76 @@ __global__ void __launch_bounds__(kThreads) flash_forward_kernel(Args<T> a) {
     cp_async_wait<1>();  // this step's tile has landed (the next one may still be in flight)
     __syncthreads();
 
-    float s[kKeyTile / 8][4] = {};
-    warp_mma_abt<T, D, kKeyTile, kStride>(s, q_tile + warp * kMmaRows * kStride, k_tiles + buf * kKeyTile * kStride);
-    with_tile_mask(tile_needs_mask(a.causal, segments != nullptr, q0, kQueryTile, k0, kKeyTile, seq_len),
-                   [&](auto masked) {
+    float s[kM][kKeyTile / 8][4] = {};
+    warp_mma_abt<T, D, kKeyTile, kStride, kM>(s, q_tile + warp * kWarpRows * kStride,
+                                              k_tiles + buf * kKeyTile * kStride);
+    with_tile_mask(
+        tile_needs_mask(a.causal, segments != nullptr, q0, kQueries, k0, kKeyTile, seq_len), [&](auto masked) {
 #pragma unroll
-                     for (int n = 0; n < kKeyTile / 8; ++n)
+          for (int m = 0; m < kM; ++m)
 #pragma unroll
-                       for (int e = 0; e < 4; ++e) {
-                         const int c = acc_col(n, e);
-                         const bool hidden = masked && !sees(a.causal, query[e / 2], k0 + c, query_segment[e / 2],
-                                                             key_segments[buf * kKeyTile + c]);
-                         s[n][e] = hidden ? -INFINITY : s[n][e] * a.scale_log2;
-                       }
-                   });
+            for (int n = 0; n < kKeyTile / 8; ++n)
+#pragma unroll
+              for (int e = 0; e < 4; ++e) {
+                const int c = acc_col(n, e);
+                const bool hidden = masked && !sees(a.causal, query[m][e / 2], k0 + c, query_segment[m][e / 2],
+                                                    key_segments[buf * kKeyTile + c]);
+                s[m][n][e] = hidden ? -INFINITY : s[m][n][e];
+              }
+        });
 
+    // The max is taken over the raw scores (scale > 0 keeps their order), and each exponent is
+    // then one fma: 2^(s scale log2(e) - max').
 #pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      float m = row_max[r];
+    for (int m = 0; m < kM; ++m)
 #pragma unroll
-      for (int n = 0; n < kKeyTile / 8; ++n) m = fmaxf(m, fmaxf(s[n][2 * r], s[n][2 * r + 1]));
-      m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 1));  // the 4 lanes of a row
-      m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 2));
-      const float base = m == -INFINITY ? 0.0f : m;  // nothing seen yet: 2^(-inf - 0) = 0, not NaN
-      const float rescale = exp2f(row_max[r] - base);
-      row_max[r] = m;
-      row_sum[r] *= rescale;
+      for (int r = 0; r < 2; ++r) {
+        float mx = -INFINITY;
 #pragma unroll
-      for (int n = 0; n < D / 8; ++n) {
-        o[n][2 * r] *= rescale;
-        o[n][2 * r + 1] *= rescale;
+        for (int n = 0; n < kKeyTile / 8; ++n) mx = fmaxf(mx, fmaxf(s[m][n][2 * r], s[m][n][2 * r + 1]));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));  // the 4 lanes of a row
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+        mx = fmaxf(row_max[m][r], mx * a.scale_log2);
+        const float base = mx == -INFINITY ? 0.0f : mx;  // nothing seen yet: 2^(-inf - 0) = 0, not NaN
+        const float rescale = exp2_ftz(row_max[m][r] - base);
+        row_max[m][r] = mx;
+        row_sum[m][r] *= rescale;
+#pragma unroll
+        for (int n = 0; n < D / 8; ++n) {
+          o[m][n][2 * r] *= rescale;
+          o[m][n][2 * r + 1] *= rescale;
+        }
+#pragma unroll
+        for (int n = 0; n < kKeyTile / 8; ++n) {
+          s[m][n][2 * r] = exp2_ftz(fmaf(s[m][n][2 * r], a.scale_log2, -base));
+          s[m][n][2 * r + 1] = exp2_ftz(fmaf(s[m][n][2 * r + 1], a.scale_log2, -base));
+          row_sum[m][r] += s[m][n][2 * r] + s[m][n][2 * r + 1];
+        }
       }
-#pragma unroll
-      for (int n = 0; n < kKeyTile / 8; ++n) {
-        s[n][2 * r] = exp2f(s[n][2 * r] - base);
-        s[n][2 * r + 1] = exp2f(s[n][2 * r + 1] - base);
-        row_sum[r] += s[n][2 * r] + s[n][2 * r + 1];
-      }
-    }
-    warp_mma_pb<T, kKeyTile, D, kStride>(o, s, v_tiles + buf * kKeyTile * kStride);
+    warp_mma_pb<T, kKeyTile, D, kStride, kM>(o, s, v_tiles + buf * kKeyTile * kStride);
     __syncthreads();  // every warp is done with buffer buf before the next step refills it
   }
 
 #pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    float sum = row_sum[r];
-    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-    sum += __shfl_xor_sync(0xffffffffu, sum, 2);
-    const float inverse = sum > 0.0f ? 1.0f / sum : 0.0f;  // a row that saw nothing has sum 0 and o 0
+  for (int m = 0; m < kM; ++m) {
 #pragma unroll
-    for (int n = 0; n < D / 8; ++n) {
-      o[n][2 * r] *= inverse;
-      o[n][2 * r + 1] *= inverse;
+    for (int r = 0; r < 2; ++r) {
+      float sum = row_sum[m][r];
+      sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+      sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+      const float inverse = sum > 0.0f ? 1.0f / sum : 0.0f;  // a row that saw nothing has sum 0 and o 0
+#pragma unroll
+      for (int n = 0; n < D / 8; ++n) {
+        o[m][n][2 * r] *= inverse;
+        o[m][n][2 * r + 1] *= inverse;
+      }
+      if (lane % 4 == 0 && query[m][r] < seq_len)
+        a.lse_write[bh * seq_len + query[m][r]] = sum > 0.0f ? row_max[m][r] * kLn2 + logf(sum) : INFINITY;
     }
-    if (lane % 4 == 0 && query[r] < seq_len)
-      a.lse_write[bh * seq_len + query[r]] = sum > 0.0f ? row_max[r] * kLn2 + logf(sum) : INFINITY;
+    const int row0 = warp * kWarpRows + m * kMmaRows;
+    store_warp_rows<T, D>(o[m], 1.0f, q_tile + row0 * kStride, a.o_write.rows_of(bh, a.heads), a.o_write.token,
+                          q0 + row0, seq_len);
   }
-  store_warp_rows<T, D>(o, 1.0f, q_tile + warp * kMmaRows * kStride, a.o_write.rows_of(bh, a.heads), a.o_write.token,
-                        q0 + warp * kMmaRows, seq_len);
 }
 
 // delta[row] = sum over d of out[row, d] * d_out[row, d], for each of the batch * heads * seq_len
@@ -429,28 +499,30 @@ __global__ void __launch_bounds__(kBlockThreads)
   if (row < rows && lane == 0) delta[row] = sum;
 }
 
-template <int D>
-constexpr size_t dkdv_shared_bytes() {  // K, V, two Q and two dO tiles; two tiles' lse, D and segments
-  constexpr int kRows = kBackwardQueryTile<D>;
-  return (2 * kKeyTile + 4 * kRows) * kRowStride<D> * kValueBytes + 2 * kRows * (2 * sizeof(float) + sizeof(int32_t));
+// Shared memory of the dK/dV kernel: K and V (kKeys rows), two Q and two dO tiles (kRows rows
+// each), and two tiles' lse, D and segments.
+template <int D, int kKeys, int kRows>
+constexpr size_t dkdv_shared_bytes() {
+  return (2 * kKeys + 4 * kRows) * kRowStride<D> * kValueBytes + 2 * kRows * (2 * sizeof(float) + sizeof(int32_t));
 }
 
-// dK and dV of 64 keys: S^T = K Q^T, P^T = 2^(S^T - lse), dV += P^T dO, dP^T = V dO^T,
-// dS^T = P^T * (dP^T - D), dK += dS^T Q, over the query tiles that see them.
-template <class T, int D>
+// dK and dV of kKeys keys: S^T = K Q^T, P^T = 2^(S^T - lse), dV += P^T dO, dP^T = V dO^T,
+// dS^T = P^T * (dP^T - D), dK += dS^T Q, over the query tiles of kRows rows that see them. Each
+// warp owns kM blocks of 16 keys (kBackwardShape says how many, and kRows).
+template <class T, int D, int kM, int kRows>
 __global__ void __launch_bounds__(kThreads) flash_backward_dkdv_kernel(Args<T> a) {
-  constexpr int kStride = kRowStride<D>, kRows = kBackwardQueryTile<D>;
+  constexpr int kStride = kRowStride<D>, kWarpKeys = kM * kMmaRows, kKeys = kWarps * kWarpKeys;
   extern __shared__ __align__(16) unsigned char shared[];
   T* k_tile = reinterpret_cast<T*>(shared);
-  T* v_tile = k_tile + kKeyTile * kStride;
-  T* q_tiles = v_tile + kKeyTile * kStride;
+  T* v_tile = k_tile + kKeys * kStride;
+  T* q_tiles = v_tile + kKeys * kStride;
   T* do_tiles = q_tiles + 2 * kRows * kStride;
   float* lse_tiles = reinterpret_cast<float*>(do_tiles + 2 * kRows * kStride);  // log2 domain
   float* delta_tiles = lse_tiles + 2 * kRows;
   int32_t* query_segments = reinterpret_cast<int32_t*>(delta_tiles + 2 * kRows);
 
   const int warp = threadIdx.x / kWarp, seq_len = a.seq_len;
-  const int k0 = blockIdx.x * kKeyTile;  // in order: the first keys have the most causal queries
+  const int k0 = blockIdx.x * kKeys;  // in order: the first keys have the most causal queries
   const int64_t bh = blockIdx.y, rows = bh * seq_len;
   const T* q_head = a.q.rows_of(bh, a.heads);
   const T* do_head = a.d_out.rows_of(bh, a.heads);
@@ -469,18 +541,19 @@ __global__ void __launch_bounds__(kThreads) flash_backward_dkdv_kernel(Args<T> a
       query_segments[buf * kRows + r] = segment_of(segments, q0 + r, seq_len);
     }
   };
-  load_tile_async<D, kKeyTile>(k_tile, a.k.rows_of(bh, a.heads), a.k.token, k0, seq_len);
-  load_tile_async<D, kKeyTile>(v_tile, a.v.rows_of(bh, a.heads), a.v.token, k0, seq_len);
+  load_tile_async<D, kKeys>(k_tile, a.k.rows_of(bh, a.heads), a.k.token, k0, seq_len);
+  load_tile_async<D, kKeys>(v_tile, a.v.rows_of(bh, a.heads), a.v.token, k0, seq_len);
   load_queries(first, 0);
   cp_async_commit();
 
-  int key[2];  // the thread's two rows
-  int32_t key_segment[2];
-  for (int r = 0; r < 2; ++r) {
-    key[r] = k0 + warp * kMmaRows + acc_row(2 * r);
-    key_segment[r] = segment_of(segments, key[r], seq_len);
-  }
-  float dk[D / 8][4] = {}, dv[D / 8][4] = {};
+  int key[kM][2];  // the thread's two rows of each block
+  int32_t key_segment[kM][2];
+  for (int m = 0; m < kM; ++m)
+    for (int r = 0; r < 2; ++r) {
+      key[m][r] = k0 + warp * kWarpKeys + m * kMmaRows + acc_row(2 * r);
+      key_segment[m][r] = segment_of(segments, key[m][r], seq_len);
+    }
+  float dk[kM][D / 8][4] = {}, dv[kM][D / 8][4] = {};
 
   for (int i = first; i < last; ++i) {
     const int buf = (i - first) % 2, q0 = i * kRows;
@@ -493,83 +566,91 @@ __global__ void __launch_bounds__(kThreads) flash_backward_dkdv_kernel(Args<T> a
     const float* lse = lse_tiles + buf * kRows;
     const float* delta = delta_tiles + buf * kRows;
 
-    float p[kRows / 8][4] = {};
-    warp_mma_abt<T, D, kRows, kStride>(p, k_tile + warp * kMmaRows * kStride, q_tile);
+    float p[kM][kRows / 8][4] = {};
+    warp_mma_abt<T, D, kRows, kStride, kM>(p, k_tile + warp * kWarpKeys * kStride, q_tile);
     // A hidden element's exponent is -inf, so its P is 2^-inf = 0 with no branch.
-    with_tile_mask(tile_needs_mask(a.causal, segments != nullptr, q0, kRows, k0, kKeyTile, seq_len),
-                   [&](auto masked) {
+    with_tile_mask(tile_needs_mask(a.causal, segments != nullptr, q0, kRows, k0, kKeys, seq_len), [&](auto masked) {
 #pragma unroll
-                     for (int n = 0; n < kRows / 8; ++n)
+      for (int m = 0; m < kM; ++m)
 #pragma unroll
-                       for (int e = 0; e < 4; ++e) {
-                         const int c = acc_col(n, e);
-                         const bool hidden = masked && !sees(a.causal, q0 + c, key[e / 2],
-                                                             query_segments[buf * kRows + c], key_segment[e / 2]);
-                         p[n][e] = exp2f(hidden ? -INFINITY : p[n][e] * a.scale_log2 - lse[c]);
-                       }
-                   });
-    warp_mma_pb<T, kRows, D, kStride>(dv, p, do_tile);
+        for (int n = 0; n < kRows / 8; ++n)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const int c = acc_col(n, e);
+            const bool hidden = masked && !sees(a.causal, q0 + c, key[m][e / 2], query_segments[buf * kRows + c],
+                                                key_segment[m][e / 2]);
+            p[m][n][e] = exp2_ftz(hidden ? -INFINITY : fmaf(p[m][n][e], a.scale_log2, -lse[c]));
+          }
+    });
+    warp_mma_pb<T, kRows, D, kStride, kM>(dv, p, do_tile);
 
-    float ds[kRows / 8][4] = {};
-    warp_mma_abt<T, D, kRows, kStride>(ds, v_tile + warp * kMmaRows * kStride, do_tile);
+    float ds[kM][kRows / 8][4] = {};
+    warp_mma_abt<T, D, kRows, kStride, kM>(ds, v_tile + warp * kWarpKeys * kStride, do_tile);
 #pragma unroll
-    for (int n = 0; n < kRows / 8; ++n)
+    for (int m = 0; m < kM; ++m)
 #pragma unroll
-      for (int e = 0; e < 4; ++e) ds[n][e] = p[n][e] * (ds[n][e] - delta[acc_col(n, e)]);
-    warp_mma_pb<T, kRows, D, kStride>(dk, ds, q_tile);
+      for (int n = 0; n < kRows / 8; ++n)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) ds[m][n][e] = p[m][n][e] * (ds[m][n][e] - delta[acc_col(n, e)]);
+    warp_mma_pb<T, kRows, D, kStride, kM>(dk, ds, q_tile);
     __syncthreads();
   }
 
-  const int row0 = k0 + warp * kMmaRows;
-  store_warp_rows<T, D>(dk, a.scale, k_tile + warp * kMmaRows * kStride, a.dk.rows_of(bh, a.heads), a.dk.token, row0,
-                        seq_len);
-  store_warp_rows<T, D>(dv, 1.0f, v_tile + warp * kMmaRows * kStride, a.dv.rows_of(bh, a.heads), a.dv.token, row0,
-                        seq_len);
+#pragma unroll
+  for (int m = 0; m < kM; ++m) {
+    const int row0 = warp * kWarpKeys + m * kMmaRows;
+    store_warp_rows<T, D>(dk[m], a.scale, k_tile + row0 * kStride, a.dk.rows_of(bh, a.heads), a.dk.token, k0 + row0,
+                          seq_len);
+    store_warp_rows<T, D>(dv[m], 1.0f, v_tile + row0 * kStride, a.dv.rows_of(bh, a.heads), a.dv.token, k0 + row0,
+                          seq_len);
+  }
 }
 
-template <int D>
-constexpr size_t dq_shared_bytes() {  // Q, dO, two K and two V tiles, two tiles' key segments
-  return (2 * kQueryTile + 4 * kKeyTile) * kRowStride<D> * kValueBytes + 2 * kKeyTile * sizeof(int32_t);
+// Q, dO, two K and two V tiles, two tiles' key segments.
+template <int D, int kQueries>
+constexpr size_t dq_shared_bytes() {
+  return (2 * kQueries + 4 * kKeyTile) * kRowStride<D> * kValueBytes + 2 * kKeyTile * sizeof(int32_t);
 }
 
-// dQ of 64 queries: S = Q K^T, P = 2^(S - lse), dP = dO V^T, dS = P * (dP - D), dQ += dS K, over
-// the key tiles they see.
-template <class T, int D>
+// dQ of kQueries queries, each warp's kM blocks of 16: S = Q K^T, P = 2^(S - lse), dP = dO V^T,
+// dS = P * (dP - D), dQ += dS K, over the key tiles they see.
+template <class T, int D, int kM>
 __global__ void __launch_bounds__(kThreads) flash_backward_dq_kernel(Args<T> a) {
-  constexpr int kStride = kRowStride<D>;
+  constexpr int kStride = kRowStride<D>, kWarpRows = kM * kMmaRows, kQueries = kWarps * kWarpRows;
   extern __shared__ __align__(16) unsigned char shared[];
   T* q_tile = reinterpret_cast<T*>(shared);
-  T* do_tile = q_tile + kQueryTile * kStride;
-  T* k_tiles = do_tile + kQueryTile * kStride;
+  T* do_tile = q_tile + kQueries * kStride;
+  T* k_tiles = do_tile + kQueries * kStride;
   T* v_tiles = k_tiles + 2 * kKeyTile * kStride;
   int32_t* key_segments = reinterpret_cast<int32_t*>(v_tiles + 2 * kKeyTile * kStride);
 
   const int warp = threadIdx.x / kWarp, seq_len = a.seq_len;
-  const int q0 = (gridDim.x - 1 - blockIdx.x) * kQueryTile;
+  const int q0 = (gridDim.x - 1 - blockIdx.x) * kQueries;
   const int64_t bh = blockIdx.y;
   const T* k_head = a.k.rows_of(bh, a.heads);
   const T* v_head = a.v.rows_of(bh, a.heads);
   const int32_t* segments = a.segment_ids ? a.segment_ids + bh / a.heads * seq_len : nullptr;
-  const int key_tiles = key_tiles_for(a.causal, q0, seq_len);
+  const int key_tiles = key_tiles_for(a.causal, q0, kQueries, seq_len);
 
-  load_tile_async<D, kQueryTile>(q_tile, a.q.rows_of(bh, a.heads), a.q.token, q0, seq_len);
-  load_tile_async<D, kQueryTile>(do_tile, a.d_out.rows_of(bh, a.heads), a.d_out.token, q0, seq_len);
+  load_tile_async<D, kQueries>(q_tile, a.q.rows_of(bh, a.heads), a.q.token, q0, seq_len);
+  load_tile_async<D, kQueries>(do_tile, a.d_out.rows_of(bh, a.heads), a.d_out.token, q0, seq_len);
   load_tile_async<D, kKeyTile>(k_tiles, k_head, a.k.token, 0, seq_len);
   load_tile_async<D, kKeyTile>(v_tiles, v_head, a.v.token, 0, seq_len);
   cp_async_commit();
   for (int i = threadIdx.x; i < kKeyTile; i += kThreads) key_segments[i] = segment_of(segments, i, seq_len);
 
-  int query[2];
-  int32_t query_segment[2];
-  float lse[2], delta[2];  // lse in the log2 domain
-  for (int r = 0; r < 2; ++r) {
-    query[r] = q0 + warp * kMmaRows + acc_row(2 * r);
-    query_segment[r] = segment_of(segments, query[r], seq_len);
-    const bool inside = query[r] < seq_len;
-    lse[r] = inside ? a.lse[bh * seq_len + query[r]] * kLog2e : INFINITY;
-    delta[r] = inside ? a.delta[bh * seq_len + query[r]] : 0.0f;
-  }
-  float dq[D / 8][4] = {};
+  int query[kM][2];
+  int32_t query_segment[kM][2];
+  float lse[kM][2], delta[kM][2];  // lse in the log2 domain
+  for (int m = 0; m < kM; ++m)
+    for (int r = 0; r < 2; ++r) {
+      query[m][r] = q0 + warp * kWarpRows + m * kMmaRows + acc_row(2 * r);
+      query_segment[m][r] = segment_of(segments, query[m][r], seq_len);
+      const bool inside = query[m][r] < seq_len;
+      lse[m][r] = inside ? a.lse[bh * seq_len + query[m][r]] * kLog2e : INFINITY;
+      delta[m][r] = inside ? a.delta[bh * seq_len + query[m][r]] : 0.0f;
+    }
+  float dq[kM][D / 8][4] = {};
 
   for (int j = 0; j < key_tiles; ++j) {
     const int buf = j % 2, k0 = j * kKeyTile;
@@ -584,32 +665,41 @@ __global__ void __launch_bounds__(kThreads) flash_backward_dq_kernel(Args<T> a) 
     __syncthreads();
     const T* k_tile = k_tiles + buf * kKeyTile * kStride;
 
-    float p[kKeyTile / 8][4] = {};
-    warp_mma_abt<T, D, kKeyTile, kStride>(p, q_tile + warp * kMmaRows * kStride, k_tile);
-    with_tile_mask(tile_needs_mask(a.causal, segments != nullptr, q0, kQueryTile, k0, kKeyTile, seq_len),
-                   [&](auto masked) {
+    float p[kM][kKeyTile / 8][4] = {};
+    warp_mma_abt<T, D, kKeyTile, kStride, kM>(p, q_tile + warp * kWarpRows * kStride, k_tile);
+    with_tile_mask(
+        tile_needs_mask(a.causal, segments != nullptr, q0, kQueries, k0, kKeyTile, seq_len), [&](auto masked) {
 #pragma unroll
-                     for (int n = 0; n < kKeyTile / 8; ++n)
+          for (int m = 0; m < kM; ++m)
 #pragma unroll
-                       for (int e = 0; e < 4; ++e) {
-                         const int c = acc_col(n, e);
-                         const bool hidden = masked && !sees(a.causal, query[e / 2], k0 + c, query_segment[e / 2],
-                                                             key_segments[buf * kKeyTile + c]);
-                         p[n][e] = exp2f(hidden ? -INFINITY : p[n][e] * a.scale_log2 - lse[e / 2]);
-                       }
-                   });
+            for (int n = 0; n < kKeyTile / 8; ++n)
+#pragma unroll
+              for (int e = 0; e < 4; ++e) {
+                const int c = acc_col(n, e);
+                const bool hidden = masked && !sees(a.causal, query[m][e / 2], k0 + c, query_segment[m][e / 2],
+                                                    key_segments[buf * kKeyTile + c]);
+                p[m][n][e] = exp2_ftz(hidden ? -INFINITY : fmaf(p[m][n][e], a.scale_log2, -lse[m][e / 2]));
+              }
+        });
 
-    float ds[kKeyTile / 8][4] = {};
-    warp_mma_abt<T, D, kKeyTile, kStride>(ds, do_tile + warp * kMmaRows * kStride, v_tiles + buf * kKeyTile * kStride);
+    float ds[kM][kKeyTile / 8][4] = {};
+    warp_mma_abt<T, D, kKeyTile, kStride, kM>(ds, do_tile + warp * kWarpRows * kStride,
+                                              v_tiles + buf * kKeyTile * kStride);
 #pragma unroll
-    for (int n = 0; n < kKeyTile / 8; ++n)
+    for (int m = 0; m < kM; ++m)
 #pragma unroll
-      for (int e = 0; e < 4; ++e) ds[n][e] = p[n][e] * (ds[n][e] - delta[e / 2]);
-    warp_mma_pb<T, kKeyTile, D, kStride>(dq, ds, k_tile);
+      for (int n = 0; n < kKeyTile / 8; ++n)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) ds[m][n][e] = p[m][n][e] * (ds[m][n][e] - delta[m][e / 2]);
+    warp_mma_pb<T, kKeyTile, D, kStride, kM>(dq, ds, k_tile);
     __syncthreads();
   }
-  store_warp_rows<T, D>(dq, a.scale, q_tile + warp * kMmaRows * kStride, a.dq.rows_of(bh, a.heads), a.dq.token,
-                        q0 + warp * kMmaRows, seq_len);
+#pragma unroll
+  for (int m = 0; m < kM; ++m) {
+    const int row0 = warp * kWarpRows + m * kMmaRows;
+    store_warp_rows<T, D>(dq[m], a.scale, q_tile + row0 * kStride, a.dq.rows_of(bh, a.heads), a.dq.token, q0 + row0,
+                          seq_len);
+  }
 }
 
 // ---- launchers --------------------------------------------------------------------------------
@@ -640,7 +730,9 @@ auto heads_of(const FlashOperand<T>& x) {
 }
 
 template <class T>
-Args<cuda_t<T>> make_args(const AttentionShape& s, const AttentionMask& mask, float scale) {
+Args<cuda_t<T>> make_args(const char* what, const AttentionShape& s, const AttentionMask& mask, float scale) {
+  // The forward takes each row's max over the raw scores, which only a positive scale keeps.
+  FT_CHECK(scale > 0.0f && std::isfinite(scale), what, ": scale ", scale, " is not a positive number");
   Args<cuda_t<T>> a{};
   a.segment_ids = mask.segment_ids;
   a.seq_len = static_cast<int>(s.seq_len);
@@ -663,8 +755,23 @@ void launch(Kernel kernel, int64_t tiles, const AttentionShape& s, size_t bytes,
 
 template <class T, int D>
 void forward(const AttentionShape& s, const Args<T>& a, cudaStream_t stream) {
-  launch(flash_forward_kernel<T, D>, (s.seq_len + kQueryTile - 1) / kQueryTile, s, forward_shared_bytes<D>(), a,
-         stream);
+  constexpr int kM = WarpShape<D>::kForwardBlocks, kQueries = kWarps * kM * kMmaRows;
+  launch(flash_forward_kernel<T, D, kM>, (s.seq_len + kQueries - 1) / kQueries, s, forward_shared_bytes<D, kQueries>(),
+         a, stream);
+}
+
+template <class T, int D>
+void dkdv(const AttentionShape& s, const Args<T>& a, cudaStream_t stream) {
+  constexpr int kM = WarpShape<D>::kDkdvBlocks, kRows = WarpShape<D>::kDkdvRows, kKeys = kWarps * kM * kMmaRows;
+  launch(flash_backward_dkdv_kernel<T, D, kM, kRows>, (s.seq_len + kKeys - 1) / kKeys, s,
+         dkdv_shared_bytes<D, kKeys, kRows>(), a, stream);
+}
+
+template <class T, int D>
+void dq(const AttentionShape& s, const Args<T>& a, cudaStream_t stream) {
+  constexpr int kM = WarpShape<D>::kDqBlocks, kQueries = kWarps * kM * kMmaRows;
+  launch(flash_backward_dq_kernel<T, D, kM>, (s.seq_len + kQueries - 1) / kQueries, s, dq_shared_bytes<D, kQueries>(),
+         a, stream);
 }
 
 template <class T, int D>
@@ -674,8 +781,8 @@ void backward(const AttentionShape& s, const Args<T>& a, float* delta, cudaStrea
       <<<static_cast<unsigned>((rows + rows_per_block - 1) / rows_per_block), kBlockThreads, 0, stream>>>(
           a.out, a.d_out, delta, rows, a.seq_len, a.heads);
   FT_CUDA_CHECK_LAUNCH();
-  launch(flash_backward_dkdv_kernel<T, D>, (s.seq_len + kKeyTile - 1) / kKeyTile, s, dkdv_shared_bytes<D>(), a, stream);
-  launch(flash_backward_dq_kernel<T, D>, (s.seq_len + kQueryTile - 1) / kQueryTile, s, dq_shared_bytes<D>(), a, stream);
+  dkdv<T, D>(s, a, stream);
+  dq<T, D>(s, a, stream);
 }
 
 }  // namespace
@@ -688,7 +795,7 @@ void flash_attention_forward_cuda(const AttentionShape& s, const AttentionMask& 
       "flash_attention_forward_cuda", s,
       {{"q", q.strides, q.data}, {"k", k.strides, k.data}, {"v", v.strides, v.data}, {"out", out.strides, out.data}});
   if (s.batch * s.heads * s.seq_len == 0) return;
-  Args<cuda_t<T>> a = make_args<T>(s, mask, scale);
+  Args<cuda_t<T>> a = make_args<T>("flash_attention_forward_cuda", s, mask, scale);
   a.q = heads_of(q);
   a.k = heads_of(k);
   a.v = heads_of(v);
@@ -716,7 +823,7 @@ void flash_attention_backward_cuda(const AttentionShape& s, const AttentionMask&
                 {"dk", dk.strides, dk.data},
                 {"dv", dv.strides, dv.data}});
   if (s.batch * s.heads * s.seq_len == 0) return;
-  Args<cuda_t<T>> a = make_args<T>(s, mask, scale);
+  Args<cuda_t<T>> a = make_args<T>("flash_attention_backward_cuda", s, mask, scale);
   a.q = heads_of(q);
   a.k = heads_of(k);
   a.v = heads_of(v);

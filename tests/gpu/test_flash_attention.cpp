@@ -223,7 +223,9 @@ TEST_CASE("flash attention: the backward gives the same bits on every run, and i
     }
 }
 
-TEST_CASE("flash attention launchers reject other head dims and operands they cannot read in place") {
+TEST_CASE(
+    "flash attention launchers reject other head dims, a scale that is not positive, and operands they cannot read in "
+    "place") {
   using Operand = kernels::FlashOperand<const ft::bfloat16>;
   const kernels::AttentionMask mask{true, nullptr};
   const kernels::AttentionShape shape{1, 1, 8, 64};
@@ -240,6 +242,9 @@ TEST_CASE("flash attention launchers reject other head dims and operands they ca
   };
   CHECK_THROWS_WITH(forward({1, 1, 8, 32}, in, in, in),
                     doctest::Contains("flash_attention_forward_cuda: head_dim 32 is not supported (64 or 128)"));
+  CHECK_THROWS_WITH(kernels::flash_attention_forward_cuda<ft::bfloat16>(shape, mask, -1.0f, in, in, in, out,
+                                                                        lse.data<float>(), cuda::context(0).stream),
+                    doctest::Contains("flash_attention_forward_cuda: scale -1 is not a positive number"));
   CHECK_THROWS_WITH(forward(shape, Operand{p + 1, packed}, in, in),
                     doctest::Contains("flash_attention_forward_cuda: q needs unit stride along head_dim, other strides "
                                       "positive multiples of 8 elements and 16-byte aligned data, got strides [512, "
