@@ -85,20 +85,43 @@ __global__ void convert_kernel(Dst* dst, const Src* src, int64_t n) {
   for (int64_t i = first_index(); i < n; i += index_stride()) store(dst[i], load(src[i]));
 }
 
-// dst[i] = src[offset of i in the layout]: the row-major index i is split into one coordinate a
-// dimension, innermost first. Index is uint32_t when every index and offset fits (the launcher
-// checks), since a 64-bit division is a long subroutine and a 32-bit one a few instructions.
+// Elements a thread of the gather moves a round: all their loads are issued before the first
+// store, so that each thread has that many loads in flight rather than one (bench kernels' head
+// split: 0.0286 -> 0.0275 ms a call, on the H200).
+constexpr int kGatherUnroll = 4;
+
+// The offset in the layout of the row-major index i: i is split into one coordinate a
+// dimension, innermost first.
+template <class Index>
+__device__ __forceinline__ Index offset_of(Index i, const StridedLayout& layout) {
+  Index rest = i, offset = 0;
+  for (int d = layout.ndim - 1; d >= 0; --d) {
+    const Index size = static_cast<Index>(layout.shape[d]);
+    offset += rest % size * static_cast<Index>(layout.strides[d]);
+    rest /= size;
+  }
+  return offset;
+}
+
+// dst[i] = src[offset_of(i)], kGatherUnroll indices a thread a round, one grid apart. Index is
+// uint32_t when every index and offset fits (the launcher checks), since a 64-bit division is a
+// long subroutine and a 32-bit one a few instructions.
 template <class Element, class Index>
-__global__ void gather_strided_kernel(Element* dst, const Element* src, StridedLayout layout, Index n) {
+__global__ void gather_strided_kernel(Element* __restrict__ dst, const Element* __restrict__ src, StridedLayout layout,
+                                      Index n) {
   const Index step = static_cast<Index>(index_stride());
-  for (Index i = static_cast<Index>(first_index()); i < n; i += step) {
-    Index rest = i, offset = 0;
-    for (int d = layout.ndim - 1; d >= 0; --d) {
-      const Index size = static_cast<Index>(layout.shape[d]);
-      offset += rest % size * static_cast<Index>(layout.strides[d]);
-      rest /= size;
+  for (Index first = static_cast<Index>(first_index()); first < n; first += kGatherUnroll * step) {
+    Element values[kGatherUnroll];
+#pragma unroll
+    for (int u = 0; u < kGatherUnroll; ++u) {
+      const Index i = first + u * step;
+      if (i < n) values[u] = src[offset_of(i, layout)];
     }
-    dst[i] = src[offset];
+#pragma unroll
+    for (int u = 0; u < kGatherUnroll; ++u) {
+      const Index i = first + u * step;
+      if (i < n) dst[i] = values[u];
+    }
   }
 }
 
@@ -211,8 +234,8 @@ int64_t highest_offset(const StridedLayout& layout) {
   return offset;
 }
 
-// How far a grid-stride loop's index may run past n before the loop ends (one grid).
-int64_t index_slack() { return kMaxBlocks * kThreads; }
+// How far the gather's index may run past n before its loop ends (a round of the grid).
+int64_t index_slack() { return kGatherUnroll * kMaxBlocks * kThreads; }
 
 }  // namespace
 
@@ -227,11 +250,11 @@ void gather_strided_cuda(void* dst, const void* src, int elem_bytes, const Strid
     using Element = decltype(tag);
     auto* d = static_cast<Element*>(dst);
     const auto* s = static_cast<const Element*>(src);
+    const int blocks = blocks_for((wide_n + kGatherUnroll - 1) / kGatherUnroll);
     if (narrow_index)
-      gather_strided_kernel<<<blocks_for(wide_n), kThreads, 0, stream>>>(d, s, wide.layout,
-                                                                         static_cast<uint32_t>(wide_n));
+      gather_strided_kernel<<<blocks, kThreads, 0, stream>>>(d, s, wide.layout, static_cast<uint32_t>(wide_n));
     else
-      gather_strided_kernel<<<blocks_for(wide_n), kThreads, 0, stream>>>(d, s, wide.layout, wide_n);
+      gather_strided_kernel<<<blocks, kThreads, 0, stream>>>(d, s, wide.layout, wide_n);
   });
   FT_CUDA_CHECK_LAUNCH();
 }
@@ -259,8 +282,7 @@ void fill_cuda(void* dst, int elem_bytes, uint64_t pattern, int64_t n, cudaStrea
   with_bits_type(elem_bytes, [&](auto tag) {
     using Element = decltype(tag);
     if constexpr (sizeof(Element) <= sizeof(pattern))
-      fill_kernel<<<blocks_for(n), kThreads, 0, stream>>>(static_cast<Element*>(dst), static_cast<Element>(pattern),
-                                                          n);
+      fill_kernel<<<blocks_for(n), kThreads, 0, stream>>>(static_cast<Element*>(dst), static_cast<Element>(pattern), n);
   });
   FT_CUDA_CHECK_LAUNCH();
 }
