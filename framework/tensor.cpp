@@ -184,11 +184,9 @@ Tensor Tensor::to(DType target) const {
   return out;
 }
 
-// Gathers a strided tensor into contiguous memory on its own device, same dtype.
-static Tensor gather_contiguous(const Tensor& src) {
-  if (src.is_contiguous()) return src;
+// Gathers a strided tensor into out: contiguous, of its shape and dtype, on its device.
+static void gather_into(const Tensor& out, const Tensor& src) {
   FT_CHECK(src.dtype() != DType::nf4, "nf4 tensors cannot be strided views");
-  Tensor out = Tensor::empty(src.shape(), src.dtype(), src.device());
   int elem_bytes = dtype_bits(src.dtype()) / 8;
   if (src.device().is_cpu()) {
     kernels::gather_strided_cpu(out.raw_data(), src.raw_data(), elem_bytes, src.shape(), src.strides());
@@ -198,6 +196,13 @@ static Tensor gather_contiguous(const Tensor& src) {
                          src.device().index);
 #endif
   }
+}
+
+// A strided tensor gathered into new contiguous memory on its own device, same dtype.
+static Tensor gather_contiguous(const Tensor& src) {
+  if (src.is_contiguous()) return src;
+  Tensor out = Tensor::empty(src.shape(), src.dtype(), src.device());
+  gather_into(out, src);
   return out;
 }
 
@@ -205,7 +210,14 @@ void Tensor::copy_(const Tensor& src) const {
   FT_CHECK(shape() == src.shape(), "copy_: destination ", describe(*this), " and source ", describe(src),
            " differ in shape");
   FT_CHECK(is_contiguous(), "copy_: destination ", describe(*this), " must be contiguous");
-  // Gather and convert on the source's device, then move bytes.
+  // A strided view of the same dtype and device, from other memory, is gathered straight into
+  // this tensor: one pass instead of a gather and a copy of its result (contiguous(), which
+  // attention's math path and rotary positions call, moved its bytes twice).
+  if (!src.is_contiguous() && src.dtype() == dtype() && src.device() == device() && src.storage() != storage()) {
+    gather_into(*this, src);
+    return;
+  }
+  // Otherwise gather and convert on the source's device, then move bytes.
   Tensor s = gather_contiguous(src);
   if (s.dtype() != dtype()) {
     Tensor converted = empty(shape(), dtype(), s.device());
