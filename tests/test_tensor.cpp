@@ -37,6 +37,15 @@ TEST_CASE("transpose and slice are views over the same storage") {
   CHECK_THROWS_WITH(slice(t, 1, 2, 4), doctest::Contains("out of bounds"));
 }
 
+TEST_CASE("copy_ gathers a strided view, including one of its own storage") {
+  const Tensor t = Tensor::from_vector({0, 1, 2, 3, 4, 5, 6, 7, 8}, {3, 3});
+  const Tensor other = Tensor::empty({3, 3});
+  other.copy_(transpose(t, 0, 1));  // from other memory: gathered straight into the destination
+  CHECK(other.to_double_vector() == std::vector<double>{0, 3, 6, 1, 4, 7, 2, 5, 8});
+  t.copy_(transpose(t, 0, 1));  // from its own memory: through a temporary, so no element is read after it is written
+  CHECK(t.to_double_vector() == std::vector<double>{0, 3, 6, 1, 4, 7, 2, 5, 8});
+}
+
 TEST_CASE("dtype conversions round to nearest even and keep specials") {
   CHECK(to_float(to_bfloat16(1.0f)) == 1.0f);
   CHECK(to_float(to_half(1.0f)) == 1.0f);
