@@ -58,9 +58,10 @@ namespace ft::kernels {
 namespace {
 
 constexpr int kWarp = 32;
-// 4 warps of 16 rows: FlashAttention-2's choice for these head dims; 64 query rows a block
-// give B * H * T / 64 blocks (GPT-2: 2304 a layer), and 128 threads leave each thread up to 255
-// registers for the fp32 accumulators (a 16 x 128 block is 64 of them).
+// 4 warps a block, FlashAttention-2's choice for these head dims, each of one or two blocks of
+// 16 rows (WarpShape): 128 threads leave each thread up to 255 registers for the fp32
+// accumulators (a 16 x 128 block is 64 of them), and 64 or 128 rows a block give GPT-2's
+// 16 x 12 heads of 1024 rows 2304 or 1152 blocks a layer.
 constexpr int kWarps = 4;
 constexpr int kThreads = kWarps * kWarp;
 constexpr int kMmaRows = 16;                   // m16n8k16: a warp's MMAs cover 16 rows
