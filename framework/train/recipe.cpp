@@ -173,7 +173,9 @@ const std::vector<KeySpec>& schema() {
       KEY(tf32, of_type(KeyType::boolean),
           "fp32 matrix products on a GPU use TF32 tensor cores (about 8x faster, ~1e-3 relative error)"),
       KEY(seed, integer(0), "seeds initialisation, data order and dropout"),
-      KEY(deterministic, of_type(KeyType::boolean), "the same numbers on every run with the same seed"),
+      KEY(deterministic, of_type(KeyType::boolean),
+          "the same numbers on every run with the same seed; every kernel is deterministic today, so false changes "
+          "nothing yet (it is kept for kernels that would trade exactness for speed)"),
       KEY(resume, choice({"never", "auto"}),
           "never: start afresh (an error if checkpoints exist); auto: continue from the newest valid one (--resume)"),
 
