@@ -199,12 +199,6 @@ __device__ __forceinline__ void warp_mma_abt(float (&acc)[kM][N / 8][4], const T
   }
 }
 
-// One 16 x N block of the above.
-template <class T, int kDepth, int N, int kStride>
-__device__ __forceinline__ void warp_mma_abt(float (&acc)[N / 8][4], const T* a, const T* b) {
-  warp_mma_abt<T, kDepth, N, kStride, 1>(reinterpret_cast<float(&)[1][N / 8][4]>(acc), a, b);
-}
-
 // acc[m] += P_m B for a warp's kM blocks of 16 x N: P_m is the warp's 16 x kDepth fp32
 // accumulator p[m] (rounded to T here), B the kDepth x N matrix at `b` in shared memory. Each B
 // fragment is loaded once for the kM blocks. (P V, P^T dO, dS^T Q, dS K.)
@@ -234,13 +228,6 @@ __device__ __forceinline__ void warp_mma_pb(float (&acc)[kM][N / 8][4], const fl
       }
     }
   }
-}
-
-// One 16 x N block of the above.
-template <class T, int kDepth, int N, int kStride>
-__device__ __forceinline__ void warp_mma_pb(float (&acc)[N / 8][4], const float (&p)[kDepth / 8][4], const T* b) {
-  warp_mma_pb<T, kDepth, N, kStride, 1>(reinterpret_cast<float(&)[1][N / 8][4]>(acc),
-                                        reinterpret_cast<const float(&)[1][kDepth / 8][4]>(p), b);
 }
 
 // Starts copying rows [row0, row0 + kRows) of a [seq_len, D] head (rows `token` elements apart in
