@@ -1,8 +1,13 @@
 // Flash attention (FlashAttention-2's scheme) on tensor cores, forward and backward, for head
 // dims 64 and 128 in bf16 and f16; attention_cpu.h is the reference and writes out the math.
 //
-// Forward: one block of 4 warps per (128 queries, batch * head); each warp owns 32 query rows,
-// two blocks of the 16 rows of an m16n8k16 MMA (WarpShape says why two). The block walks the key
+// Two instruction sets, one set of kernels: Hopper's warpgroup products (wgmma, in the sm_90a
+// code) on a compute capability 9.0 device, and mma.sync (m16n8k16, sm_80 on) elsewhere. They
+// differ in the shared-memory layout of the tiles, in which rows a warp owns and in the block
+// shapes (WarpShape); the section "shared-memory tiles and block-level products" holds all that.
+//
+// Forward: one block of 4 warps per (64 or 128 queries, batch * head); each warp owns one or
+// two blocks of the 16 rows of an MMA (WarpShape). The block walks the key
 // tiles of 64 (only those at or below the diagonal when causal), with K and V double-buffered in
 // shared memory by cp.async: tile j + 1 is in flight while tile j is used. Per tile a warp
 // computes S = Q K^T (fp32 accumulators), masks it, and updates each row's running max m (of the
@@ -17,14 +22,13 @@
 // The subtle decision is how dQ is summed. FlashAttention-2 walks key tiles in the outer loop
 // and adds each tile's share of dQ into an fp32 buffer with atomics: one pass, but the order of
 // the additions changes from run to run and so do dQ's last bits. Here the backward is three
-// kernels and no atomics: (1) D; (2) one block per (128 keys at D = 64, 64 at 128; batch * head)
-// walks the query tiles and keeps dK and dV of its keys in registers; (3) one block per (128
-// queries at D = 64, 64 at 128; batch * head) walks the key tiles and keeps dQ of its queries
-// in registers. S, P and dP are computed twice (by (2) and by (3)), about 40% more MMAs than
-// one pass, in exchange for the same bits on every run and no [B, H, T, D] fp32 dQ buffer. (A
-// one-pass variant, dS through shared memory and dQ added with float2 atomics or with the bulk
-// copy engine's reductions, was measured on the H200 at 0.99-1.02x of this at D = 64: the
-// kernels are bound by shared-memory reads, which it does not reduce; docs/benchmarks.md.)
+// kernels and no atomics: (1) D; (2) one block per (64 or 128 keys, batch * head) walks the
+// query tiles and keeps dK and dV of its keys in registers; (3) one block per (64 or 128 queries,
+// batch * head) walks the key tiles and keeps dQ of its queries in registers. S, P and dP are computed twice (by (2)
+// and by (3)), about 40% more MMAs than one pass, in exchange for the same bits on every run and no [B, H, T, D] fp32
+// dQ buffer. (A one-pass variant, dS through shared memory and dQ added with float2 atomics or with the bulk copy
+// engine's reductions, was measured on the H200 at 0.99-1.02x of this at D = 64 with mma.sync: the kernels were bound
+// by shared-memory reads, which it does not reduce; docs/benchmarks.md.)
 //
 // Masks: a query sees a key when (not causal or key <= query) and both carry the same segment id
 // >= 0. Positions past the sequence carry -1, as padding does, and without segment ids every
@@ -40,10 +44,10 @@
 // stores move 16-byte chunks, so the launchers check that every row starts on 16 bytes (pointers
 // and strides). lse and D are [B, H, T] fp32, contiguous.
 //
-// Shared memory rows are padded by 16 bytes (kPad): a row of 64 or 128 values is then 9 or 17
-// 16-byte units long, an odd count, so the 8 rows of an ldmatrix 8x8 matrix start in 8
-// different bank groups. Tile rows past the sequence are zero-filled by cp.async, which keeps
-// every product finite where the masks then drop it.
+// Shared memory, mma.sync: rows are padded by 16 bytes (kPad): a row of 64 or 128 values is then
+// 9 or 17 16-byte units long, an odd count, so the 8 rows of an ldmatrix 8x8 matrix start in 8
+// different bank groups. wgmma: the 128-byte swizzle (tile_offset). Tile rows past the sequence
+// are zero-filled by cp.async, which keeps every product finite where the masks then drop it.
 #include <atomic>
 #include <cmath>
 #include <cstdint>
@@ -59,9 +63,9 @@ namespace ft::kernels {
 namespace {
 
 constexpr int kWarp = 32;
-// 4 warps a block, FlashAttention-2's choice for these head dims, each of one or two blocks of
-// 16 rows (WarpShape): 128 threads leave each thread up to 255 registers for the fp32
-// accumulators (a 16 x 128 block is 64 of them), and 64 or 128 rows a block give GPT-2's
+// 4 warps a block (one warpgroup), FlashAttention-2's choice for these head dims, each of one or
+// two blocks of 16 rows (WarpShape): 128 threads leave each thread up to 255 registers for the
+// fp32 accumulators (a 16 x 128 block is 64 of them), and 64 or 128 rows a block give GPT-2's
 // 16 x 12 heads of 1024 rows 2304 or 1152 blocks a layer.
 constexpr int kWarps = 4;
 constexpr int kThreads = kWarps * kWarp;
@@ -76,22 +80,36 @@ constexpr float kLn2 = 0.6931471805599453f;
 template <int D>
 constexpr int kRowStride = D + kPad;  // shared-memory row stride in values
 
-// The kernels' warp shapes (measured on the H200, docs/benchmarks.md). A warp that owns two
-// blocks of 16 rows loads each B fragment (K, V, Q or dO) from shared memory once for both
-// blocks: with one block the kernels were bound by shared-memory reads, about one ldmatrix a
-// warp for every two MMAs. Two blocks cost registers: the dK/dV kernel then holds 2 x 2 x 16 x D
-// fp32 accumulators, so at D = 128 only the forward takes two (with a few spilled registers,
-// still faster), and the dK/dV kernel steps 32 query rows at a time. Fields: the forward's and the
-// dQ kernel's query blocks a warp, the dK/dV kernel's key blocks a warp, and its query rows a step.
-template <int D>
+// The kernels' warp shapes (measured on the H200, docs/benchmarks.md), for mma.sync and for
+// wgmma. Fields: the forward's and the dQ kernel's query blocks of 16 a warp, the dK/dV kernel's
+// key blocks of 16 a warp, and its query rows a step.
+// - mma.sync: a warp that owns two blocks of 16 rows loads each B fragment (K, V, Q or dO) from
+//   shared memory once for both: with one block the kernels were bound by shared-memory reads,
+//   about one ldmatrix a warp for every two MMAs. Two blocks cost registers: the dK/dV kernel
+//   then holds 2 x 2 x 16 x D fp32 accumulators, so at D = 128 only the forward takes two (with
+//   a few spilled registers, still faster), and the dK/dV kernel steps 32 query rows at a time.
+// - wgmma: B is read once for the warpgroup anyway, so one block a warp (64 rows a block) wins:
+//   fewer registers, more blocks a multiprocessor to hide each other's waits (the forward at
+//   D = 64 takes 96 registers, 5 blocks). The dK/dV kernel steps 128 query rows at D = 64 and
+//   64 at D = 128, as wide a B (N) as its registers allow: each step's four products then keep
+//   the tensor cores busy longer per wait.
+template <bool kWgmma, int D>
 struct WarpShape;
 template <>
-struct WarpShape<64> {
+struct WarpShape<false, 64> {
   static constexpr int kForwardBlocks = 2, kDqBlocks = 2, kDkdvBlocks = 2, kDkdvRows = 32;
 };
 template <>
-struct WarpShape<128> {
+struct WarpShape<false, 128> {
   static constexpr int kForwardBlocks = 2, kDqBlocks = 1, kDkdvBlocks = 1, kDkdvRows = 32;
+};
+template <>
+struct WarpShape<true, 64> {
+  static constexpr int kForwardBlocks = 1, kDqBlocks = 1, kDkdvBlocks = 1, kDkdvRows = 128;
+};
+template <>
+struct WarpShape<true, 128> {
+  static constexpr int kForwardBlocks = 1, kDqBlocks = 1, kDkdvBlocks = 1, kDkdvRows = 64;
 };
 
 // ---- PTX: asynchronous copies, ldmatrix, mma -------------------------------------------------
@@ -196,17 +214,22 @@ __device__ __forceinline__ uint64_t wgmma_descriptor(const void* start, uint32_t
 #endif
 
 __device__ __forceinline__ void wgmma_fence() { FT_SM90A(asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory")); }
-__device__ __forceinline__ void wgmma_commit_and_wait() {
-  FT_SM90A(asm volatile("wgmma.commit_group.sync.aligned;\nwgmma.wait_group.sync.aligned 0;\n" ::: "memory"));
+__device__ __forceinline__ void wgmma_commit() {
+  FT_SM90A(asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"));
 }
-// Keeps the compiler from moving reads of the accumulators above the wait (it does not know
-// that the asynchronous instructions write them until then).
-template <int kBlocks>
-__device__ __forceinline__ void fence_accumulators(float (&d)[kBlocks][4]) {
+// Waits until at most kPending of the warpgroup's committed groups of products are in flight.
+template <int kPending>
+__device__ __forceinline__ void wgmma_wait() {
+  FT_SM90A(asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(kPending) : "memory"));
+}
+// Keeps the compiler from moving reads of an accumulator (any array of floats) above the wait:
+// it does not know that the asynchronous products write it until then.
+template <class Accumulator>
+__device__ __forceinline__ void fence_accumulator(Accumulator& acc) {
+  float* values = reinterpret_cast<float*>(&acc);
 #pragma unroll
-  for (int n = 0; n < kBlocks; ++n)
-#pragma unroll
-    for (int e = 0; e < 4; ++e) asm volatile("" : "+f"(d[n][e])::"memory");
+  for (int i = 0; i < static_cast<int>(sizeof(Accumulator) / sizeof(float)); ++i)
+    asm volatile("" : "+f"(values[i])::"memory");
 }
 
 // d (64 x N) += A B: wgmma_ss with A and B K-major in shared memory (descriptors), wgmma_rs with
@@ -247,10 +270,10 @@ __device__ void wgmma_rs(float (&d)[N / 8][4], const uint32_t (&a)[4], uint64_t 
                           : FT_ACC_##N                                                                              \
                           : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(1)));                           \
   }
-// The shapes the kernels use: A B^T over N = 32 or 64 rows of B, P B over N = D = 64 or 128.
+// The shapes the kernels use: A B^T over N = 64 or 128 rows of B, P B over N = D = 64 or 128.
 #define FT_DEFINE_WGMMA_TYPE(CT, PTX_T)                                 \
-  FT_DEFINE_WGMMA_SS(CT, PTX_T, 32, "16", "17", "18")                   \
   FT_DEFINE_WGMMA_SS(CT, PTX_T, 64, "32", "33", "34")                   \
+  FT_DEFINE_WGMMA_SS(CT, PTX_T, 128, "64", "65", "66")                  \
   FT_DEFINE_WGMMA_RS(CT, PTX_T, 64, "32", "33", "34", "35", "36", "37") \
   FT_DEFINE_WGMMA_RS(CT, PTX_T, 128, "64", "65", "66", "67", "68", "69")
 FT_DEFINE_WGMMA_TYPE(__nv_bfloat16, "bf16")
@@ -384,8 +407,10 @@ __device__ __forceinline__ int warp_block_row(int m) {
   return kWgmma ? m * kWarps * kMmaRows + warp * kMmaRows : (warp * kM + m) * kMmaRows;
 }
 
-// acc[m] += A_m B^T for each block m of the warp's: A is the block's tile of kARows rows (the
-// warp's rows of it, warp_block_row), B the N rows of a tile, both [rows, D].
+// Starts acc[m] += A_m B^T for each block m of the warp's: A is the block's tile of kARows rows
+// (the warp's rows of it, warp_block_row), B the N rows of a tile, both [rows, D]. With mma.sync
+// the product is done on return; with wgmma it is one committed group in flight, and acc may be
+// read only after block_mma_wait.
 template <bool kWgmma, class T, int D, int N, int kARows, int kM>
 __device__ __forceinline__ void block_mma_abt(float (&acc)[kM][N / 8][4], const T* a, const T* b) {
   if constexpr (kWgmma) {
@@ -396,16 +421,14 @@ __device__ __forceinline__ void block_mma_abt(float (&acc)[kM][N / 8][4], const 
       for (int kk = 0; kk < D / 16; ++kk)  // K-major: a k-step is 32 bytes further along the rows
         wgmma_ss<T, N>(acc[m], wgmma_descriptor(a + tile_offset<true, D, kARows>(m * kWarps * kMmaRows, kk * 16), 16),
                        wgmma_descriptor(b + tile_offset<true, D, N>(0, kk * 16), 16));
-    wgmma_commit_and_wait();
-#pragma unroll
-    for (int m = 0; m < kM; ++m) fence_accumulators(acc[m]);
+    wgmma_commit();
   } else {
     warp_mma_abt<T, D, N, kRowStride<D>, kM>(acc, a + warp_block_row<false, kM>(0) * kRowStride<D>, b);
   }
 }
 
-// acc[m] += P_m B for each block m of the warp's: P_m its 16 x kDepth fp32 accumulator p[m]
-// (rounded to T), B a [kDepth, N] tile.
+// Starts acc[m] += P_m B for each block m of the warp's: P_m its 16 x kDepth fp32 accumulator
+// p[m] (rounded to T), B a [kDepth, N] tile. In flight as block_mma_abt's.
 template <bool kWgmma, class T, int kDepth, int N, int kM>
 __device__ __forceinline__ void block_mma_pb(float (&acc)[kM][N / 8][4], const float (&p)[kM][kDepth / 8][4],
                                              const T* b) {
@@ -422,11 +445,20 @@ __device__ __forceinline__ void block_mma_pb(float (&acc)[kM][N / 8][4], const f
       for (int kb = 0; kb < kDepth / 16; ++kb)  // MN-major: a k-step is 16 rows further
         wgmma_rs<T, N>(acc[m], af[m][kb],
                        wgmma_descriptor(b + tile_offset<true, N, kDepth>(kb * 16, 0), kDepth * 64 * kValueBytes));
-    wgmma_commit_and_wait();
-#pragma unroll
-    for (int m = 0; m < kM; ++m) fence_accumulators(acc[m]);
+    wgmma_commit();
   } else {
     warp_mma_pb<T, kDepth, N, kRowStride<N>, kM>(acc, p, b);
+  }
+}
+
+// Waits until at most kPending of the products the warp started are in flight (they finish in
+// the order started), then lets the code read the accumulators `done` (those of the finished
+// products). Nothing to wait for with mma.sync.
+template <bool kWgmma, int kPending, class... Accumulators>
+__device__ __forceinline__ void block_mma_wait(Accumulators&... done) {
+  if constexpr (kWgmma) {
+    wgmma_wait<kPending>();
+    (fence_accumulator(done), ...);
   }
 }
 
@@ -597,6 +629,7 @@ __global__ void __launch_bounds__(kThreads) flash_forward_kernel(Args<T> a) {
 
     float s[kM][kKeyTile / 8][4] = {};
     block_mma_abt<kWgmma, T, D, kKeyTile, kQueries>(s, q_tile, k_tiles + buf * kKeyTileValues);
+    block_mma_wait<kWgmma, 0>(s);
     with_tile_mask(
         tile_needs_mask(a.causal, segments != nullptr, q0, kQueries, k0, kKeyTile, seq_len), [&](auto masked) {
 #pragma unroll
@@ -641,6 +674,7 @@ __global__ void __launch_bounds__(kThreads) flash_forward_kernel(Args<T> a) {
         }
       }
     block_mma_pb<kWgmma, T, kKeyTile, D>(o, s, v_tiles + buf * kKeyTileValues);
+    block_mma_wait<kWgmma, 0>(o);
     __syncthreads();  // every warp is done with buffer buf before the next step refills it
   }
 
@@ -698,7 +732,7 @@ constexpr size_t dkdv_shared_bytes() {
 
 // dK and dV of kKeys keys: S^T = K Q^T, P^T = 2^(S^T - lse), dV += P^T dO, dP^T = V dO^T,
 // dS^T = P^T * (dP^T - D), dK += dS^T Q, over the query tiles of kRows rows that see them. Each
-// warp owns kM blocks of 16 keys (kBackwardShape says how many, and kRows).
+// warp owns kM blocks of 16 keys (WarpShape says how many, and kRows).
 template <class T, int D, int kM, int kRows, bool kWgmma>
 __global__ void __launch_bounds__(kThreads) flash_backward_dkdv_kernel(Args<T> a) {
   constexpr int kKeys = kWarps * kM * kMmaRows, kRowTileValues = tile_values<kWgmma, D>(kRows);
@@ -756,8 +790,11 @@ __global__ void __launch_bounds__(kThreads) flash_backward_dkdv_kernel(Args<T> a
     const float* lse = lse_tiles + buf * kRows;
     const float* delta = delta_tiles + buf * kRows;
 
-    float p[kM][kRows / 8][4] = {};
+    // S^T and dP^T start together; P is computed while dP^T is in flight, dS while dV's product is.
+    float p[kM][kRows / 8][4] = {}, ds[kM][kRows / 8][4] = {};
     block_mma_abt<kWgmma, T, D, kRows, kKeys>(p, k_tile, q_tile);
+    block_mma_abt<kWgmma, T, D, kRows, kKeys>(ds, v_tile, do_tile);
+    block_mma_wait<kWgmma, 1>(p);
     // A hidden element's exponent is -inf, so its P is 2^-inf = 0 with no branch.
     with_tile_mask(tile_needs_mask(a.causal, segments != nullptr, q0, kRows, k0, kKeys, seq_len), [&](auto masked) {
 #pragma unroll
@@ -773,9 +810,7 @@ __global__ void __launch_bounds__(kThreads) flash_backward_dkdv_kernel(Args<T> a
           }
     });
     block_mma_pb<kWgmma, T, kRows, D>(dv, p, do_tile);
-
-    float ds[kM][kRows / 8][4] = {};
-    block_mma_abt<kWgmma, T, D, kRows, kKeys>(ds, v_tile, do_tile);
+    block_mma_wait<kWgmma, 1>(ds);
 #pragma unroll
     for (int m = 0; m < kM; ++m)
 #pragma unroll
@@ -783,6 +818,7 @@ __global__ void __launch_bounds__(kThreads) flash_backward_dkdv_kernel(Args<T> a
 #pragma unroll
         for (int e = 0; e < 4; ++e) ds[m][n][e] = p[m][n][e] * (ds[m][n][e] - delta[acc_col(n, e)]);
     block_mma_pb<kWgmma, T, kRows, D>(dk, ds, q_tile);
+    block_mma_wait<kWgmma, 0>(dv, dk);
     __syncthreads();
   }
 
@@ -858,8 +894,11 @@ __global__ void __launch_bounds__(kThreads) flash_backward_dq_kernel(Args<T> a) 
     __syncthreads();
     const T* k_tile = k_tiles + buf * kKeyTileValues;
 
-    float p[kM][kKeyTile / 8][4] = {};
+    // S and dP start together; P is computed while dP is in flight.
+    float p[kM][kKeyTile / 8][4] = {}, ds[kM][kKeyTile / 8][4] = {};
     block_mma_abt<kWgmma, T, D, kKeyTile, kQueries>(p, q_tile, k_tile);
+    block_mma_abt<kWgmma, T, D, kKeyTile, kQueries>(ds, do_tile, v_tiles + buf * kKeyTileValues);
+    block_mma_wait<kWgmma, 1>(p);
     with_tile_mask(
         tile_needs_mask(a.causal, segments != nullptr, q0, kQueries, k0, kKeyTile, seq_len), [&](auto masked) {
 #pragma unroll
@@ -875,8 +914,7 @@ __global__ void __launch_bounds__(kThreads) flash_backward_dq_kernel(Args<T> a) 
               }
         });
 
-    float ds[kM][kKeyTile / 8][4] = {};
-    block_mma_abt<kWgmma, T, D, kKeyTile, kQueries>(ds, do_tile, v_tiles + buf * kKeyTileValues);
+    block_mma_wait<kWgmma, 0>(ds);
 #pragma unroll
     for (int m = 0; m < kM; ++m)
 #pragma unroll
@@ -884,6 +922,7 @@ __global__ void __launch_bounds__(kThreads) flash_backward_dq_kernel(Args<T> a) 
 #pragma unroll
         for (int e = 0; e < 4; ++e) ds[m][n][e] = p[m][n][e] * (ds[m][n][e] - delta[m][e / 2]);
     block_mma_pb<kWgmma, T, kKeyTile, D>(dq, ds, k_tile);
+    block_mma_wait<kWgmma, 0>(dq);
     __syncthreads();
   }
 #pragma unroll
@@ -947,7 +986,7 @@ void launch(Kernel kernel, int64_t tiles, const AttentionShape& s, size_t bytes,
 
 template <class T, int D, bool kWgmma>
 void forward(const AttentionShape& s, const Args<T>& a, cudaStream_t stream) {
-  constexpr int kM = WarpShape<D>::kForwardBlocks, kQueries = kWarps * kM * kMmaRows;
+  constexpr int kM = WarpShape<kWgmma, D>::kForwardBlocks, kQueries = kWarps * kM * kMmaRows;
   launch(flash_forward_kernel<T, D, kM, kWgmma>, (s.seq_len + kQueries - 1) / kQueries, s,
          forward_shared_bytes<kWgmma, D, kQueries>(), a, stream);
 }
@@ -959,12 +998,11 @@ void backward(const AttentionShape& s, const Args<T>& a, float* delta, cudaStrea
       <<<static_cast<unsigned>((rows + rows_per_block - 1) / rows_per_block), kBlockThreads, 0, stream>>>(
           a.out, a.d_out, delta, rows, a.seq_len, a.heads);
   FT_CUDA_CHECK_LAUNCH();
-  constexpr int kDkdvM = WarpShape<D>::kDkdvBlocks, kRows = WarpShape<D>::kDkdvRows;
-  constexpr int kKeys = kWarps * kDkdvM * kMmaRows;
-  launch(flash_backward_dkdv_kernel<T, D, kDkdvM, kRows, kWgmma>, (s.seq_len + kKeys - 1) / kKeys, s,
-         dkdv_shared_bytes<kWgmma, D, kKeys, kRows>(), a, stream);
-  constexpr int kDqM = WarpShape<D>::kDqBlocks, kQueries = kWarps * kDqM * kMmaRows;
-  launch(flash_backward_dq_kernel<T, D, kDqM, kWgmma>, (s.seq_len + kQueries - 1) / kQueries, s,
+  using Shape = WarpShape<kWgmma, D>;
+  constexpr int kKeys = kWarps * Shape::kDkdvBlocks * kMmaRows, kQueries = kWarps * Shape::kDqBlocks * kMmaRows;
+  launch(flash_backward_dkdv_kernel<T, D, Shape::kDkdvBlocks, Shape::kDkdvRows, kWgmma>,
+         (s.seq_len + kKeys - 1) / kKeys, s, dkdv_shared_bytes<kWgmma, D, kKeys, Shape::kDkdvRows>(), a, stream);
+  launch(flash_backward_dq_kernel<T, D, Shape::kDqBlocks, kWgmma>, (s.seq_len + kQueries - 1) / kQueries, s,
          dq_shared_bytes<kWgmma, D, kQueries>(), a, stream);
 }
 

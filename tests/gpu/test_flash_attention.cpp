@@ -5,7 +5,8 @@
 // +inf, and a packed document gives what it gives run alone), operands read and written in
 // place through their strides (q, k, v side by side as c_attn leaves them, dq, dk, dv likewise,
 // heads-last, and strides unlike any of those), the backward's bits run to run, and the
-// launchers' errors.
+// launchers' errors. On Hopper each check runs with both of the kernels' instruction sets,
+// wgmma and mma.sync (for_each_mma).
 #include <doctest/doctest.h>
 
 #include <algorithm>
