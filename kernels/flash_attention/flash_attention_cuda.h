@@ -42,4 +42,10 @@ void flash_attention_backward_cuda(const AttentionShape& s, const AttentionMask&
                                    float* delta, FlashOperand<T> dq, FlashOperand<T> dk, FlashOperand<T> dv,
                                    cudaStream_t stream);
 
+// The kernels' matrix instructions: wgmma (Hopper's warpgroup products, in the sm_90a code built
+// where CMake's architectures include 90) on a device of compute capability 9.0, mma.sync
+// elsewhere. allow = false makes them take mma.sync everywhere, so that the tests check both on
+// Hopper; the choice applies to the launches that follow.
+void flash_attention_allow_wgmma(bool allow);
+
 }  // namespace ft::kernels

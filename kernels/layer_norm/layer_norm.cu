@@ -456,8 +456,11 @@ __global__ void __launch_bounds__(grouped_block_warps<T>() * 32, kGroupedBlocksP
                                        int64_t rows_per_chunk, int warps_per_row, int64_t row_step, float inv_cols) {
 #if __CUDA_ARCH__ >= 900
   // The parameter sums' kernel may launch now: it waits for this grid to finish before it reads
-  // the partials, but its launch overlaps this grid's tail instead of following it.
+  // the partials, but its launch overlaps this grid's tail instead of following it. This grid is
+  // itself launched as a programmatic dependent of the stream's previous work: it waits for that
+  // to finish before it reads dy (which the previous work may have written).
   asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+  asm volatile("griddepcontrol.wait;" ::: "memory");
 #endif
   constexpr int N = kVectorBytes / sizeof(T), kWarps = grouped_block_warps<T>();
   if constexpr (kWarpsPerRow > 0) warps_per_row = kWarpsPerRow;
@@ -567,6 +570,9 @@ __global__ void __launch_bounds__(kSumWarps * 32)
   // Launched as a programmatic dependent of the kernel that writes the partials: wait for that
   // grid to finish and its writes to be visible. Every thread waits, before any returns, so this
   // grid never completes before that one (later work in the stream waits for this one only).
+  // A programmatic dependent launched after this one (the next backward's grouped kernel) may
+  // launch at once and wait likewise.
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
   asm volatile("griddepcontrol.wait;" ::: "memory");
 #endif
   __shared__ float sums[kSumWarps][32];
@@ -612,6 +618,23 @@ bool programmatic_launch_supported() {
   int device = 0;
   FT_CUDA_CHECK(cudaGetDevice(&device));
   return cuda::device_properties(device).major >= 9;
+}
+
+// Launches kernel(args...) as a programmatic dependent of the stream's previous work where the
+// device has them (compute capability 9.0 on): its grid may launch while that work ends, and
+// waits for it on the device (griddepcontrol.wait) before reading what it wrote.
+template <class... Params, class... Args>
+void launch_programmatic(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStream_t stream, Args... args) {
+  cudaLaunchConfig_t config = {};
+  config.gridDim = grid;
+  config.blockDim = block;
+  config.stream = stream;
+  cudaLaunchAttribute dependent;
+  dependent.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  dependent.val.programmaticStreamSerializationAllowed = 1;
+  config.attrs = &dependent;
+  config.numAttrs = programmatic_launch_supported() ? 1 : 0;
+  FT_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, static_cast<Params>(args)...));
 }
 
 void check_sizes(const char* what, int64_t rows, int64_t cols) {
@@ -696,9 +719,9 @@ bool try_grouped_backward(D* dx, float* partials, const D* dy, const D* x, const
   const int groups = std::min<int>(kMaxGroups, kBlockWarps / static_cast<int>(warps_per_row));
   const int threads = groups * static_cast<int>(warps_per_row) * 32;
   auto launch = [&](auto kernel) {
-    kernel<<<static_cast<int>(chunks), threads, 0, stream>>>(
-        dx, partials, dy, x, weight, mean, rstd, rows, static_cast<int>(cols), rows_per_chunk(rows),
-        static_cast<int>(warps_per_row), groups * cols, 1.0f / cols);
+    launch_programmatic(kernel, dim3(static_cast<unsigned>(chunks)), dim3(threads), stream, dx, partials, dy, x, weight,
+                        mean, rstd, rows, static_cast<int>(cols), rows_per_chunk(rows), static_cast<int>(warps_per_row),
+                        groups * cols, 1.0f / cols);
   };
   constexpr int kCompiledWarps = compiled_warps_per_row<D>();
   if (warps_per_row == kCompiledWarps)
@@ -747,19 +770,10 @@ void layer_norm_backward_cuda(T* dx, T* dweight, T* dbias, float* scratch, const
     streamed_backward<D>(device_ptr(dx), partials, device_ptr(dy), device_ptr(x), device_ptr(weight), mean, rstd, rows,
                          cols, stream);
   if (!partials) return;
-  // A programmatic dependent launch where the device has them (compute capability 9.0 on): the
-  // sums' grid is launched while the partials' kernel ends and waits for it on the device.
-  cudaLaunchConfig_t config = {};
-  config.gridDim = dim3(static_cast<unsigned>((cols + 31) / 32), 2);
-  config.blockDim = dim3(kSumWarps * 32);
-  config.stream = stream;
-  cudaLaunchAttribute dependent;
-  dependent.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  dependent.val.programmaticStreamSerializationAllowed = 1;
-  config.attrs = &dependent;
-  config.numAttrs = programmatic_launch_supported() ? 1 : 0;
-  FT_CUDA_CHECK(cudaLaunchKernelEx(&config, layer_norm_param_sums_kernel<D>, device_ptr(dweight), device_ptr(dbias),
-                                   static_cast<const float*>(partials), param_chunks(rows), static_cast<int>(cols)));
+  // The sums' grid is launched while the partials' kernel ends and waits for it on the device.
+  launch_programmatic(layer_norm_param_sums_kernel<D>, dim3(static_cast<unsigned>((cols + 31) / 32), 2),
+                      dim3(kSumWarps * 32), stream, device_ptr(dweight), device_ptr(dbias),
+                      static_cast<const float*>(partials), param_chunks(rows), static_cast<int>(cols));
 }
 
 #define FT_INSTANTIATE(T)                                                                                             \

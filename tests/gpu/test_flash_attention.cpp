@@ -5,7 +5,8 @@
 // +inf, and a packed document gives what it gives run alone), operands read and written in
 // place through their strides (q, k, v side by side as c_attn leaves them, dq, dk, dv likewise,
 // heads-last, and strides unlike any of those), the backward's bits run to run, and the
-// launchers' errors.
+// launchers' errors. On Hopper each check runs with both of the kernels' instruction sets,
+// wgmma and mma.sync (for_each_mma).
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -59,12 +60,29 @@ AttentionResults run_gpu(const AttentionProblem& p, const AttentionInputs& in, D
   return r;
 }
 
-AttentionResults check_against_cpu(const AttentionProblem& p, DType dtype, uint64_t seed,
-                                   Layout layout = Layout::packed) {
+// Calls f() once with each of the kernels' matrix instructions: wgmma (on Hopper; mma.sync
+// elsewhere), then mma.sync.
+template <class F>
+void for_each_mma(F&& f) {
+  for (bool wgmma : {true, false}) {
+    CAPTURE(wgmma);
+    kernels::flash_attention_allow_wgmma(wgmma);
+    f();
+  }
+  kernels::flash_attention_allow_wgmma(true);
+}
+
+// The GPU's results (one for each of for_each_mma's choices), each checked against the reference.
+std::vector<AttentionResults> check_against_cpu(const AttentionProblem& p, DType dtype, uint64_t seed,
+                                                Layout layout = Layout::packed) {
   const AttentionInputs in = random_attention_inputs(p.shape, dtype, seed);
-  const AttentionResults gpu = run_gpu(p, in, dtype, layout);
-  check_attention_results(gpu, reference_attention(p, in), dtype);
-  return gpu;
+  const AttentionResults reference = reference_attention(p, in);
+  std::vector<AttentionResults> results;
+  for_each_mma([&] {
+    results.push_back(run_gpu(p, in, dtype, layout));
+    check_attention_results(results.back(), reference, dtype);
+  });
+  return results;
 }
 
 // A document of a packed batch row: positions [start, end) of row `batch`.
@@ -149,12 +167,13 @@ TEST_CASE("flash attention with packed documents and padding: padding is exactly
         CAPTURE(causal);
         for (Layout layout : {Layout::packed, Layout::packed_qkv}) {
           CAPTURE(layout_name(layout));
-          const AttentionResults gpu =
-              check_against_cpu({{2, 3, kPackedLength, head_dim}, causal, ids}, dtype, seed += 4, layout);
           const Document padding{1, kPaddingStart, kPackedLength};
-          for (const Tensor& t : {gpu.out, gpu.dq, gpu.dk, gpu.dv})
-            CHECK(largest_magnitude(document_part(t, padding)) == 0);
-          for (double lse : document_part(gpu.lse, padding).to_double_vector()) CHECK(lse == kInf);
+          for (const AttentionResults& gpu :
+               check_against_cpu({{2, 3, kPackedLength, head_dim}, causal, ids}, dtype, seed += 4, layout)) {
+            for (const Tensor& t : {gpu.out, gpu.dq, gpu.dk, gpu.dv})
+              CHECK(largest_magnitude(document_part(t, padding)) == 0);
+            for (double lse : document_part(gpu.lse, padding).to_double_vector()) CHECK(lse == kInf);
+          }
         }
       }
 }
@@ -169,28 +188,30 @@ TEST_CASE("flash attention: a packed document gives what it gives alone") {
       CAPTURE(causal);
       const AttentionProblem packed{{2, heads, kPackedLength, head_dim}, causal, packed_segment_ids()};
       const AttentionInputs in = random_attention_inputs(packed.shape, dtype, 2000 + head_dim);
-      const AttentionResults together = run_gpu(packed, in, dtype);
-      for (const Document& doc : kDocuments) {
-        CAPTURE(doc.start);
-        CAPTURE(doc.end);
-        auto part = [&](const Twin& x) {
-          const Tensor values = document_part(x.cpu, doc);
-          return Twin{values.to(dtype).to(kGpu), values};
-        };
-        const AttentionInputs alone_in{part(in.q), part(in.k), part(in.v), part(in.d_out)};
-        const AttentionResults alone =
-            run_gpu({{1, heads, doc.end - doc.start, head_dim}, causal, {}}, alone_in, dtype);
-        // Not bit for bit: the document's rows fall on other tile boundaries when alone, so the
-        // online softmax adds in another order; within the dtype's bound of each other.
-        const double bound = tolerance(dtype);
-        check_attention_result("out", alone.out, document_part(together.out, doc), bound);
-        check_lse(alone.lse, document_part(together.lse, doc));
-        check_attention_result("dv", alone.dv, document_part(together.dv, doc), bound);
-        if (doc.end - doc.start > 1) {  // a single token's dq and dk are zero: rounding noise on both sides
-          check_attention_result("dq", alone.dq, document_part(together.dq, doc), bound);
-          check_attention_result("dk", alone.dk, document_part(together.dk, doc), bound);
+      for_each_mma([&] {
+        const AttentionResults together = run_gpu(packed, in, dtype);
+        for (const Document& doc : kDocuments) {
+          CAPTURE(doc.start);
+          CAPTURE(doc.end);
+          auto part = [&](const Twin& x) {
+            const Tensor values = document_part(x.cpu, doc);
+            return Twin{values.to(dtype).to(kGpu), values};
+          };
+          const AttentionInputs alone_in{part(in.q), part(in.k), part(in.v), part(in.d_out)};
+          const AttentionResults alone =
+              run_gpu({{1, heads, doc.end - doc.start, head_dim}, causal, {}}, alone_in, dtype);
+          // Not bit for bit: the document's rows fall on other tile boundaries when alone, so the
+          // online softmax adds in another order; within the dtype's bound of each other.
+          const double bound = tolerance(dtype);
+          check_attention_result("out", alone.out, document_part(together.out, doc), bound);
+          check_lse(alone.lse, document_part(together.lse, doc));
+          check_attention_result("dv", alone.dv, document_part(together.dv, doc), bound);
+          if (doc.end - doc.start > 1) {  // a single token's dq and dk are zero: rounding noise on both sides
+            check_attention_result("dq", alone.dq, document_part(together.dq, doc), bound);
+            check_attention_result("dk", alone.dk, document_part(together.dk, doc), bound);
+          }
         }
-      }
+      });
     }
 }
 
@@ -211,15 +232,17 @@ TEST_CASE("flash attention: the backward gives the same bits on every run, and i
       CAPTURE(head_dim);
       CAPTURE(p.causal);
       const AttentionInputs in = random_attention_inputs(p.shape, DType::bf16, 3000 + head_dim);
-      const AttentionResults first = run_gpu(p, in, DType::bf16);
-      check_same_bits(first, run_gpu(p, in, DType::bf16));
-      // The strides move where values are read and written, not the arithmetic.
-      for (Layout layout : {Layout::heads_last, Layout::packed_qkv, Layout::scattered}) {
-        CAPTURE(layout_name(layout));
-        const AttentionResults strided = run_gpu(p, in, DType::bf16, layout);
-        check_same_bits(first, strided);
-        check_same_bits(strided, run_gpu(p, in, DType::bf16, layout));
-      }
+      for_each_mma([&] {
+        const AttentionResults first = run_gpu(p, in, DType::bf16);
+        check_same_bits(first, run_gpu(p, in, DType::bf16));
+        // The strides move where values are read and written, not the arithmetic.
+        for (Layout layout : {Layout::heads_last, Layout::packed_qkv, Layout::scattered}) {
+          CAPTURE(layout_name(layout));
+          const AttentionResults strided = run_gpu(p, in, DType::bf16, layout);
+          check_same_bits(first, strided);
+          check_same_bits(strided, run_gpu(p, in, DType::bf16, layout));
+        }
+      });
     }
 }
 
