@@ -6,7 +6,8 @@
 // dC^T op(A) when B is), so no gradient needs a transposing copy. When B is shared by every
 // batch (a weight), its gradient sums over the batch: one product over the batch folded into
 // the rows. On CUDA, linear is one node whose forward adds the bias in cuBLASLt's epilogue and
-// whose weight gradient brings the bias gradient along (BGRADB, kernels/matmul/matmul_cuda.h).
+// whose backward takes the bias gradient as the output gradient's column sums
+// (kernels/matmul/matmul_cuda.h).
 #include "framework/autograd.h"
 #include "framework/ops.h"
 #include "framework/ops/checks.h"
@@ -126,7 +127,7 @@ Tensor linear_cuda(const Tensor& x, const Tensor& weight, const Tensor& bias) {
           else if (dw.defined())
             kernels::gemm_cuda<T>(ctx, weight_grad, {}, gc.data<T>(), xc.data<T>(), dw.data<T>());
           else if (db.defined())
-            kernels::column_sums_cuda<T>(db.data<T>(), gc.data<T>(), rows, out_features, ctx.stream);
+            kernels::column_sums_cuda<T>(ctx, db.data<T>(), gc.data<T>(), rows, out_features);
         });
         return std::vector<Tensor>{dx, dw, db};
       });

@@ -1,8 +1,7 @@
 // mlp: GPT-2's feed-forward block, linear -> GELU (tanh form) -> linear, as one autograd node,
 // so that on CUDA the first bias and the GELU ride in the first product's epilogue, the GELU's
-// gradient in the backward product that makes the hidden gradient, and each bias gradient in
-// its weight gradient's product (cuBLASLt's GELU_AUX_BIAS, DGELU and BGRADB epilogues,
-// kernels/matmul/matmul_cuda.h). The CPU
+// gradient in the backward product that makes the hidden gradient (cuBLASLt's GELU_AUX_BIAS and
+// DGELU epilogues, kernels/matmul/matmul_cuda.h), each bias gradient from column_sums_cuda. The CPU
 // path composes the CPU kernels in the order linear -> gelu -> linear runs them: the reference.
 //
 // With x flattened to [N, C] rows (row-major products as in kernels/matmul/matmul_cpu.h):
@@ -114,7 +113,7 @@ void forward_cuda(const cuda::Context& ctx, const MlpDims& d, const T* x, const 
 }
 
 // A linear layer's weight and bias gradients from its output gradient dy [rows, cols] and its
-// input: the bias's column sums ride in the weight product's BGRADB epilogue when both are wanted.
+// input (the bias's are dy's column sums).
 template <class T>
 void weight_and_bias_grads(const cuda::Context& ctx, const kernels::GemmShape& product, const T* dy, const T* input,
                            T* dw, T* db, int64_t rows, int64_t cols) {
@@ -123,12 +122,12 @@ void weight_and_bias_grads(const cuda::Context& ctx, const kernels::GemmShape& p
   else if (dw)
     kernels::gemm_cuda<T>(ctx, product, {}, dy, input, dw);
   else if (db)
-    kernels::column_sums_cuda<T>(db, dy, rows, cols, ctx.stream);
+    kernels::column_sums_cuda<T>(ctx, db, dy, rows, cols);
 }
 
 // dpre = (dy W2) * gelu'(pre) comes from the DGELU epilogue of its product. The fc bias's
-// gradient is taken from the next product's BGRADB epilogue rather than from DGELU_BGRAD,
-// which measured slower on an H200 (the bias sum over 16K rows inside the dgelu product).
+// gradient is dpre's column sums rather than DGELU_BGRAD's, which measured slower on an H200
+// (the bias sum over 16K rows inside the dgelu product).
 template <class T>
 void backward_cuda(const cuda::Context& ctx, const MlpSaved& s, const T* dy, const Tensor& h,
                    const std::vector<Tensor>& grads) {

@@ -79,6 +79,7 @@
 #include "framework/cuda/context.h"
 #include "framework/error.h"
 #include "kernels/common/cuda_numeric.cuh"
+#include "kernels/common/programmatic_launch.cuh"
 #include "kernels/embedding/embedding_cuda.h"
 
 namespace ft::kernels {
@@ -774,13 +775,6 @@ int backward_rows_per_block(int64_t vocab) {
   FT_CUDA_CHECK(cudaGetDevice(&device));
   const int64_t blocks = int64_t{cuda::device_properties(device).multiProcessorCount} * kBackwardBlocksPerSm;
   return static_cast<int>(std::clamp<int64_t>((vocab + blocks - 1) / blocks, 1, kMaxBlockRows));
-}
-
-// Whether the current device runs programmatic dependent launches (compute capability 9.0 on).
-bool programmatic_launch_supported() {
-  int device = 0;
-  FT_CUDA_CHECK(cudaGetDevice(&device));
-  return cuda::device_properties(device).major >= 9;
 }
 
 int64_t segment_count(int64_t tokens) { return std::max<int64_t>(1, (tokens + kSegmentIds - 1) / kSegmentIds); }

@@ -52,6 +52,7 @@
 #include "framework/dtype.h"
 #include "framework/error.h"
 #include "kernels/common/cuda_numeric.cuh"
+#include "kernels/common/programmatic_launch.cuh"
 #include "kernels/layer_norm/layer_norm_cuda.h"
 
 namespace ft::kernels {
@@ -611,30 +612,6 @@ bool packs_fit(int64_t cols, std::initializer_list<const void*> pointers) {
   for (const void* p : pointers)
     if (p && reinterpret_cast<uintptr_t>(p) % kVectorBytes != 0) return false;
   return true;
-}
-
-// Whether the current device runs programmatic dependent launches (compute capability 9.0 on).
-bool programmatic_launch_supported() {
-  int device = 0;
-  FT_CUDA_CHECK(cudaGetDevice(&device));
-  return cuda::device_properties(device).major >= 9;
-}
-
-// Launches kernel(args...) as a programmatic dependent of the stream's previous work where the
-// device has them (compute capability 9.0 on): its grid may launch while that work ends, and
-// waits for it on the device (griddepcontrol.wait) before reading what it wrote.
-template <class... Params, class... Args>
-void launch_programmatic(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStream_t stream, Args... args) {
-  cudaLaunchConfig_t config = {};
-  config.gridDim = grid;
-  config.blockDim = block;
-  config.stream = stream;
-  cudaLaunchAttribute dependent;
-  dependent.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  dependent.val.programmaticStreamSerializationAllowed = 1;
-  config.attrs = &dependent;
-  config.numAttrs = programmatic_launch_supported() ? 1 : 0;
-  FT_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, static_cast<Params>(args)...));
 }
 
 void check_sizes(const char* what, int64_t rows, int64_t cols) {

@@ -34,10 +34,8 @@ void gemm_cuda(const cuda::Context& ctx, const GemmShape& s, const GemmBatch& ba
 template <class T>
 void gemm_bias_cuda(const cuda::Context& ctx, const GemmShape& s, const T* a, const T* b, const T* bias, T* c);
 
-// A linear layer's weight and bias gradients in one product: C = A^T op(B) (s.transpose_a must
-// be set: A is stored [k, m]) and bias_grad[i] = sum_k A[k, i], the column sums of A, from
-// cuBLASLt's BGRADB epilogue while it reads A. Where cuBLASLt offers no algorithm for that
-// epilogue (its support varies with dtype and GPU), a plain product and column_sums_cuda.
+// A linear layer's weight and bias gradients: C = A^T op(B) (s.transpose_a must be set: A is
+// stored [k, m]), and bias_grad[i] = sum_k A[k, i], the column sums of A (column_sums_cuda).
 template <class T>
 void gemm_bias_grad_cuda(const cuda::Context& ctx, const GemmShape& s, const T* a, const T* b, T* c, T* bias_grad);
 
@@ -51,8 +49,8 @@ void gemm_bias_gelu_cuda(const cuda::Context& ctx, const GemmShape& s, const T* 
 
 // The backward through that GELU: grad_pre = (op(A) op(B)) * gelu'(pre) over a contiguous
 // [m, n]. One product with cuBLASLt's DGELU epilogue reading pre as its aux; else gemm_cuda and
-// gelu_backward_cuda. (The bias gradient is left to the next product's BGRADB: DGELU_BGRAD
-// measured slower on an H200.)
+// gelu_backward_cuda. (The bias gradient is left to column_sums_cuda: DGELU_BGRAD measured
+// slower on an H200.)
 template <class T>
 void gemm_dgelu_cuda(const cuda::Context& ctx, const GemmShape& s, const T* a, const T* b, const T* pre, T* grad_pre);
 
@@ -63,9 +61,10 @@ void gemm_dgelu_cuda(const cuda::Context& ctx, const GemmShape& s, const T* a, c
 void set_cublaslt_epilogues_enabled(bool enabled);
 int64_t cublaslt_epilogue_fallbacks();
 
-// out[j] = sum_i x[i, j] over a contiguous [rows, cols] matrix, accumulated in fp32: the bias
-// gradient when the weight's is not wanted. rows may be 0 (out becomes zeros).
+// out[j] = sum_i x[i, j] over a contiguous [rows, cols] matrix, accumulated in fp32 in a fixed
+// order (the same bits on every run): a bias gradient. rows may be 0 (out becomes zeros). Uses
+// ctx.workspace for its partial sums.
 template <class T>
-void column_sums_cuda(T* out, const T* x, int64_t rows, int64_t cols, cudaStream_t stream);
+void column_sums_cuda(const cuda::Context& ctx, T* out, const T* x, int64_t rows, int64_t cols);
 
 }  // namespace ft::kernels
