@@ -801,24 +801,14 @@ void launch_backward(T* dweight, float* partial, const int32_t* ids, const T* do
   const int groups = static_cast<int>((packs_per_row + kWarpPacks - 1) / kWarpPacks);
   // The small-table kernel as a programmatic dependent of the kernel before it, where the device
   // has them (compute capability 9.0 on): see the top.
-  cudaLaunchConfig_t config = {};
-  config.gridDim = dim3(static_cast<unsigned>(blocks));
-  config.blockDim = dim3(kBackwardThreads);
-  config.dynamicSmemBytes = shared_bytes;
-  config.stream = stream;
-  cudaLaunchAttribute dependent;
-  dependent.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  dependent.val.programmaticStreamSerializationAllowed = 1;
-  config.attrs = &dependent;
-  config.numAttrs = small_table && programmatic_launch_supported() ? 1 : 0;
   const int64_t segments = segment_count(tokens);
   for (int64_t s = 0; s < segments; ++s) {
     const int64_t first = s * kSegmentIds;
     const Segment seg{first, static_cast<int>(std::min<int64_t>(kSegmentIds, tokens - first)), s > 0, s < segments - 1,
                       s == 0 || s == segments - 1};
-    FT_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, device_ptr(dweight), partial, ids, device_ptr(dout),
-                                     static_cast<int>(vocab), rows_per_block, static_cast<int>(packs_per_row), groups,
-                                     seg));
+    launch_maybe_programmatic(small_table, kernel, dim3(static_cast<unsigned>(blocks)), dim3(kBackwardThreads),
+                              shared_bytes, stream, device_ptr(dweight), partial, ids, device_ptr(dout),
+                              static_cast<int>(vocab), rows_per_block, static_cast<int>(packs_per_row), groups, seg);
   }
 }
 

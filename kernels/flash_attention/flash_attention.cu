@@ -55,6 +55,7 @@
 #include <type_traits>
 
 #include "framework/cuda/check.h"
+#include "framework/cuda/context.h"
 #include "framework/error.h"
 #include "kernels/common/cuda_numeric.cuh"
 #include "kernels/flash_attention/flash_attention_cuda.h"
@@ -1012,11 +1013,10 @@ std::atomic<bool> wgmma_allowed{true};
 // (compute capability 9.0 exactly: sm_90a code runs nowhere else), unless turned off.
 bool use_wgmma() {
 #ifdef FLASHTRAIN_HAS_WGMMA
-  int device = 0, major = 0, minor = 0;
+  int device = 0;
   FT_CUDA_CHECK(cudaGetDevice(&device));
-  FT_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
-  FT_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
-  return wgmma_allowed && major == 9 && minor == 0;
+  const cudaDeviceProp& properties = cuda::device_properties(device);
+  return wgmma_allowed && properties.major == 9 && properties.minor == 0;
 #else
   return false;
 #endif
